@@ -1,0 +1,68 @@
+//! `switchyard events …`: look at and replay stored events.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::settings::Settings;
+
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Recent events, newest first, one JSON object per line.
+    List {
+        /// Only this status (pending, processing, retry, done, error).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One event with its action runs (the JSON of GET /events/{id}).
+    Show {
+        /// Row id.
+        row_id: i64,
+    },
+    /// Queue a finished or failed event again, with a fresh attempt budget.
+    Replay {
+        /// Row id.
+        row_id: i64,
+    },
+}
+
+/// Runs an `events` subcommand.
+pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
+    let db = crate::store::open(s).await.context("opening the database")?;
+    match cmd {
+        EventsCommand::List { status, limit } => {
+            for e in db.list_events(status, limit.clamp(1, 10_000)).await? {
+                let line = json!({
+                    "id": e.id, "source": e.source, "event_id": e.event_id, "status": e.status,
+                    "attempt_count": e.attempt_count, "received_at": e.received_at, "last_error": e.last_error,
+                });
+                println!("{line}");
+            }
+        }
+        EventsCommand::Show { row_id } => match db.event(row_id).await? {
+            Some(e) => {
+                let runs = db.action_runs(row_id).await?;
+                println!("{}", serde_json::to_string_pretty(&crate::http::event_json(&e, &runs))?);
+            }
+            None => {
+                eprintln!("event {row_id} not found");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        EventsCommand::Replay { row_id } => {
+            if db.replay(row_id).await? {
+                println!("ok: event {row_id} queued again");
+            } else {
+                eprintln!("event {row_id} not found or still processing");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,186 @@
+//! `switchyard mapping …`: provider mappings, routing rules and the config file.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::routing::{Condition, Mapping, validate_handler_mode};
+use crate::settings::Settings;
+use crate::store::{RoutingChanges, RuleUpsert};
+
+/// `mapping` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Upsert a provider mapping; prints `ok`.
+    Set {
+        /// Provider (lower-cased).
+        #[arg(long)]
+        provider: String,
+        /// Action name.
+        #[arg(long)]
+        action: String,
+        /// noop, command, agent, llm or http.
+        #[arg(long, default_value = "noop")]
+        handler_mode: String,
+        /// Handler target (command key, agent name, provider:model, URL).
+        #[arg(long)]
+        handler_target: Option<String>,
+        /// Store the mapping disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Print a provider's mapping, or `not found`.
+    Get {
+        /// Provider.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Upsert a routing rule; invalid JSON or an unknown op exits 2.
+    RuleSet {
+        /// Provider.
+        #[arg(long)]
+        provider: String,
+        /// Rule name (unique per provider).
+        #[arg(long)]
+        name: String,
+        /// Lower runs first.
+        #[arg(long, default_value_t = 100)]
+        priority: i64,
+        /// Conditions as JSON.
+        #[arg(long)]
+        conditions_json: String,
+        /// Action name.
+        #[arg(long)]
+        action: String,
+        /// noop, command, agent, llm or http.
+        #[arg(long, default_value = "noop")]
+        handler_mode: String,
+        /// Handler target.
+        #[arg(long)]
+        handler_target: Option<String>,
+        /// Store the rule disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List a provider's rules in evaluation order, or `no rules`.
+    RuleList {
+        /// Provider.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Apply a config file (the global `--config FILE` / APP_CONFIG_PATH).
+    ApplyConfig,
+}
+
+fn target(t: Option<String>) -> Option<String> {
+    t.map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Runs a `mapping` subcommand.
+pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
+    // Validate before opening the database so a typo never creates files.
+    let changes = match &cmd {
+        MappingCommand::Set {
+            provider,
+            action,
+            handler_mode,
+            handler_target,
+            disabled,
+        } => {
+            if let Err(e) = validate_handler_mode(handler_mode) {
+                eprintln!("error: --handler-mode: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            Some(RoutingChanges {
+                mappings: vec![Mapping {
+                    provider: provider.trim().to_lowercase(),
+                    action: action.trim().to_string(),
+                    handler_mode: handler_mode.clone(),
+                    handler_target: target(handler_target.clone()),
+                    enabled: !disabled,
+                }],
+                rules: vec![],
+            })
+        }
+        MappingCommand::RuleSet {
+            provider,
+            name,
+            priority,
+            conditions_json,
+            action,
+            handler_mode,
+            handler_target,
+            disabled,
+        } => {
+            if let Err(e) = Condition::parse_str(conditions_json) {
+                eprintln!("error: --conditions-json: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            if let Err(e) = validate_handler_mode(handler_mode) {
+                eprintln!("error: --handler-mode: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            // Store the canonical (compact) form of what was validated.
+            let canonical: serde_json::Value = serde_json::from_str(conditions_json)?;
+            Some(RoutingChanges {
+                mappings: vec![],
+                rules: vec![RuleUpsert {
+                    provider: provider.trim().to_lowercase(),
+                    name: name.trim().to_string(),
+                    priority: *priority,
+                    conditions_json: canonical.to_string(),
+                    action: action.trim().to_string(),
+                    handler_mode: handler_mode.clone(),
+                    handler_target: target(handler_target.clone()),
+                    enabled: !disabled,
+                }],
+            })
+        }
+        _ => None,
+    };
+    if let MappingCommand::ApplyConfig = cmd {
+        let Some(path) = &s.config_path else {
+            eprintln!("error: apply-config needs --config FILE (or APP_CONFIG_PATH)");
+            return Ok(ExitCode::from(2));
+        };
+        // Refuse a bad file before touching the database.
+        if let Err(e) = crate::config_file::load(path) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+
+    let db = crate::store::open(s).await.context("opening the database")?;
+    match cmd {
+        MappingCommand::Set { .. } | MappingCommand::RuleSet { .. } => {
+            db.apply(changes.unwrap_or_default()).await?;
+            println!("ok");
+        }
+        MappingCommand::Get { provider } => match db.mapping(&provider.trim().to_lowercase()).await? {
+            Some(m) => println!("{}", serde_json::to_string(&m)?),
+            None => println!("not found"),
+        },
+        MappingCommand::RuleList { provider } => {
+            let rules = db.rules(&provider.trim().to_lowercase()).await?;
+            if rules.is_empty() {
+                println!("no rules");
+            }
+            for r in rules {
+                let line = json!({
+                    "id": r.id, "provider": r.provider, "name": r.name, "priority": r.priority,
+                    "conditions": r.conditions_json, "action": r.action, "handler_mode": r.handler_mode,
+                    "handler_target": r.handler_target, "enabled": r.enabled,
+                });
+                println!("{line}");
+            }
+        }
+        MappingCommand::ApplyConfig => {
+            let path = s.config_path.as_deref().unwrap_or(std::path::Path::new(""));
+            let (m, r) = crate::config_file::apply_file(&db, path).await?;
+            println!("ok: applied {m} mappings and {r} rules from {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

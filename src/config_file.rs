@@ -1,0 +1,202 @@
+//! The JSON config file (CONTRACT §6): load, validate as a whole, apply all-or-nothing.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::routing::{Condition, Mapping, validate_handler_mode};
+use crate::store::{Db, RoutingChanges, RuleUpsert, StoreError};
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid or an entry is bad; nothing was applied.
+    #[error("config file {path} refused, nothing applied: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the entry.
+        message: String,
+    },
+    /// Storing the changes failed; the transaction was rolled back.
+    #[error("config file {path} could not be stored: {source}")]
+    Store {
+        /// The file.
+        path: String,
+        /// The store error.
+        source: StoreError,
+    },
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<RoutingChanges, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|message| ConfigError::Invalid {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// Loads, validates and applies a config file in one transaction; returns what it held.
+pub async fn apply_file(db: &Db, path: &Path) -> Result<(usize, usize), ConfigError> {
+    let changes = load(path)?;
+    let counts = (changes.mappings.len(), changes.rules.len());
+    db.apply(changes).await.map_err(|source| ConfigError::Store {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(counts)
+}
+
+/// Validates config text; the error names the bad entry.
+pub fn parse(text: &str) -> Result<RoutingChanges, String> {
+    let root: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let root = root.as_object().ok_or("the top level must be a JSON object")?;
+    match root.get("version") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_i64() == Some(1) => {}
+        Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
+    }
+    for key in root.keys() {
+        if !["version", "mappings", "rules"].contains(&key.as_str()) {
+            return Err(format!(
+                "unknown top-level key '{key}' (expected version, mappings, rules)"
+            ));
+        }
+    }
+    let mut changes = RoutingChanges::default();
+    for (i, entry) in list(root, "mappings")?.iter().enumerate() {
+        let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
+        changes.mappings.push(m);
+    }
+    for (i, entry) in list(root, "rules")?.iter().enumerate() {
+        let r = rule(entry).map_err(|e| format!("rules[{i}]: {e}"))?;
+        changes.rules.push(r);
+    }
+    Ok(changes)
+}
+
+fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {
+    match root.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(format!("'{key}' must be an array")),
+    }
+}
+
+fn string(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Some(Value::String(_)) => Err(format!("'{key}' must not be empty")),
+        Some(_) => Err(format!("'{key}' must be a string")),
+        None => Err(format!("missing '{key}'")),
+    }
+}
+
+fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(format!("'{key}' must be a string or null")),
+    }
+}
+
+fn enabled(obj: &Map<String, Value>) -> Result<bool, String> {
+    match obj.get("enabled") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) if v.as_i64() == Some(0) => Ok(false),
+        Some(v) if v.as_i64() == Some(1) => Ok(true),
+        Some(_) => Err("'enabled' must be true or false".into()),
+    }
+}
+
+fn handler_mode(obj: &Map<String, Value>) -> Result<String, String> {
+    let mode = optional_string(obj, "handler_mode")?.unwrap_or_else(|| "noop".into());
+    validate_handler_mode(&mode)?;
+    Ok(mode)
+}
+
+fn mapping(entry: &Value) -> Result<Mapping, String> {
+    let obj = entry.as_object().ok_or("must be an object")?;
+    let provider = string(obj, "provider")?.to_lowercase();
+    let wrap = |e: String| format!("(provider '{provider}') {e}");
+    Ok(Mapping {
+        action: string(obj, "action").map_err(wrap)?,
+        handler_mode: handler_mode(obj).map_err(wrap)?,
+        handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
+        enabled: enabled(obj).map_err(wrap)?,
+        provider,
+    })
+}
+
+fn rule(entry: &Value) -> Result<RuleUpsert, String> {
+    let obj = entry.as_object().ok_or("must be an object")?;
+    let provider = string(obj, "provider")?.to_lowercase();
+    let name = string(obj, "name")?;
+    let wrap = |e: String| format!("(rule '{name}' of provider '{provider}') {e}");
+    let priority = match obj.get("priority") {
+        None | Some(Value::Null) => 100,
+        Some(v) => v.as_i64().ok_or_else(|| wrap("'priority' must be an integer".into()))?,
+    };
+    let conditions = obj
+        .get("conditions")
+        .ok_or_else(|| wrap("missing 'conditions'".into()))?;
+    Condition::parse(conditions).map_err(|e| wrap(e.to_string()))?;
+    Ok(RuleUpsert {
+        priority,
+        conditions_json: conditions.to_string(),
+        action: string(obj, "action").map_err(wrap)?,
+        handler_mode: handler_mode(obj).map_err(wrap)?,
+        handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
+        enabled: enabled(obj).map_err(wrap)?,
+        provider,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_example_parses() {
+        let text = r#"{"version": 1,
+         "mappings": [{"provider": "Unknown", "action": "echo_action", "handler_mode": "agent",
+                       "handler_target": "echo", "enabled": true}],
+         "rules": [{"provider": "github", "name": "push", "priority": 10,
+                    "conditions": {"all": [{"op": "header_equals", "name": "x-github-event", "value": "push"}]},
+                    "action": "handle_github_push", "handler_mode": "noop", "handler_target": null,
+                    "enabled": true}]}"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.mappings[0].provider, "unknown");
+        assert_eq!(c.rules[0].priority, 10);
+        assert_eq!(c.rules[0].handler_target, None);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let e =
+            parse(r#"{"rules":[{"provider":"g","name":"n","conditions":{"op":"nope"},"action":"a"}]}"#).unwrap_err();
+        assert!(e.contains("rules[0]") && e.contains("'n'") && e.contains("nope"), "{e}");
+        let e = parse(r#"{"mappings":[{"provider":"g"}]}"#).unwrap_err();
+        assert!(e.contains("mappings[0]") && e.contains("action"), "{e}");
+        let e = parse(r#"{"mappings":[{"provider":"g","action":"a","handler_mode":"shell"}]}"#).unwrap_err();
+        assert!(e.contains("shell"), "{e}");
+        assert!(parse("{").unwrap_err().contains("invalid JSON"));
+        assert!(parse(r#"{"version":2}"#).unwrap_err().contains("version"));
+        assert!(parse(r#"{"mapings":[]}"#).unwrap_err().contains("mapings"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Error types: `ApiError` becomes `{"ok": false, "error": …}` with a status code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with a message the client can act on.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 `unauthorized`.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// 401 `invalid signature`.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// 404 with a message.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413 `payload too large`.
+    #[error("payload too large (limit {0} bytes)")]
+    PayloadTooLarge(u64),
+    /// 503: the store failed; details are logged, not leaked.
+    #[error("storage unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Store(e) = &self {
+            tracing::error!(error = %e, "store error while answering a request");
+        }
+        let body = serde_json::json!({"ok": false, "error": self.to_string()});
+        (self.status(), axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,115 @@
+//! `POST /webhook` and `POST /webhook/{hint}`: auth, body limit, signature, envelope, enqueue.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use super::{AppState, require_secret};
+use crate::error::ApiError;
+use crate::ingest::envelope::{self, RequestParts};
+use crate::ingest::signature::verify_hmac_sha256;
+use crate::store::{Enqueued, NewEvent};
+
+/// `POST /webhook`.
+pub async fn webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    ingest(state, None, method, uri, headers, body).await
+}
+
+/// `POST /webhook/{hint}`.
+pub async fn webhook_hint(
+    State(state): State<AppState>,
+    Path(hint): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    ingest(state, Some(hint), method, uri, headers, body).await
+}
+
+/// Reads the body up to `limit` bytes; a larger body is refused without reading it all.
+pub(super) async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
+        Err(e) => Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+async fn ingest(
+    state: AppState,
+    hint: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let s = &state.settings;
+    require_secret(s.ingress_secret.as_deref(), &headers, "x-ingress-secret")?;
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("empty body".into()));
+    }
+    if let Some(secret) = &s.webhook_secret {
+        let sig = headers.get("x-signature").and_then(|v| v.to_str().ok());
+        if !sig.is_some_and(|sig| verify_hmac_sha256(secret.as_bytes(), &body, sig)) {
+            return Err(ApiError::InvalidSignature);
+        }
+    }
+    if let Some(secret) = &s.fireflies_webhook_secret
+        && let Some(sig) = headers.get("x-hub-signature")
+    {
+        let sig = sig.to_str().unwrap_or("");
+        if !verify_hmac_sha256(secret.as_bytes(), &body, sig) {
+            return Err(ApiError::InvalidSignature);
+        }
+    }
+
+    let env = envelope::build(&RequestParts {
+        hint: hint.as_deref(),
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        headers: &headers,
+        body: &body,
+    });
+    let outcome = state
+        .db
+        .enqueue(NewEvent {
+            source: "webhook".into(),
+            event_id: env.event_id.clone(),
+            payload_json: env.payload_json,
+        })
+        .await?;
+    Ok(Json(enqueue_reply(&state, outcome, &env.event_id)))
+}
+
+/// The reply to an enqueue (webhook or cron), waking workers for a new event.
+pub(super) fn enqueue_reply(state: &AppState, outcome: Enqueued, event_id: &str) -> Value {
+    match outcome {
+        Enqueued::Queued(row_id) => {
+            state.wake.notify_one();
+            json!({"ok": true, "status": "queued", "row_id": row_id, "event_id": event_id})
+        }
+        Enqueued::Duplicate(row_id) => {
+            json!({"ok": true, "status": "duplicate_ignored", "row_id": row_id, "event_id": event_id})
+        }
+    }
+}

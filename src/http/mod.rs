@@ -1,0 +1,69 @@
+//! The HTTP API (CONTRACT §2): one router, one module per route group.
+
+mod cron;
+pub mod events;
+mod health;
+mod ingest;
+pub mod server;
+
+pub use events::event_json;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+use crate::store::Db;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The queue.
+    pub db: Db,
+    /// Settings (secrets, limits).
+    pub settings: Arc<Settings>,
+    /// Wakes this process's workers when an event is queued.
+    pub wake: Arc<Notify>,
+}
+
+/// Builds the router of the whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/webhook", post(ingest::webhook))
+        .route("/webhook/", post(ingest::webhook))
+        .route("/webhook/{hint}", post(ingest::webhook_hint))
+        .route("/cron/enqueue", post(cron::enqueue))
+        .route("/events/{row_id}", get(events::show))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("not found".into())
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({"ok": false, "error": "method not allowed"});
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+/// Checks an optional shared secret carried in `header`.
+fn require_secret(expected: Option<&str>, headers: &axum::http::HeaderMap, header: &str) -> Result<(), ApiError> {
+    match expected {
+        None => Ok(()),
+        Some(secret) => {
+            let given = headers.get(header).and_then(|v| v.to_str().ok());
+            if crate::ingest::signature::secret_matches(secret, given) {
+                Ok(())
+            } else {
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}

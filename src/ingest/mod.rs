@@ -1,0 +1,11 @@
+//! Pure functions of ingest: the stored envelope, the event id, signatures.
+//!
+//! Nothing here does I/O, so every rule of CONTRACT §2 is unit-tested in isolation.
+
+pub mod envelope;
+pub mod event_id;
+pub mod signature;
+
+pub use envelope::{Envelope, RequestParts};
+pub use event_id::derive_event_id;
+pub use signature::verify_hmac_sha256;

@@ -1,0 +1,169 @@
+//! switchyard: webhooks and cron into a durable queue, routed to handlers.
+//!
+//! The data path: [`http`] ingest → [`store`] enqueue → [`worker`] claim →
+//! [`routing`] → [`handlers`] → [`store`] finish. `main.rs` only parses the command line
+//! and calls [`cli::dispatch`].
+
+pub mod cli;
+pub mod config_file;
+pub mod cron;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod routing;
+pub mod settings;
+pub mod store;
+pub mod time;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::routing::cache::RoutingCache;
+use crate::settings::Settings;
+use crate::store::Db;
+use crate::worker::{PoolConfig, Processor};
+
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP server, workers and scheduler.
+    Serve,
+    /// HTTP server only.
+    Http,
+    /// Workers only.
+    Worker,
+}
+
+/// The handler settings taken from the service settings.
+pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
+    let mut cfg = handlers::HandlerConfig {
+        commands_path: s.commands_path.clone(),
+        command_timeout: Duration::from_secs_f64(s.command_timeout),
+        ..handlers::HandlerConfig::default()
+    };
+    cfg.env_remove
+        .retain(|name| !s.command_env_passthrough.iter().any(|p| p.trim() == name));
+    cfg.llm_mode = s.llm_mode;
+    cfg.llm_command = s.llm_command.clone();
+    cfg.llm_system_prompt = s.llm_system_prompt.clone();
+    cfg
+}
+
+/// The worker pool settings taken from the service settings.
+pub fn pool_config(s: &Settings) -> PoolConfig {
+    PoolConfig {
+        concurrency: s.concurrency as usize,
+        poll_interval: s.poll_interval(),
+        lease: s.lease(),
+        max_attempts: s.max_attempts,
+        shutdown_grace: Duration::from_secs_f64(s.shutdown_grace),
+    }
+}
+
+/// A processor for claimed events over `db`.
+pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
+    Arc::new(Processor::new(
+        db.clone(),
+        RoutingCache::new(db.clone()),
+        Arc::new(handler_config(s)),
+        s.max_attempts,
+    ))
+}
+
+/// Opens the store and applies `APP_CONFIG_PATH` when set (refusing to start on a bad file).
+pub async fn open_store(s: &Settings) -> anyhow::Result<Db> {
+    let db = store::open(s).await.context("opening the database")?;
+    if let Some(path) = &s.config_path {
+        let (m, r) = config_file::apply_file(&db, path).await?;
+        tracing::info!(path = %path.display(), mappings = m, rules = r, "applied config file");
+    }
+    Ok(db)
+}
+
+/// Runs the service in `role` until `shutdown` resolves; `listener` is required for
+/// roles with an HTTP server (bind it to port 0 in tests).
+pub async fn run(
+    settings: Settings,
+    role: Role,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = open_store(&settings).await?;
+    let settings = Arc::new(settings);
+    let wake = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let worker = if role != Role::Http {
+        let pool = worker::run_pool(
+            db.clone(),
+            processor(&db, &settings),
+            pool_config(&settings),
+            wake.clone(),
+            stop_rx.clone(),
+        );
+        Some(tokio::spawn(pool))
+    } else {
+        None
+    };
+
+    let server = match (role, listener) {
+        (Role::Worker, _) => None,
+        (_, None) => anyhow::bail!("an HTTP role needs a listener"),
+        (_, Some(listener)) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, backend = db.backend(), "switchyard listening");
+            let state = http::AppState {
+                db: db.clone(),
+                settings: settings.clone(),
+                wake: wake.clone(),
+            };
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let timeout = Duration::from_secs_f64(settings.header_read_timeout);
+            Some(tokio::spawn(http::server::serve(
+                listener,
+                http::router(state),
+                timeout,
+                stopped,
+            )))
+        }
+    };
+
+    shutdown.await;
+    tracing::info!("shutting down: no new requests; finishing in-flight events");
+    let _ = stop_tx.send(true);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,26 @@
+//! The `switchyard` binary: parse the command line, run the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard::settings::{Cli, prepare_environment};
+
+fn main() -> ExitCode {
+    prepare_environment();
+    let cli = Cli::parse();
+    switchyard::logging::init(&cli.settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(switchyard::cli::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The routing tables as the worker sees them, re-read only when they changed.
+//!
+//! A `routing_version` counter, bumped by database triggers on any change to mappings or
+//! rules (from this process, the CLI, another instance or plain SQL), is checked once per
+//! claim; the tables are re-read only when it moved. So a change applies to every event
+//! claimed after it commits, without a restart and without re-reading per event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+
+use super::detect::{apply_hint, detect};
+use super::{Mapping, RouteDecision, Rule, decide};
+use crate::store::{Db, StoreError};
+
+/// Rules grouped by provider in evaluation order, and mappings by provider.
+#[derive(Default)]
+struct Tables {
+    version: Option<i64>,
+    rules: HashMap<String, Vec<Rule>>,
+    mappings: HashMap<String, Mapping>,
+}
+
+/// Cached routing tables plus the route function that uses them.
+pub struct RoutingCache {
+    db: Db,
+    tables: RwLock<Arc<Tables>>,
+}
+
+impl RoutingCache {
+    /// An empty cache; the first [`RoutingCache::refresh`] loads the tables.
+    pub fn new(db: Db) -> RoutingCache {
+        RoutingCache {
+            db,
+            tables: RwLock::new(Arc::new(Tables::default())),
+        }
+    }
+
+    fn current(&self) -> Arc<Tables> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reloads the tables if their version changed.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let version = self.db.routing_version().await?;
+        if self.current().version == Some(version) {
+            return Ok(());
+        }
+        let loaded = self.db.routing_tables().await?;
+        let mut tables = Tables {
+            version: Some(version),
+            ..Tables::default()
+        };
+        for rule in loaded.rules {
+            tables.rules.entry(rule.provider.clone()).or_default().push(rule);
+        }
+        for rules in tables.rules.values_mut() {
+            rules.sort_by_key(|r| (r.priority, r.id));
+        }
+        for m in loaded.mappings {
+            tables.mappings.insert(m.provider.clone(), m);
+        }
+        *self.tables.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tables);
+        Ok(())
+    }
+
+    /// Detects the provider of a stored payload and decides its action.
+    pub async fn route(&self, payload: &Value) -> RouteDecision {
+        let empty = serde_json::Map::new();
+        let headers = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
+        let json = payload.get("json").filter(|j| j.is_object());
+        let mut detection = detect(headers, json);
+        apply_hint(&mut detection, payload.get("source_hint").and_then(Value::as_str));
+        let tables = self.current();
+        let rules = tables.rules.get(&detection.provider).map(Vec::as_slice).unwrap_or(&[]);
+        let mapping = tables.mappings.get(&detection.provider);
+        decide(payload, detection, rules, mapping)
+    }
+}

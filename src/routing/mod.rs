@@ -1,0 +1,351 @@
+//! Routing (CONTRACT §4): detect the provider, then pick the action from the provider's
+//! rules or its mapping. Pure: the caller loads rules and mappings and applies the hint.
+
+pub mod cache;
+pub mod detect;
+pub mod rules;
+
+pub use detect::{Detection, apply_hint, detect};
+pub use rules::{Condition, RuleError};
+
+use serde::{Deserialize, Serialize};
+
+/// The handler modes a mapping or rule may name (CONTRACT §5).
+pub const HANDLER_MODES: &[&str] = &["noop", "command", "agent", "llm", "http"];
+
+/// Checks a handler mode against [`HANDLER_MODES`]; the error message lists the valid ones.
+pub fn validate_handler_mode(mode: &str) -> Result<(), String> {
+    if HANDLER_MODES.contains(&mode) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown handler mode '{mode}' (expected one of: {})",
+            HANDLER_MODES.join(", ")
+        ))
+    }
+}
+
+/// A routing rule as stored (conditions already parsed).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Row id; breaks priority ties (lower first).
+    pub id: i64,
+    /// Lower-case provider the rule belongs to.
+    pub provider: String,
+    /// Rule name, unique per provider; reported as `matched_rule`.
+    pub name: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// When the rule applies.
+    pub conditions: Condition,
+    /// The conditions as stored (JSON), for listing and export; routing uses `conditions`.
+    pub conditions_json: serde_json::Value,
+    /// Action chosen on a match.
+    pub action: String,
+    /// Handler mode chosen on a match.
+    pub handler_mode: String,
+    /// Handler target chosen on a match.
+    pub handler_target: Option<String>,
+    /// Disabled rules are skipped.
+    pub enabled: bool,
+}
+
+/// A provider-level mapping.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mapping {
+    /// Lower-case provider.
+    pub provider: String,
+    /// Action for every event of the provider no rule claimed.
+    pub action: String,
+    /// Handler mode.
+    pub handler_mode: String,
+    /// Handler target.
+    pub handler_target: Option<String>,
+    /// A disabled mapping routes nothing.
+    pub enabled: bool,
+}
+
+/// What the router decided, serialised exactly as the contract's `router` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteDecision {
+    /// Detected provider.
+    pub provider: String,
+    /// Detection confidence.
+    pub confidence: f64,
+    /// Event type, when the AI classifier supplied one.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Name of the rule that matched.
+    #[serde(default)]
+    pub matched_rule: Option<String>,
+    /// Chosen action; `None` means no route.
+    #[serde(default)]
+    pub mapped_action: Option<String>,
+    /// Chosen handler mode.
+    #[serde(default)]
+    pub handler_mode: Option<String>,
+    /// Chosen handler target.
+    #[serde(default)]
+    pub handler_target: Option<String>,
+    /// Detection signals, then `rule:<name>` and the rule's signals, or `mapping:<provider>`.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The AI classifier's raw answer, when it ran.
+    #[serde(default)]
+    pub ai_detection: Option<serde_json::Value>,
+}
+
+/// Chooses the action: rules of the provider (enabled only, sorted by priority then id, first match: reasons get "rule:<name>" then the rule's signals), else the enabled mapping (reason "mapping:<provider>"), else no route (mapped_action None).
+///
+/// `rules` may hold any providers in any order. A `mapping` for another provider than the
+/// detected one is ignored, like another provider's rules.
+pub fn decide(
+    payload: &serde_json::Value,
+    detection: Detection,
+    rules: &[Rule],
+    mapping: Option<&Mapping>,
+) -> RouteDecision {
+    let Detection {
+        provider,
+        confidence,
+        mut reasons,
+    } = detection;
+    let mut decision = RouteDecision {
+        provider,
+        confidence,
+        event_type: None,
+        matched_rule: None,
+        mapped_action: None,
+        handler_mode: None,
+        handler_target: None,
+        reasons: Vec::new(),
+        ai_detection: None,
+    };
+
+    let mut candidates: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| r.enabled && r.provider.eq_ignore_ascii_case(&decision.provider))
+        .collect();
+    // Stable sort: already-ordered input (the store's usual order) costs one pass.
+    candidates.sort_by_key(|r| (r.priority, r.id));
+
+    let hit = candidates
+        .into_iter()
+        .find_map(|r| r.conditions.evaluate(payload).map(|signals| (r, signals)));
+    if let Some((rule, signals)) = hit {
+        reasons.reserve(1 + signals.len());
+        reasons.push(format!("rule:{}", rule.name));
+        reasons.extend(signals);
+        decision.matched_rule = Some(rule.name.clone());
+        decision.mapped_action = Some(rule.action.clone());
+        decision.handler_mode = Some(rule.handler_mode.clone());
+        decision.handler_target = rule.handler_target.clone();
+    } else if let Some(m) = mapping.filter(|m| m.enabled && m.provider.eq_ignore_ascii_case(&decision.provider)) {
+        reasons.push(format!("mapping:{}", m.provider));
+        decision.mapped_action = Some(m.action.clone());
+        decision.handler_mode = Some(m.handler_mode.clone());
+        decision.handler_target = m.handler_target.clone();
+    }
+    decision.reasons = reasons;
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn github_push() -> Value {
+        json!({
+            "source_hint": null, "method": "POST", "path": "/webhook", "query": {},
+            "content_type": "application/json",
+            "headers": {"x-github-event": "push", "x-github-delivery": "d-1", "x-hub-signature": "sha1=0"},
+            "json": {"ref": "refs/heads/main", "action": "opened"}
+        })
+    }
+
+    fn detect_payload(p: &Value) -> Detection {
+        let empty = serde_json::Map::new();
+        let headers = p.get("headers").and_then(Value::as_object).unwrap_or(&empty);
+        let mut d = detect(headers, p.get("json"));
+        apply_hint(&mut d, p.get("source_hint").and_then(Value::as_str));
+        d
+    }
+
+    fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> Rule {
+        Rule {
+            id,
+            provider: provider.into(),
+            name: name.into(),
+            priority,
+            conditions: Condition::parse(&cond).expect("test condition"),
+            conditions_json: cond,
+            action: action.into(),
+            handler_mode: "noop".into(),
+            handler_target: None,
+            enabled: true,
+        }
+    }
+
+    fn push_rule() -> Rule {
+        rule(
+            1,
+            "github",
+            "push",
+            10,
+            json!({"all": [{"op": "header_equals", "name": "x-github-event", "value": "push"}]}),
+            "handle_github_push",
+        )
+    }
+
+    fn mapping(provider: &str, action: &str) -> Mapping {
+        Mapping {
+            provider: provider.into(),
+            action: action.into(),
+            handler_mode: "agent".into(),
+            handler_target: Some("echo".into()),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn contract_example_exactly() {
+        let p = github_push();
+        let d = decide(&p, detect_payload(&p), &[push_rule()], None);
+        let got = serde_json::to_string(&d).expect("serialise");
+        assert_eq!(
+            got,
+            r#"{"provider":"github","confidence":0.98,"event_type":null,"matched_rule":"push","mapped_action":"handle_github_push","handler_mode":"noop","handler_target":null,"reasons":["header:x-github-event","rule:push","header_equals:x-github-event"],"ai_detection":null}"#
+        );
+        let back: RouteDecision = serde_json::from_str(&got).expect("round trip");
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn priority_then_id_order_whatever_the_input_order() {
+        let any = json!({"op": "header_present", "name": "x-github-event"});
+        let rules = [
+            rule(5, "github", "late", 20, any.clone(), "late"),
+            rule(9, "github", "tie_high_id", 10, any.clone(), "tie_high_id"),
+            rule(3, "github", "tie_low_id", 10, any.clone(), "tie_low_id"),
+            rule(
+                1,
+                "github",
+                "no_match",
+                1,
+                json!({"op": "header_present", "name": "x-none"}),
+                "x",
+            ),
+        ];
+        let p = github_push();
+        let d = decide(&p, detect_payload(&p), &rules, None);
+        assert_eq!(d.matched_rule.as_deref(), Some("tie_low_id"));
+        assert_eq!(
+            d.reasons,
+            [
+                "header:x-github-event",
+                "rule:tie_low_id",
+                "header_present:x-github-event"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_providers_and_disabled_rules_are_ignored() {
+        let any = json!({"all": []});
+        let mut disabled = rule(1, "github", "disabled", 1, any.clone(), "disabled");
+        disabled.enabled = false;
+        let rules = [
+            rule(2, "stripe", "stripe_rule", 1, any.clone(), "stripe"),
+            disabled,
+            rule(3, "github", "enabled", 50, any, "enabled"),
+        ];
+        let p = github_push();
+        let d = decide(&p, detect_payload(&p), &rules, None);
+        assert_eq!(d.matched_rule.as_deref(), Some("enabled"));
+        assert_eq!(d.mapped_action.as_deref(), Some("enabled"));
+    }
+
+    #[test]
+    fn rule_beats_mapping() {
+        let p = github_push();
+        let m = mapping("github", "generic");
+        let d = decide(&p, detect_payload(&p), &[push_rule()], Some(&m));
+        assert_eq!(d.mapped_action.as_deref(), Some("handle_github_push"));
+        assert!(!d.reasons.iter().any(|r| r.starts_with("mapping:")));
+    }
+
+    #[test]
+    fn mapping_when_no_rule_matches() {
+        let p = json!({"headers": {"x-github-event": "issues"}, "json": {}});
+        let m = mapping("github", "generic");
+        let d = decide(&p, detect_payload(&p), &[push_rule()], Some(&m));
+        assert_eq!(d.matched_rule, None);
+        assert_eq!(d.mapped_action.as_deref(), Some("generic"));
+        assert_eq!(d.handler_mode.as_deref(), Some("agent"));
+        assert_eq!(d.handler_target.as_deref(), Some("echo"));
+        assert_eq!(d.reasons, ["header:x-github-event", "mapping:github"]);
+    }
+
+    #[test]
+    fn unknown_provider_uses_unknown_mapping() {
+        let p = json!({"headers": {}, "json": {"hello": "world"}});
+        let m = mapping("unknown", "echo_action");
+        let d = decide(&p, detect_payload(&p), &[], Some(&m));
+        assert_eq!(d.provider, "unknown");
+        assert_eq!(d.confidence, 0.2);
+        assert_eq!(d.mapped_action.as_deref(), Some("echo_action"));
+        assert_eq!(d.reasons, ["mapping:unknown"]);
+    }
+
+    #[test]
+    fn disabled_or_foreign_mapping_means_no_route() {
+        let p = json!({"headers": {"x-github-event": "issues"}, "json": {}});
+        let mut m = mapping("github", "generic");
+        m.enabled = false;
+        let d = decide(&p, detect_payload(&p), &[push_rule()], Some(&m));
+        assert_eq!(d.mapped_action, None);
+        assert_eq!(d.handler_mode, None);
+        assert_eq!(d.matched_rule, None);
+        assert_eq!(d.reasons, ["header:x-github-event"]);
+        let d = decide(&p, detect_payload(&p), &[], Some(&mapping("stripe", "s")));
+        assert_eq!(d.mapped_action, None);
+    }
+
+    #[test]
+    fn hint_routes_to_the_hinted_providers_rules() {
+        let p = json!({"source_hint": "Fireflies", "headers": {}, "json": {"meeting": 1}});
+        let r = rule(
+            1,
+            "fireflies",
+            "meet",
+            1,
+            json!({"op": "json_path_exists", "path": "meeting"}),
+            "summarise",
+        );
+        let d = decide(&p, detect_payload(&p), &[r], None);
+        assert_eq!(d.provider, "fireflies");
+        assert_eq!(d.confidence, 0.6);
+        assert_eq!(d.reasons, ["path:source_hint", "rule:meet", "json_path_exists:meeting"]);
+    }
+
+    #[test]
+    fn handler_modes() {
+        for m in HANDLER_MODES {
+            assert_eq!(validate_handler_mode(m), Ok(()));
+        }
+        let e = validate_handler_mode("shell").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown handler mode 'shell' (expected one of: noop, command, agent, llm, http)"
+        );
+        assert!(validate_handler_mode("NOOP").is_err());
+    }
+
+    #[test]
+    fn decision_reads_minimal_stored_router() {
+        let d: RouteDecision = serde_json::from_str(r#"{"provider":"x","confidence":0.5}"#).expect("defaults");
+        assert_eq!(d.mapped_action, None);
+        assert!(d.reasons.is_empty());
+    }
+}

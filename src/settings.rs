@@ -1,0 +1,364 @@
+//! Every setting of the service: one clap struct whose flags also read the environment.
+//!
+//! `.env` is loaded and the environment normalised (trimmed, empty = unset) by
+//! [`prepare_environment`] before clap parses, so a bad value such as `PORT=abc` stops
+//! start-up with clap's message, which names the variable (value names are the env names).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::handlers::LlmMode;
+
+/// Environment variables this program reads; used to trim them and treat empty as unset.
+pub const ENV_VARS: &[&str] = &[
+    "APP_DB_PATH",
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "APP_CONFIG_PATH",
+    "INGRESS_SECRET",
+    "CRON_SECRET",
+    "ADMIN_SECRET",
+    "WEBHOOK_SECRET",
+    "FIREFLIES_WEBHOOK_SECRET",
+    "WORKER_POLL_INTERVAL",
+    "WORKER_MAX_ATTEMPTS",
+    "WORKER_CONCURRENCY",
+    "WORKER_LEASE_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "MAX_BODY_BYTES",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "SQLITE_SYNCHRONOUS",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+    "DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "MAPPER_USE_AI",
+    "MAPPER_AI_THRESHOLD",
+    "API_BASE_URL",
+    "LLM_MODE",
+    "LLM_COMMAND",
+    "LLM_SYSTEM_PROMPT",
+    "LLM_PROVIDER",
+    "LLM_MODEL",
+    "APP_COMMANDS_PATH",
+    "ACTION_COMMAND_TIMEOUT_SECONDS",
+    "ACTION_AGENT_TIMEOUT_SECONDS",
+    "COMMAND_ENV_PASSTHROUGH",
+    "CLAUDE_CLI",
+    "CLAUDE_AGENT_MODEL",
+    "CLAUDE_AGENT_MAX_TURNS",
+    "CLAUDE_AGENT_PERMISSION_MODE",
+    "CLAUDE_AGENT_TIMEOUT_SECONDS",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "LOG_FORMAT",
+];
+
+/// Loads `.env` (real environment variables win) and trims every known variable,
+/// removing the empty ones so that "empty means unset".
+pub fn prepare_environment() {
+    // A missing .env is normal; a malformed one is reported but not fatal, like the seed.
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("warning: could not load .env: {e}");
+    }
+    for name in ENV_VARS.iter().copied().chain(["RUST_LOG"]) {
+        if let Ok(value) = std::env::var(name) {
+            let trimmed = value.trim();
+            // SAFETY: called from `main` before the runtime or any other thread starts.
+            unsafe {
+                if trimmed.is_empty() {
+                    std::env::remove_var(name);
+                } else if trimmed.len() != value.len() {
+                    std::env::set_var(name, trimmed);
+                }
+            }
+        }
+    }
+}
+
+/// The command line: global settings plus one subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Webhooks and cron into a durable queue, routed to handlers."
+)]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of the binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP server, worker pool and cron scheduler in one process (the default way to run).
+    Serve,
+    /// HTTP server only.
+    Http,
+    /// Worker only.
+    Worker {
+        /// Process at most one due event, then exit 0.
+        #[arg(long)]
+        run_once: bool,
+    },
+    /// Cron helpers.
+    #[command(subcommand)]
+    Cron(CronCommand),
+    /// Provider mappings, routing rules and the config file.
+    #[command(subcommand)]
+    Mapping(crate::cli::mapping::MappingCommand),
+    /// Operator tools for stored events.
+    #[command(subcommand)]
+    Events(crate::cli::events::EventsCommand),
+}
+
+/// `cron` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Enqueue a cron event straight into the database.
+    Enqueue {
+        /// Job name.
+        #[arg(long)]
+        job: String,
+    },
+    /// Ask a running server to enqueue a cron event (POST /cron/enqueue).
+    Call {
+        /// Job name.
+        #[arg(long)]
+        job: String,
+        /// Base URL of the server.
+        #[arg(
+            long,
+            env = "API_BASE_URL",
+            value_name = "API_BASE_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        api_base_url: String,
+    },
+}
+
+/// Settings shared by all commands; every flag also reads the named environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// SQLite database file (used when DATABASE_URL is unset); parent dirs are created.
+    #[arg(
+        long = "db",
+        env = "APP_DB_PATH",
+        value_name = "APP_DB_PATH",
+        default_value = "data/events.sqlite3",
+        global = true
+    )]
+    pub db_path: PathBuf,
+    /// A postgres:// URL selects PostgreSQL instead of SQLite.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", value_name = "HOST", default_value = "0.0.0.0", global = true)]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 8080, global = true)]
+    pub port: u16,
+    /// JSON config file applied at start-up.
+    #[arg(
+        long = "config",
+        env = "APP_CONFIG_PATH",
+        value_name = "APP_CONFIG_PATH",
+        global = true
+    )]
+    pub config_path: Option<PathBuf>,
+
+    /// Required in X-Ingress-Secret on /webhook and /cron/enqueue when set.
+    #[arg(
+        long,
+        env = "INGRESS_SECRET",
+        value_name = "INGRESS_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub ingress_secret: Option<String>,
+    /// Required in X-Cron-Secret on /cron/enqueue when set.
+    #[arg(
+        long,
+        env = "CRON_SECRET",
+        value_name = "CRON_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub cron_secret: Option<String>,
+    /// Required in X-Admin-Secret on /events/{id} when set.
+    #[arg(
+        long,
+        env = "ADMIN_SECRET",
+        value_name = "ADMIN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_secret: Option<String>,
+    /// HMAC-SHA256 key for X-Signature; when set, every webhook must be signed.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        value_name = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// HMAC-SHA256 key for X-Hub-Signature on requests that carry it.
+    #[arg(
+        long,
+        env = "FIREFLIES_WEBHOOK_SECRET",
+        value_name = "FIREFLIES_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub fireflies_webhook_secret: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", value_name = "MAX_BODY_BYTES", default_value_t = 2_097_152, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub max_body_bytes: u64,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", value_name = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10.0, value_parser = positive_seconds, global = true)]
+    pub header_read_timeout: f64,
+
+    /// Idle poll interval in seconds (new events wake workers at once; this is the fallback).
+    #[arg(long = "poll-interval", env = "WORKER_POLL_INTERVAL", value_name = "WORKER_POLL_INTERVAL", default_value_t = 1.0, value_parser = positive_seconds, global = true)]
+    pub poll_interval: f64,
+    /// Failed attempts before an event is marked `error`.
+    #[arg(long = "max-attempts", env = "WORKER_MAX_ATTEMPTS", value_name = "WORKER_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub max_attempts: u32,
+    /// Events handled at once per process.
+    #[arg(long = "concurrency", env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub concurrency: u32,
+    /// Seconds a claim holds before another worker may reclaim it (renewed while a handler runs).
+    #[arg(long = "lease-seconds", env = "WORKER_LEASE_SECONDS", value_name = "WORKER_LEASE_SECONDS", default_value_t = 60.0, value_parser = positive_seconds, global = true)]
+    pub lease_seconds: f64,
+    /// Seconds in-flight events get to finish on SIGTERM before their claims are released.
+    #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE_SECONDS", value_name = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0, value_parser = non_negative_seconds, global = true)]
+    pub shutdown_grace: f64,
+
+    /// SQLite `synchronous` pragma: `normal` survives a process crash, `full` also a power loss.
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_name = "SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["off", "normal", "full", "extra"], global = true)]
+    pub sqlite_synchronous: String,
+    /// PostgreSQL connection pool size.
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub database_pool_size: u32,
+    /// PostgreSQL statement timeout in seconds.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_SECONDS", value_name = "DATABASE_STATEMENT_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = positive_seconds, global = true)]
+    pub database_statement_timeout: f64,
+    /// Seconds to keep retrying the first database connection at start-up.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_SECONDS", value_name = "DATABASE_CONNECT_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = non_negative_seconds, global = true)]
+    pub database_connect_timeout: f64,
+
+    /// Use an LLM to classify payloads whose heuristic confidence is low (0 or 1).
+    #[arg(long, env = "MAPPER_USE_AI", value_name = "MAPPER_USE_AI", default_value = "0", value_parser = parse_flag, global = true)]
+    pub mapper_use_ai: bool,
+    /// Confidence below which the AI classifier is asked.
+    #[arg(long, env = "MAPPER_AI_THRESHOLD", value_name = "MAPPER_AI_THRESHOLD", default_value_t = 0.65, value_parser = unit_interval, global = true)]
+    pub mapper_ai_threshold: f64,
+
+    /// Generic runner for events with no route: noop, echo, command or claude.
+    #[arg(
+        long,
+        env = "LLM_MODE",
+        value_name = "LLM_MODE",
+        default_value = "noop",
+        global = true
+    )]
+    pub llm_mode: LlmMode,
+    /// Command line for LLM_MODE=command (split like a shell line, no shell).
+    #[arg(long, env = "LLM_COMMAND", value_name = "LLM_COMMAND", global = true)]
+    pub llm_command: Option<String>,
+    /// System prompt for the generic runner and the `llm` handler.
+    #[arg(long, env = "LLM_SYSTEM_PROMPT", value_name = "LLM_SYSTEM_PROMPT", global = true)]
+    pub llm_system_prompt: Option<String>,
+    /// whitelist of commands for the `command` handler.
+    #[arg(
+        long,
+        env = "APP_COMMANDS_PATH",
+        value_name = "APP_COMMANDS_PATH",
+        default_value = "commands.json",
+        global = true
+    )]
+    pub commands_path: PathBuf,
+    /// Seconds a `command` handler may run before its process group is killed.
+    #[arg(long, env = "ACTION_COMMAND_TIMEOUT_SECONDS", value_name = "ACTION_COMMAND_TIMEOUT_SECONDS", default_value_t = 90.0, value_parser = positive_seconds, global = true)]
+    pub command_timeout: f64,
+    /// Comma-separated secret variables that handler children may still see.
+    #[arg(
+        long,
+        env = "COMMAND_ENV_PASSTHROUGH",
+        value_name = "COMMAND_ENV_PASSTHROUGH",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub command_env_passthrough: Vec<String>,
+
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+impl Settings {
+    /// Settings with every default, for tests and embedding.
+    pub fn defaults() -> Settings {
+        match Cli::try_parse_from(["switchyard", "serve"]) {
+            Ok(cli) => cli.settings,
+            // The defaults are constants of this file; failing here is a programming error.
+            Err(e) => panic!("default settings do not parse: {e}"),
+        }
+    }
+
+    /// The idle poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_interval)
+    }
+
+    /// How long a claim holds.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_seconds)
+    }
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e7 => Ok(v),
+        _ => Err(format!("expected a positive number of seconds, got '{s}'")),
+    }
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e7).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number of seconds >= 0, got '{s}'")),
+    }
+}
+
+fn unit_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number between 0 and 1, got '{s}'")),
+    }
+}
+
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected 0 or 1, got '{s}'")),
+    }
+}

@@ -1,0 +1,143 @@
+//! The queue and routing tables: one [`Store`] trait, two backends (SQLite, PostgreSQL).
+//!
+//! All SQL of the program lives below this module. Both backends keep the seed's tables
+//! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
+//! only columns and tables.
+
+mod types;
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use types::*;
+
+use crate::routing::{Mapping, Rule};
+
+/// A boxed future returned by store methods (keeps the trait usable as `dyn Store`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A shared handle to whichever backend is configured.
+pub type Db = Arc<dyn Store>;
+
+/// Everything the service needs from its database.
+///
+/// Claims are short transactions that set a lease (`lease_until`); nothing holds a
+/// transaction open while a handler runs. `attempt_count` is incremented by the claim and
+/// doubles as a fencing token: [`Store::finish`] only applies while the event is still
+/// `processing` under the same attempt, so a worker whose lease was taken over cannot
+/// overwrite the new owner's outcome.
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for logs and benchmarks.
+    fn backend(&self) -> &'static str;
+
+    /// Durably inserts an event unless `(source, event_id)` exists; returns after commit.
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued>;
+
+    /// Claims up to `limit` due events (oldest due first) with a lease of `lease`.
+    fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedEvent>>;
+
+    /// Extends the lease of events this worker still holds.
+    fn renew(&self, claims: Vec<ClaimRef>, lease: Duration) -> StoreFuture<'_, ()>;
+
+    /// Records the outcome of one attempt (and its action run); false when the claim was lost.
+    fn finish(&self, finish: Finish) -> StoreFuture<'_, bool>;
+
+    /// Gives claims back without counting the attempt (graceful shutdown).
+    fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64>;
+
+    /// Returns events whose lease expired to `retry` (or `error` when out of attempts).
+    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, u64>;
+
+    /// Records that a handler started (status `running`), so a long run is visible.
+    fn start_action_run(&self, run: ActionRunRecord) -> StoreFuture<'_, ()>;
+
+    /// The action run of `(event_row_id, action)`, if any.
+    fn action_run(&self, event_row_id: i64, action: &str) -> StoreFuture<'_, Option<ActionRunRow>>;
+
+    /// One event by row id.
+    fn event(&self, row_id: i64) -> StoreFuture<'_, Option<EventRow>>;
+
+    /// Action runs of an event, newest first.
+    fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>>;
+
+    /// Recent events, newest first, optionally only one status.
+    fn list_events(&self, status: Option<String>, limit: i64) -> StoreFuture<'_, Vec<EventRow>>;
+
+    /// Puts an event back to `pending` now, with a fresh attempt budget.
+    fn replay(&self, row_id: i64) -> StoreFuture<'_, bool>;
+
+    /// A number that changes whenever mappings or rules change (by anyone).
+    fn routing_version(&self) -> StoreFuture<'_, i64>;
+
+    /// All enabled-or-not rules and mappings (the router filters).
+    fn routing_tables(&self) -> StoreFuture<'_, RoutingTables>;
+
+    /// The mapping of a provider, enabled or not.
+    fn mapping(&self, provider: &str) -> StoreFuture<'_, Option<Mapping>>;
+
+    /// Rules of a provider in evaluation order (priority, then id).
+    fn rules(&self, provider: &str) -> StoreFuture<'_, Vec<Rule>>;
+
+    /// Applies mappings and rules in one transaction (all or nothing).
+    fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()>;
+
+    /// Resolves when another instance may have queued work (PostgreSQL NOTIFY); SQLite never.
+    fn external_wake(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// An embedded migrator (built by hand so that no proc-macro crate is compiled).
+pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    let migrations = files
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+        table_name: Cow::Borrowed("_sqlx_migrations"),
+        create_schemas: Cow::Borrowed(&[]),
+    }
+}
+
+/// Opens the configured backend, creating or migrating its schema.
+pub async fn open(settings: &crate::settings::Settings) -> Result<Db, StoreError> {
+    match settings.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = postgres::PgStore::connect(url, &postgres::PgOptions::from_settings(settings)).await?;
+            Ok(Arc::new(store))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let store = sqlite::SqliteStore::open(path.as_ref(), &settings.sqlite_synchronous).await?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => Err(StoreError::Config(format!(
+            "DATABASE_URL must start with postgres:// or postgresql:// (got a URL starting '{}')",
+            other.split(':').next().unwrap_or("")
+        ))),
+        None => {
+            let store = sqlite::SqliteStore::open(&settings.db_path, &settings.sqlite_synchronous).await?;
+            Ok(Arc::new(store))
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Values passed to and from the store.
+
+use serde::Serialize;
+
+use crate::routing::{Mapping, Rule};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database driver failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The configuration of the store is wrong (bad URL, unwritable path…).
+    #[error("{0}")]
+    Config(String),
+    /// The writer task is gone (shutting down).
+    #[error("the database writer has stopped")]
+    WriterGone,
+}
+
+/// An event to queue.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `webhook` or `cron`.
+    pub source: String,
+    /// The dedupe key within `source`.
+    pub event_id: String,
+    /// The stored payload envelope, as JSON text.
+    pub payload_json: String,
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new row was committed.
+    Queued(i64),
+    /// The event existed already; this is its row id.
+    Duplicate(i64),
+}
+
+impl Enqueued {
+    /// The row id either way.
+    pub fn row_id(self) -> i64 {
+        match self {
+            Enqueued::Queued(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// An event a worker holds under lease.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    /// Row id.
+    pub id: i64,
+    /// `webhook` or `cron`.
+    pub source: String,
+    /// Dedupe key.
+    pub event_id: String,
+    /// Attempts including this one; the fencing token of the claim.
+    pub attempt_count: i64,
+    /// The stored payload envelope.
+    pub payload_json: String,
+}
+
+impl ClaimedEvent {
+    /// The reference used to renew, finish or release this claim.
+    pub fn claim_ref(&self) -> ClaimRef {
+        ClaimRef {
+            id: self.id,
+            attempt: self.attempt_count,
+        }
+    }
+}
+
+/// Identifies one claim: row id plus the attempt it was claimed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRef {
+    /// Row id.
+    pub id: i64,
+    /// The attempt number the claim set.
+    pub attempt: i64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Success: the stored result.
+    Done {
+        /// The result object as JSON text.
+        result_json: String,
+    },
+    /// Failure with attempts left: try again at `next_attempt_at`.
+    Retry {
+        /// Why it failed.
+        error: String,
+        /// When to try again (stored timestamp text).
+        next_attempt_at: String,
+    },
+    /// Failure with no attempts left.
+    Failed {
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// The outcome of one attempt, with the action run it produced, if any.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Which claim.
+    pub claim: ClaimRef,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The action run to upsert on `(event_row_id, action)`.
+    pub action_run: Option<ActionRunRecord>,
+}
+
+/// An action run as written by the worker.
+#[derive(Debug, Clone)]
+pub struct ActionRunRecord {
+    /// The event's row id.
+    pub event_row_id: i64,
+    /// When the handler started.
+    pub started_at: String,
+    /// When it finished (None while running).
+    pub finished_at: Option<String>,
+    /// `running`, `done` or `error`.
+    pub status: String,
+    /// Detected provider.
+    pub provider: String,
+    /// Routed action.
+    pub action: String,
+    /// Handler mode.
+    pub handler_mode: String,
+    /// Handler target.
+    pub handler_target: Option<String>,
+    /// What the handler received, as JSON text.
+    pub input_json: String,
+    /// What it returned, as JSON text.
+    pub output_json: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A stored event, with the seed's columns.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// Row id.
+    pub id: i64,
+    /// `webhook` or `cron`.
+    pub source: Option<String>,
+    /// Dedupe key.
+    pub event_id: Option<String>,
+    /// When it arrived.
+    pub received_at: Option<String>,
+    /// pending, processing, retry, done or error.
+    pub status: Option<String>,
+    /// Attempts so far.
+    pub attempt_count: i64,
+    /// When it is next due.
+    pub next_attempt_at: Option<String>,
+    /// When the current or last attempt started.
+    pub processing_started_at: Option<String>,
+    /// When it reached done or error.
+    pub processed_at: Option<String>,
+    /// The payload envelope as JSON text.
+    pub payload_json: Option<String>,
+    /// The result as JSON text.
+    pub result_json: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// A stored action run, with the seed's columns.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRunRow {
+    /// Row id.
+    pub id: i64,
+    /// The event's row id.
+    pub event_row_id: i64,
+    /// When the handler started.
+    pub started_at: Option<String>,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// running, done or error.
+    pub status: Option<String>,
+    /// Detected provider.
+    pub provider: Option<String>,
+    /// Routed action.
+    pub action: Option<String>,
+    /// Handler mode.
+    pub handler_mode: Option<String>,
+    /// Handler target.
+    pub handler_target: Option<String>,
+    /// Input as JSON text.
+    pub input_json: Option<String>,
+    /// Output as JSON text.
+    pub output_json: Option<String>,
+    /// Failure message.
+    pub error: Option<String>,
+}
+
+/// Every rule and mapping, as the router reads them.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTables {
+    /// All rules, any order.
+    pub rules: Vec<Rule>,
+    /// All mappings.
+    pub mappings: Vec<Mapping>,
+}
+
+/// A rule to upsert by `(provider, name)`; `conditions_json` is already validated.
+#[derive(Debug, Clone)]
+pub struct RuleUpsert {
+    /// Provider (lower-case).
+    pub provider: String,
+    /// Rule name.
+    pub name: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Validated condition JSON text.
+    pub conditions_json: String,
+    /// Action name.
+    pub action: String,
+    /// Handler mode.
+    pub handler_mode: String,
+    /// Handler target.
+    pub handler_target: Option<String>,
+    /// Whether the rule is considered.
+    pub enabled: bool,
+}
+
+/// Mappings and rules to upsert together.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingChanges {
+    /// Mappings, upserted by provider.
+    pub mappings: Vec<Mapping>,
+    /// Rules, upserted by `(provider, name)`.
+    pub rules: Vec<RuleUpsert>,
+}

@@ -1,0 +1,186 @@
+//! One attempt at one event: route, run the handler (once per action), record the outcome.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::backoff;
+use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput};
+use crate::routing::RouteDecision;
+use crate::routing::cache::RoutingCache;
+use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome};
+use crate::time;
+
+/// Processes claimed events; shared by every worker task of a process.
+pub struct Processor {
+    db: Db,
+    routes: RoutingCache,
+    handlers: Arc<HandlerConfig>,
+    max_attempts: u32,
+}
+
+/// A handler's output, or why the attempt failed.
+type Attempt = Result<Value, HandlerError>;
+
+impl Processor {
+    /// A processor over `db` with the given handler settings.
+    pub fn new(db: Db, routes: RoutingCache, handlers: Arc<HandlerConfig>, max_attempts: u32) -> Processor {
+        Processor {
+            db,
+            routes,
+            handlers,
+            max_attempts,
+        }
+    }
+
+    /// Re-reads mappings and rules if they changed since the last claim.
+    pub async fn refresh_routes(&self) {
+        if let Err(e) = self.routes.refresh().await {
+            tracing::warn!(error = %e, "could not refresh routing tables; using the previous ones");
+        }
+    }
+
+    /// Runs one attempt and stores its outcome; never panics on event data.
+    pub async fn process(&self, event: ClaimedEvent) {
+        let payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
+        let decision = self.routes.route(&payload).await;
+        let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
+
+        let (attempt, action_run, replay) = match &decision.mapped_action {
+            Some(action) => self.run_action(&event, &decision, action, &router, &payload).await,
+            None => (
+                handlers::run_unrouted(&self.handlers, &payload, &router).await,
+                None,
+                false,
+            ),
+        };
+
+        let outcome = match attempt {
+            Ok(result) => {
+                let mut stored = json!({
+                    "ok": true, "source": event.source, "event_id": event.event_id,
+                    "router": router, "result": result,
+                });
+                if replay {
+                    stored["idempotent_replay"] = Value::Bool(true);
+                }
+                Outcome::Done {
+                    result_json: stored.to_string(),
+                }
+            }
+            Err(e) if e.permanent || event.attempt_count >= i64::from(self.max_attempts) => {
+                Outcome::Failed { error: e.message }
+            }
+            Err(e) => Outcome::Retry {
+                next_attempt_at: time::after(backoff::delay(event.attempt_count, e.retry_after)),
+                error: e.message,
+            },
+        };
+        match &outcome {
+            Outcome::Done { .. } => tracing::debug!(row_id = event.id, "event done"),
+            Outcome::Retry { error, next_attempt_at } => {
+                tracing::warn!(
+                    row_id = event.id,
+                    attempt = event.attempt_count,
+                    error,
+                    next_attempt_at,
+                    "attempt failed; will retry"
+                )
+            }
+            Outcome::Failed { error } => {
+                tracing::error!(
+                    row_id = event.id,
+                    attempt = event.attempt_count,
+                    error,
+                    "event failed for good"
+                )
+            }
+        }
+        let finish = Finish {
+            claim: event.claim_ref(),
+            outcome,
+            action_run,
+        };
+        match self.db.finish(finish).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                row_id = event.id,
+                "claim was lost (lease expired) before the outcome was stored"
+            ),
+            Err(e) => {
+                tracing::error!(row_id = event.id, error = %e, "could not store the outcome; the lease will expire and the event will be retried")
+            }
+        }
+    }
+
+    /// Runs the routed action unless a `done` run exists; then replays its stored output
+    /// (the third value says so).
+    async fn run_action(
+        &self,
+        event: &ClaimedEvent,
+        decision: &RouteDecision,
+        action: &str,
+        router: &Value,
+        payload: &Value,
+    ) -> (Attempt, Option<ActionRunRecord>, bool) {
+        match self.db.action_run(event.id, action).await {
+            Ok(Some(run)) if run.status.as_deref() == Some("done") => {
+                let output = run
+                    .output_json
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                return (Ok(output), None, true);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let err = HandlerError {
+                    message: format!("could not read action runs: {e}"),
+                    retry_after: None,
+                    permanent: false,
+                };
+                return (Err(err), None, false);
+            }
+        }
+        let mode = decision.handler_mode.as_deref().unwrap_or("noop");
+        let target = decision.handler_target.as_deref();
+        let input = HandlerInput {
+            action,
+            router,
+            payload,
+        };
+        let input_json = serde_json::to_string(&input).unwrap_or_default();
+        let mut record = ActionRunRecord {
+            event_row_id: event.id,
+            started_at: time::now(),
+            finished_at: None,
+            status: "running".into(),
+            provider: decision.provider.clone(),
+            action: action.to_string(),
+            handler_mode: mode.to_string(),
+            handler_target: target.map(str::to_string),
+            input_json,
+            output_json: None,
+            error: None,
+        };
+        // noop finishes at once; anything slower gets a visible `running` row first.
+        if mode != "noop"
+            && let Err(e) = self.db.start_action_run(record.clone()).await
+        {
+            tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
+        }
+        let attempt = handlers::run(&self.handlers, mode, target, &input).await;
+        record.finished_at = Some(time::now());
+        match &attempt {
+            Ok(output) => {
+                record.status = "done".into();
+                record.output_json = Some(output.to_string());
+            }
+            Err(e) => {
+                record.status = "error".into();
+                record.error = Some(e.message.clone());
+            }
+        }
+        (attempt, Some(record), false)
+    }
+}

@@ -1,0 +1,102 @@
+//! CONTRACT §1: settings validation, cron commands, worker --run-once.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[test]
+fn bad_settings_stop_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("PORT", "abc"),
+        ("WORKER_MAX_ATTEMPTS", "-1"),
+        ("WORKER_POLL_INTERVAL", "soon"),
+        ("LLM_MODE", "magic"),
+    ] {
+        let out = run_cli(dir.path(), &["serve"], &[(var, value)]);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert!(stderr(&out).contains(var), "{var}: {}", stderr(&out));
+    }
+    // Empty means unset; values are trimmed.
+    let out = run_cli(
+        dir.path(),
+        &["mapping", "get", "--provider", "x"],
+        &[("PORT", ""), ("WORKER_MAX_ATTEMPTS", " 3 ")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn dotenv_is_loaded_and_real_env_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "APP_DB_PATH=from-dotenv.sqlite3\nPORT=abc\n").unwrap();
+    let out = run_cli(dir.path(), &["cron", "enqueue", "--job", "j"], &[("PORT", "8080")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // base_command sets APP_DB_PATH, which wins over .env.
+    assert!(!dir.path().join("from-dotenv.sqlite3").exists());
+    let out = std::process::Command::new(bin())
+        .args(["cron", "enqueue", "--job", "j"])
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "PORT=abc from .env must be refused");
+    assert!(stderr(&out).contains("PORT"));
+}
+
+#[test]
+fn cron_enqueue_dedupes_the_same_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_cli(dir.path(), &["cron", "enqueue", "--job", "digest"], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let v: Value = serde_json::from_str(stdout(&first).trim()).unwrap();
+    assert_eq!(v["status"], "queued");
+    let id = v["event_id"].as_str().unwrap();
+    assert!(id.starts_with("cron:digest:") && id.ends_with("+00:00"), "{id}");
+    let out = run_cli(dir.path(), &["worker", "--run-once"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("processed 1 event"));
+    let out = run_cli(dir.path(), &["worker", "--run-once"], &[]);
+    assert!(stdout(&out).contains("no due events"));
+    let shown = run_cli(dir.path(), &["events", "show", "1"], &[]);
+    let v: Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(v["event"]["status"], "done");
+    assert_eq!(v["event"]["source"], "cron");
+    assert_eq!(v["event"]["payload"]["job"], "digest");
+    assert_eq!(v["event"]["payload"]["source_hint"], "cron");
+}
+
+#[tokio::test]
+async fn cron_call_uses_secrets_and_fails_on_non_2xx() {
+    let env = [("INGRESS_SECRET", "in"), ("CRON_SECRET", "cr")];
+    let app = App::spawn("http", &env);
+    let dir = tempfile::tempdir().unwrap();
+    let base = app.base.clone();
+    let out = run_cli(
+        dir.path(),
+        &["cron", "call", "--job", "nightly", "--api-base-url", &base],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "queued");
+    assert!(v["event_id"].as_str().unwrap().starts_with("cron:nightly:"));
+
+    let out = run_cli(
+        dir.path(),
+        &["cron", "call", "--job", "nightly"],
+        &[
+            ("API_BASE_URL", &base),
+            ("INGRESS_SECRET", "in"),
+            ("CRON_SECRET", "wrong"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("unauthorized"));
+    let out = run_cli(
+        dir.path(),
+        &["cron", "call", "--job", "x", "--api-base-url", "http://127.0.0.1:9"],
+        &[],
+    );
+    assert!(!out.status.success(), "unreachable server must fail");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real binary on 127.0.0.1:0 with a fresh SQLite file (and, when
+//! TEST_DATABASE_URL is set, a fresh PostgreSQL schema) per test.
+
+mod api;
+mod cli;
+mod helpers;
+mod seed_db;
+mod worker;
