@@ -4,5 +4,6 @@
 mod api;
 mod cli;
 mod helpers;
+mod routing;
 mod seed_db;
 mod worker;
