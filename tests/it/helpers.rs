@@ -17,6 +17,7 @@ pub fn bin() -> PathBuf {
 pub struct App {
     pub child: Child,
     pub base: String,
+    pub dir: PathBuf,
     pub logs: Arc<Mutex<String>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -85,6 +86,7 @@ impl App {
         App {
             child,
             base,
+            dir: dir.to_path_buf(),
             logs,
             _tmp: None,
         }
@@ -140,6 +142,11 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The SQLite file this app uses.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("data/events.sqlite3")
     }
 
     /// Everything the process logged so far.

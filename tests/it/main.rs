@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod helpers;
+mod readme;
 mod routing;
 mod seed_db;
 mod worker;
