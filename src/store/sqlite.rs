@@ -101,7 +101,8 @@ impl SqliteStore {
                 path.display()
             ))
         })?;
-        migrator(MIGRATIONS).run(&mut writer).await?;
+        // `run_direct`: `run`'s `Acquire` bound would make `store::open`'s future not `Send`.
+        migrator(MIGRATIONS).run_direct(None, &mut writer, false).await?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(4)

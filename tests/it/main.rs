@@ -4,7 +4,9 @@
 mod api;
 mod cli;
 mod helpers;
+mod multi_instance;
 mod readme;
 mod routing;
 mod seed_db;
+mod store;
 mod worker;
