@@ -4,6 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
+mod rows;
 mod types;
 
 pub mod postgres;

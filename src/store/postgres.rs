@@ -30,8 +30,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::rows;
 use super::*;
-use crate::routing::{Condition, Mapping, Rule};
+use crate::routing::{Mapping, Rule};
 use crate::time;
 
 /// The schema, oldest first (embedded in the binary).
@@ -754,89 +755,10 @@ async fn listen_session(pool: &PgPool, schema: &str, wake: &Notify, backoff: &mu
     }
 }
 
-fn ts(r: &PgRow, name: &str) -> Result<Option<String>, sqlx::Error> {
-    Ok(r.try_get::<Option<String>, _>(name)?.map(|s| time::normalize(&s)))
-}
-
-fn event_from_row(r: &PgRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        id: r.try_get("id")?,
-        source: r.try_get("source")?,
-        event_id: r.try_get("event_id")?,
-        received_at: ts(r, "received_at")?,
-        status: r.try_get("status")?,
-        attempt_count: r.try_get::<Option<i64>, _>("attempt_count")?.unwrap_or(0),
-        next_attempt_at: ts(r, "next_attempt_at")?,
-        processing_started_at: ts(r, "processing_started_at")?,
-        processed_at: ts(r, "processed_at")?,
-        payload_json: r.try_get("payload_json")?,
-        result_json: r.try_get("result_json")?,
-        last_error: r.try_get("last_error")?,
-    })
-}
-
-fn action_run_from_row(r: &PgRow) -> Result<ActionRunRow, sqlx::Error> {
-    Ok(ActionRunRow {
-        id: r.try_get("id")?,
-        event_row_id: r.try_get("event_row_id")?,
-        started_at: ts(r, "started_at")?,
-        finished_at: ts(r, "finished_at")?,
-        status: r.try_get("status")?,
-        provider: r.try_get("provider")?,
-        action: r.try_get("action")?,
-        handler_mode: r.try_get("handler_mode")?,
-        handler_target: r.try_get("handler_target")?,
-        input_json: r.try_get("input_json")?,
-        output_json: r.try_get("output_json")?,
-        error: r.try_get("error")?,
-    })
-}
-
-fn mapping_from_row(r: &PgRow) -> Result<Mapping, sqlx::Error> {
-    Ok(Mapping {
-        provider: r.try_get("provider")?,
-        action: r.try_get("action")?,
-        handler_mode: r
-            .try_get::<Option<String>, _>("handler_mode")?
-            .unwrap_or_else(|| "noop".into()),
-        handler_target: r.try_get("handler_target")?,
-        enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
-    })
-}
-
-/// Maps a `routing_rules` row; a row whose stored conditions no longer parse (edited by
-/// hand) is skipped with a warning rather than failing every event.
-fn rule_from_row(r: &PgRow) -> Result<Option<Rule>, sqlx::Error> {
-    let name: String = r.try_get("name")?;
-    let provider: String = r.try_get("provider")?;
-    let conditions: String = r.try_get::<Option<String>, _>("conditions_json")?.unwrap_or_default();
-    let (conditions, conditions_json) = match Condition::parse_str(&conditions) {
-        Ok(c) => (c, serde_json::from_str(&conditions).unwrap_or_default()),
-        Err(e) => {
-            tracing::warn!(provider, rule = name, error = %e, "skipping stored rule with invalid conditions");
-            return Ok(None);
-        }
-    };
-    Ok(Some(Rule {
-        id: r.try_get("id")?,
-        provider,
-        name,
-        priority: r.try_get::<Option<i64>, _>("priority")?.unwrap_or(100),
-        conditions,
-        conditions_json,
-        action: r.try_get("action")?,
-        handler_mode: r
-            .try_get::<Option<String>, _>("handler_mode")?
-            .unwrap_or_else(|| "noop".into()),
-        handler_target: r.try_get("handler_target")?,
-        enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
-    }))
-}
-
 fn rules_from_rows(rows: &[PgRow]) -> Result<Vec<Rule>, sqlx::Error> {
     let mut rules = Vec::with_capacity(rows.len());
     for r in rows {
-        if let Some(rule) = rule_from_row(r)? {
+        if let Some(rule) = rows::rule(r)? {
             rules.push(rule);
         }
     }
@@ -946,7 +868,7 @@ impl Store for PgStore {
                     .fetch_optional(&self.pool)
             })
             .await?;
-            Ok(row.as_ref().map(action_run_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::action_run).transpose()?)
         })
     }
 
@@ -954,7 +876,7 @@ impl Store for PgStore {
         Box::pin(async move {
             let q = concat!(event_select!(), " WHERE id = $1");
             let row = retry_lost("read event", || sqlx::query(q).bind(row_id).fetch_optional(&self.pool)).await?;
-            Ok(row.as_ref().map(event_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::event).transpose()?)
         })
     }
 
@@ -965,7 +887,7 @@ impl Store for PgStore {
                 sqlx::query(q).bind(event_row_id).fetch_all(&self.pool)
             })
             .await?;
-            Ok(rows.iter().map(action_run_from_row).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::action_run).collect::<Result<_, _>>()?)
         })
     }
 
@@ -986,7 +908,7 @@ impl Store for PgStore {
                     retry_lost("list events", || sqlx::query(q).bind(limit).fetch_all(&self.pool)).await?
                 }
             };
-            Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
         })
     }
 
@@ -1017,7 +939,7 @@ impl Store for PgStore {
             let mappings = retry_lost("read mappings", || sqlx::query(mapping_select!()).fetch_all(&self.pool)).await?;
             Ok(RoutingTables {
                 rules: rules_from_rows(&rules)?,
-                mappings: mappings.iter().map(mapping_from_row).collect::<Result<_, _>>()?,
+                mappings: mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?,
             })
         })
     }
@@ -1030,7 +952,7 @@ impl Store for PgStore {
                 sqlx::query(q).bind(&provider).fetch_optional(&self.pool)
             })
             .await?;
-            Ok(row.as_ref().map(mapping_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::mapping).transpose()?)
         })
     }
 

@@ -11,14 +11,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows;
 use super::*;
-use crate::routing::{Condition, Mapping, Rule};
+use crate::routing::{Mapping, Rule};
 use crate::time;
 
 /// Most requests folded into one transaction.
@@ -397,6 +397,23 @@ async fn finish(conn: &mut SqliteConnection, f: &Finish, now: &str) -> Result<bo
     Ok(applied)
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds an action run's values in the order both upsert statements use.
+fn bind_run<'q>(q: SqliteQuery<'q>, run: &'q ActionRunRecord) -> SqliteQuery<'q> {
+    q.bind(&run.started_at)
+        .bind(&run.finished_at)
+        .bind(&run.status)
+        .bind(&run.provider)
+        .bind(&run.handler_mode)
+        .bind(&run.handler_target)
+        .bind(&run.input_json)
+        .bind(&run.output_json)
+        .bind(&run.error)
+        .bind(run.event_row_id)
+        .bind(&run.action)
+}
+
 async fn upsert_action_run(conn: &mut SqliteConnection, run: &ActionRunRecord) -> Result<(), sqlx::Error> {
     // Select-then-write is race-free here: this connection is the only writer in-process
     // and BEGIN IMMEDIATE excludes writers in other processes.
@@ -406,37 +423,21 @@ async fn upsert_action_run(conn: &mut SqliteConnection, run: &ActionRunRecord) -
         .fetch_optional(&mut *conn)
         .await?;
     let q = match existing {
-        Some(id) => sqlx::query(
-            "UPDATE action_runs SET started_at = ?, finished_at = ?, status = ?, provider = ?, handler_mode = ?, \
+        Some(id) => bind_run(
+            sqlx::query(
+                "UPDATE action_runs SET started_at = ?, finished_at = ?, status = ?, provider = ?, handler_mode = ?, \
              handler_target = ?, input_json = ?, output_json = ?, error = ?, event_row_id = ?, action = ? WHERE id = ?",
+            ),
+            run,
         )
-        .bind(&run.started_at)
-        .bind(&run.finished_at)
-        .bind(&run.status)
-        .bind(&run.provider)
-        .bind(&run.handler_mode)
-        .bind(&run.handler_target)
-        .bind(&run.input_json)
-        .bind(&run.output_json)
-        .bind(&run.error)
-        .bind(run.event_row_id)
-        .bind(&run.action)
         .bind(id),
-        None => sqlx::query(
-            "INSERT INTO action_runs (started_at, finished_at, status, provider, handler_mode, handler_target, \
+        None => bind_run(
+            sqlx::query(
+                "INSERT INTO action_runs (started_at, finished_at, status, provider, handler_mode, handler_target, \
              input_json, output_json, error, event_row_id, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&run.started_at)
-        .bind(&run.finished_at)
-        .bind(&run.status)
-        .bind(&run.provider)
-        .bind(&run.handler_mode)
-        .bind(&run.handler_target)
-        .bind(&run.input_json)
-        .bind(&run.output_json)
-        .bind(&run.error)
-        .bind(run.event_row_id)
-        .bind(&run.action),
+            ),
+            run,
+        ),
     };
     q.execute(&mut *conn).await?;
     Ok(())
@@ -481,88 +482,6 @@ async fn apply(conn: &mut SqliteConnection, changes: &RoutingChanges, now: &str)
         .await?;
     }
     Ok(())
-}
-
-/// Maps an `events` row (seed columns) to an [`EventRow`].
-pub(crate) fn event_from_row(r: &SqliteRow) -> Result<EventRow, sqlx::Error> {
-    let ts = |name: &str| -> Result<Option<String>, sqlx::Error> {
-        Ok(r.try_get::<Option<String>, _>(name)?.map(|s| time::normalize(&s)))
-    };
-    Ok(EventRow {
-        id: r.try_get("id")?,
-        source: r.try_get("source")?,
-        event_id: r.try_get("event_id")?,
-        received_at: ts("received_at")?,
-        status: r.try_get("status")?,
-        attempt_count: r.try_get::<Option<i64>, _>("attempt_count")?.unwrap_or(0),
-        next_attempt_at: ts("next_attempt_at")?,
-        processing_started_at: ts("processing_started_at")?,
-        processed_at: ts("processed_at")?,
-        payload_json: r.try_get("payload_json")?,
-        result_json: r.try_get("result_json")?,
-        last_error: r.try_get("last_error")?,
-    })
-}
-
-fn action_run_from_row(r: &SqliteRow) -> Result<ActionRunRow, sqlx::Error> {
-    let ts = |name: &str| -> Result<Option<String>, sqlx::Error> {
-        Ok(r.try_get::<Option<String>, _>(name)?.map(|s| time::normalize(&s)))
-    };
-    Ok(ActionRunRow {
-        id: r.try_get("id")?,
-        event_row_id: r.try_get("event_row_id")?,
-        started_at: ts("started_at")?,
-        finished_at: ts("finished_at")?,
-        status: r.try_get("status")?,
-        provider: r.try_get("provider")?,
-        action: r.try_get("action")?,
-        handler_mode: r.try_get("handler_mode")?,
-        handler_target: r.try_get("handler_target")?,
-        input_json: r.try_get("input_json")?,
-        output_json: r.try_get("output_json")?,
-        error: r.try_get("error")?,
-    })
-}
-
-fn mapping_from_row(r: &SqliteRow) -> Result<Mapping, sqlx::Error> {
-    Ok(Mapping {
-        provider: r.try_get("provider")?,
-        action: r.try_get("action")?,
-        handler_mode: r
-            .try_get::<Option<String>, _>("handler_mode")?
-            .unwrap_or_else(|| "noop".into()),
-        handler_target: r.try_get("handler_target")?,
-        enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
-    })
-}
-
-/// Maps a `routing_rules` row; a row whose stored conditions no longer parse is skipped
-/// with a warning rather than failing every event.
-fn rule_from_row(r: &SqliteRow) -> Result<Option<Rule>, sqlx::Error> {
-    let name: String = r.try_get("name")?;
-    let provider: String = r.try_get("provider")?;
-    let conditions: String = r.try_get::<Option<String>, _>("conditions_json")?.unwrap_or_default();
-    let (conditions, conditions_json) = match Condition::parse_str(&conditions) {
-        Ok(c) => (c, serde_json::from_str(&conditions).unwrap_or_default()),
-        Err(e) => {
-            tracing::warn!(provider, rule = name, error = %e, "skipping stored rule with invalid conditions");
-            return Ok(None);
-        }
-    };
-    Ok(Some(Rule {
-        id: r.try_get("id")?,
-        provider,
-        name,
-        priority: r.try_get::<Option<i64>, _>("priority")?.unwrap_or(100),
-        conditions,
-        conditions_json,
-        action: r.try_get("action")?,
-        handler_mode: r
-            .try_get::<Option<String>, _>("handler_mode")?
-            .unwrap_or_else(|| "noop".into()),
-        handler_target: r.try_get("handler_target")?,
-        enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
-    }))
 }
 
 const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled FROM routing_rules";
@@ -630,7 +549,7 @@ impl Store for SqliteStore {
             .bind(action)
             .fetch_optional(&self.read)
             .await?;
-            Ok(row.as_ref().map(action_run_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::action_run).transpose()?)
         })
     }
 
@@ -640,7 +559,7 @@ impl Store for SqliteStore {
                 .bind(row_id)
                 .fetch_optional(&self.read)
                 .await?;
-            Ok(row.as_ref().map(event_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::event).transpose()?)
         })
     }
 
@@ -653,7 +572,7 @@ impl Store for SqliteStore {
             .bind(event_row_id)
             .fetch_all(&self.read)
             .await?;
-            Ok(rows.iter().map(action_run_from_row).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::action_run).collect::<Result<_, _>>()?)
         })
     }
 
@@ -676,7 +595,7 @@ impl Store for SqliteStore {
                         .await?
                 }
             };
-            Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
         })
     }
 
@@ -702,11 +621,11 @@ impl Store for SqliteStore {
                     .await?;
             let mut tables = RoutingTables::default();
             for r in &rules {
-                if let Some(rule) = rule_from_row(r)? {
+                if let Some(rule) = rows::rule(r)? {
                     tables.rules.push(rule);
                 }
             }
-            tables.mappings = mappings.iter().map(mapping_from_row).collect::<Result<_, _>>()?;
+            tables.mappings = mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?;
             Ok(tables)
         })
     }
@@ -720,7 +639,7 @@ impl Store for SqliteStore {
             .bind(provider)
             .fetch_optional(&self.read)
             .await?;
-            Ok(row.as_ref().map(mapping_from_row).transpose()?)
+            Ok(row.as_ref().map(rows::mapping).transpose()?)
         })
     }
 
@@ -735,7 +654,7 @@ impl Store for SqliteStore {
             .await?;
             let mut rules = Vec::with_capacity(rows.len());
             for r in &rows {
-                if let Some(rule) = rule_from_row(r)? {
+                if let Some(rule) = rows::rule(r)? {
                     rules.push(rule);
                 }
             }
