@@ -10,6 +10,9 @@ pub enum StoreError {
     /// The database driver failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer's connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -1,0 +1,323 @@
+//! The SQLite writer: one OS thread owning the only writing connection.
+//!
+//! It takes every request waiting in its queue (up to [`MAX_BATCH`]), runs them in one
+//! `BEGIN IMMEDIATE … COMMIT` with cached prepared statements, and only then answers each
+//! request through its oneshot: group commit, so many webhooks share one WAL commit.
+//! It uses rusqlite on a plain thread rather than sqlx because every sqlx statement is a
+//! round trip to sqlx's own worker thread; measured on the drain benchmark that hop, a few
+//! per event, dominated the writer (see docs/PERFORMANCE.md). Reads stay on sqlx's pool.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::time;
+
+/// Most requests folded into one transaction.
+pub(super) const MAX_BATCH: usize = 512;
+
+/// What a write request answers.
+pub(super) enum OpResult {
+    Enqueued(Enqueued),
+    Claimed(Vec<ClaimedEvent>),
+    Bool(bool),
+    Count(u64),
+    Unit,
+}
+
+/// A write request.
+pub(super) enum Op {
+    Enqueue(NewEvent),
+    Claim { limit: usize, lease: Duration },
+    Renew { claims: Vec<ClaimRef>, lease: Duration },
+    Finish(Box<Finish>),
+    Release(Vec<ClaimRef>),
+    Reclaim { max_attempts: u32 },
+    StartRun(Box<ActionRunRecord>),
+    Replay(i64),
+    Apply(Box<RoutingChanges>),
+}
+
+/// A request and where its answer goes.
+pub(super) struct WriteOp {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<OpResult, StoreError>>,
+}
+
+/// Opens the writing connection and starts the writer thread.
+pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<WriteOp>, StoreError> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Config(format!(
+            "cannot open SQLite database {} (APP_DB_PATH): {e}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // journal_mode answers with a row, so it is read rather than executed.
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; PRAGMA foreign_keys = off;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let (tx, rx) = mpsc::channel(4096);
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || writer_loop(conn, rx))
+        .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer thread: {e}")))?;
+    Ok(tx)
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
+    let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match run_batch(&mut conn, &batch) {
+            Ok(results) => {
+                for (op, result) in batch.drain(..).zip(results) {
+                    let _ = op.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                // One bad request must not fail the others: redo each alone.
+                tracing::warn!(error = %e, size = batch.len(), "batched write failed; retrying one by one");
+                for op in batch.drain(..) {
+                    let result = run_batch(&mut conn, std::slice::from_ref(&op)).map(|mut r| r.remove(0));
+                    let _ = op.reply.send(result.map_err(StoreError::from));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the requests in one transaction; results are in request order.
+fn run_batch(conn: &mut Connection, batch: &[WriteOp]) -> rusqlite::Result<Vec<OpResult>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = time::now();
+    let results = batch
+        .iter()
+        .map(|w| run_op(&tx, &w.op, &now))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(results)
+}
+
+fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult> {
+    Ok(match op {
+        Op::Enqueue(e) => OpResult::Enqueued(enqueue(tx, e, now)?),
+        Op::Claim { limit, lease } => OpResult::Claimed(claim(tx, *limit, *lease, now)?),
+        Op::Renew { claims, lease } => {
+            let until = time::after(*lease);
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET lease_until = ?1 WHERE id = ?2 AND attempt_count = ?3 AND status = 'processing'",
+            )?;
+            for c in claims {
+                stmt.execute(params![until, c.id, c.attempt])?;
+            }
+            OpResult::Unit
+        }
+        Op::Finish(f) => OpResult::Bool(finish(tx, f, now)?),
+        Op::Release(claims) => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = ?1, \
+                 lease_until = NULL WHERE id = ?2 AND attempt_count = ?3 AND status = 'processing'",
+            )?;
+            let mut n = 0;
+            for c in claims {
+                n += stmt.execute(params![now, c.id, c.attempt])? as u64;
+            }
+            OpResult::Count(n)
+        }
+        Op::Reclaim { max_attempts } => OpResult::Count(
+            tx.prepare_cached(
+                "UPDATE events SET \
+               status = CASE WHEN attempt_count >= ?1 THEN 'error' ELSE 'retry' END, \
+               processed_at = CASE WHEN attempt_count >= ?1 THEN ?2 ELSE processed_at END, \
+               last_error = 'lease expired: the worker holding this event stopped or stalled', \
+               next_attempt_at = ?2, lease_until = NULL \
+             WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < ?2)",
+            )?
+            .execute(params![max_attempts, now])? as u64,
+        ),
+        Op::StartRun(run) => {
+            upsert_action_run(tx, run)?;
+            OpResult::Unit
+        }
+        Op::Replay(id) => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = ?1, \
+                     last_error = NULL, processed_at = NULL, lease_until = NULL \
+                     WHERE id = ?2 AND status != 'processing'",
+                )?
+                .execute(params![now, id])?;
+            OpResult::Bool(n == 1)
+        }
+        Op::Apply(changes) => {
+            apply(tx, changes, now)?;
+            OpResult::Unit
+        }
+    })
+}
+
+/// Inserts unless `(source, event_id)` exists; an identical event earlier in the same
+/// batch is found by the select like any committed one.
+fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<Enqueued> {
+    let inserted: Option<i64> = tx
+        .prepare_cached(
+            "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
+             VALUES (?1, ?2, ?3, 'pending', 0, ?3, ?4) ON CONFLICT DO NOTHING RETURNING id",
+        )?
+        .query_row(params![e.source, e.event_id, now, e.payload_json], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(Enqueued::Queued(id));
+    }
+    let id = tx
+        .prepare_cached("SELECT id FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![e.source, e.event_id], |r| r.get(0))?;
+    Ok(Enqueued::Duplicate(id))
+}
+
+fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusqlite::Result<Vec<ClaimedEvent>> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET status = 'processing', processing_started_at = ?1, lease_until = ?2, \
+           attempt_count = COALESCE(attempt_count, 0) + 1 \
+         WHERE id IN (SELECT id FROM events \
+                      WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
+                      ORDER BY next_attempt_at, id LIMIT ?3) \
+         RETURNING id, source, event_id, attempt_count, payload_json",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![now, time::after(lease), limit], |r| {
+        Ok(ClaimedEvent {
+            id: r.get(0)?,
+            source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            attempt_count: r.get(3)?,
+            payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        })
+    })?;
+    let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
+    let (id, attempt) = (f.claim.id, f.claim.attempt);
+    let changed = match &f.outcome {
+        Outcome::Done { result_json } => tx
+            .prepare_cached(
+                "UPDATE events SET status = 'done', processed_at = ?1, result_json = ?2, last_error = NULL, \
+                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+            )?
+            .execute(params![now, result_json, id, attempt])?,
+        Outcome::Retry { error, next_attempt_at } => tx
+            .prepare_cached(
+                "UPDATE events SET status = 'retry', next_attempt_at = ?1, last_error = ?2, \
+                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+            )?
+            .execute(params![next_attempt_at, error, id, attempt])?,
+        Outcome::Failed { error } => tx
+            .prepare_cached(
+                "UPDATE events SET status = 'error', processed_at = ?1, last_error = ?2, \
+                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+            )?
+            .execute(params![now, error, id, attempt])?,
+    };
+    // A lost claim's action run is not written: the new owner will write its own.
+    if changed == 1
+        && let Some(run) = &f.action_run
+    {
+        upsert_action_run(tx, run)?;
+    }
+    Ok(changed == 1)
+}
+
+fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::Result<()> {
+    // Select-then-write is race-free: this connection is the only writer in the process
+    // and BEGIN IMMEDIATE excludes writers in other processes. (No ON CONFLICT: a seed
+    // database's unique index on (event_row_id, action) is not guaranteed to match.)
+    let exists = tx
+        .prepare_cached("SELECT id FROM action_runs WHERE event_row_id = ?1 AND action = ?2")?
+        .query_row(params![run.event_row_id, run.action], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some();
+    let values = params![
+        run.started_at,
+        run.finished_at,
+        run.status,
+        run.provider,
+        run.handler_mode,
+        run.handler_target,
+        run.input_json,
+        run.output_json,
+        run.error,
+        run.event_row_id,
+        run.action,
+    ];
+    if exists {
+        tx.prepare_cached(
+            "UPDATE action_runs SET started_at = ?1, finished_at = ?2, status = ?3, provider = ?4, \
+                 handler_mode = ?5, handler_target = ?6, input_json = ?7, output_json = ?8, error = ?9 \
+                 WHERE event_row_id = ?10 AND action = ?11",
+        )?
+        .execute(values)?;
+    } else {
+        tx.prepare_cached(
+                "INSERT INTO action_runs (started_at, finished_at, status, provider, handler_mode, handler_target, \
+                 input_json, output_json, error, event_row_id, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(values)?;
+    }
+    Ok(())
+}
+
+fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite::Result<()> {
+    let mut mapping = tx.prepare_cached(
+        "INSERT INTO provider_mappings (provider, action, handler_mode, handler_target, enabled, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(provider) DO UPDATE SET action = excluded.action, \
+         handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
+         enabled = excluded.enabled, updated_at = excluded.updated_at",
+    )?;
+    for m in &changes.mappings {
+        mapping.execute(params![
+            m.provider,
+            m.action,
+            m.handler_mode,
+            m.handler_target,
+            i64::from(m.enabled),
+            now
+        ])?;
+    }
+    let mut rule = tx.prepare_cached(
+        "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \
+         handler_target, enabled, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT(provider, name) DO UPDATE SET priority = excluded.priority, \
+         conditions_json = excluded.conditions_json, action = excluded.action, \
+         handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
+         enabled = excluded.enabled, updated_at = excluded.updated_at",
+    )?;
+    for r in &changes.rules {
+        rule.execute(params![
+            r.provider,
+            r.name,
+            r.priority,
+            r.conditions_json,
+            r.action,
+            r.handler_mode,
+            r.handler_target,
+            i64::from(r.enabled),
+            now
+        ])?;
+    }
+    Ok(())
+}
