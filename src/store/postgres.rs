@@ -503,7 +503,9 @@ async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> Result<Vec<C
          UPDATE events e SET status = 'processing', processing_started_at = $1, lease_until = $2, \
            attempt_count = e.attempt_count + 1 \
          FROM due WHERE e.id = due.id \
-         RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json",
+         RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, \
+           (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+            WHERE a.event_row_id = e.id AND a.status = 'done')::text AS done_runs",
     )
     .bind(&now)
     .bind(time::after(lease))
@@ -519,11 +521,25 @@ async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> Result<Vec<C
                 event_id: r.try_get::<Option<String>, _>("event_id")?.unwrap_or_default(),
                 attempt_count: r.try_get("attempt_count")?,
                 payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
+                done_runs: parse_done_runs(r.try_get::<Option<String>, _>("done_runs")?.as_deref()),
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
+}
+
+/// Reads `[[action, output_json], …]` as aggregated by the claim.
+fn parse_done_runs(json: Option<&str>) -> Vec<DoneRun> {
+    let Some(json) = json else { return Vec::new() };
+    serde_json::from_str::<Vec<(Option<String>, Option<String>)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(action, output_json)| DoneRun {
+            action: action.unwrap_or_default(),
+            output_json,
+        })
+        .collect()
 }
 
 /// Ids and attempts of claims as two arrays, for `(id, attempt_count) IN (UNNEST …)`.

@@ -204,9 +204,23 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
             event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             attempt_count: r.get(3)?,
             payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            done_runs: Vec::new(),
         })
     })?;
     let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(stmt);
+    let mut done =
+        tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
+    for event in &mut claimed {
+        event.done_runs = done
+            .query_map(params![event.id], |r| {
+                Ok(DoneRun {
+                    action: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    output_json: r.get(1)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
 }

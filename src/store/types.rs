@@ -66,6 +66,18 @@ pub struct ClaimedEvent {
     pub attempt_count: i64,
     /// The stored payload envelope.
     pub payload_json: String,
+    /// Actions of this event that already ran to `done` (read with the claim, so the
+    /// idempotency check costs no extra query per event).
+    pub done_runs: Vec<DoneRun>,
+}
+
+/// An action that already succeeded for an event, and its stored output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneRun {
+    /// The action.
+    pub action: String,
+    /// Its output as JSON text.
+    pub output_json: Option<String>,
 }
 
 impl ClaimedEvent {

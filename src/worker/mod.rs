@@ -105,9 +105,12 @@ pub async fn run_pool(
             let processor = processor.clone();
             let in_flight = in_flight.clone();
             tasks.spawn(async move {
-                processor.process(event).await;
-                lock(&in_flight).remove(&claim.id);
+                let finish = processor.attempt(&event).await;
+                // The permit bounds running handlers, not database round trips: hand it
+                // back before the write so a slow commit does not idle the handlers.
                 drop(permit);
+                processor.record(finish).await;
+                lock(&in_flight).remove(&claim.id);
             });
         }
     }

@@ -42,12 +42,18 @@ impl Processor {
 
     /// Runs one attempt and stores its outcome; never panics on event data.
     pub async fn process(&self, event: ClaimedEvent) {
+        let finish = self.attempt(&event).await;
+        self.record(finish).await;
+    }
+
+    /// Runs one attempt (route, handler) and says how it ended, without storing it.
+    pub async fn attempt(&self, event: &ClaimedEvent) -> Finish {
         let payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
 
         let (attempt, action_run, replay) = match &decision.mapped_action {
-            Some(action) => self.run_action(&event, &decision, action, &router, &payload).await,
+            Some(action) => self.run_action(event, &decision, action, &router, &payload).await,
             None => (
                 handlers::run_unrouted(&self.handlers, &payload, &router).await,
                 None,
@@ -96,19 +102,22 @@ impl Processor {
                 )
             }
         }
-        let finish = Finish {
+        Finish {
             claim: event.claim_ref(),
             outcome,
             action_run,
-        };
+        }
+    }
+
+    /// Stores an attempt's outcome; a failure here is logged, and the lease then expires
+    /// and the event is retried.
+    pub async fn record(&self, finish: Finish) {
+        let row_id = finish.claim.id;
         match self.db.finish(finish).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                row_id = event.id,
-                "claim was lost (lease expired) before the outcome was stored"
-            ),
+            Ok(false) => tracing::warn!(row_id, "claim was lost (lease expired) before the outcome was stored"),
             Err(e) => {
-                tracing::error!(row_id = event.id, error = %e, "could not store the outcome; the lease will expire and the event will be retried")
+                tracing::error!(row_id, error = %e, "could not store the outcome; the lease will expire and the event will be retried")
             }
         }
     }
@@ -123,24 +132,13 @@ impl Processor {
         router: &Value,
         payload: &Value,
     ) -> (Attempt, Option<ActionRunRecord>, bool) {
-        match self.db.action_run(event.id, action).await {
-            Ok(Some(run)) if run.status.as_deref() == Some("done") => {
-                let output = run
-                    .output_json
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str(s).ok())
-                    .unwrap_or(Value::Null);
-                return (Ok(output), None, true);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let err = HandlerError {
-                    message: format!("could not read action runs: {e}"),
-                    retry_after: None,
-                    permanent: false,
-                };
-                return (Err(err), None, false);
-            }
+        if let Some(run) = event.done_runs.iter().find(|r| r.action == action) {
+            let output = run
+                .output_json
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            return (Ok(output), None, true);
         }
         let mode = decision.handler_mode.as_deref().unwrap_or("noop");
         let target = decision.handler_target.as_deref();
