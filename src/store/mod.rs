@@ -49,6 +49,17 @@ pub trait Store: Send + Sync + 'static {
     /// Records the outcome of one attempt (and its action run); false when the claim was lost.
     fn finish(&self, finish: Finish) -> StoreFuture<'_, bool>;
 
+    /// Records many outcomes; the answer says, per finish, whether its claim still held.
+    fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
+        Box::pin(async move {
+            let mut applied = Vec::with_capacity(finishes.len());
+            for f in finishes {
+                applied.push(self.finish(f).await?);
+            }
+            Ok(applied)
+        })
+    }
+
     /// Gives claims back without counting the attempt (graceful shutdown).
     fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64>;
 

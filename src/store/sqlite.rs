@@ -131,6 +131,10 @@ impl Store for SqliteStore {
         Box::pin(async move { expect!(self.submit(Op::Finish(Box::new(finish))), Bool) })
     }
 
+    fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
+        Box::pin(async move { expect!(self.submit(Op::FinishMany(finishes)), Bools) })
+    }
+
     fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64> {
         Box::pin(async move { expect!(self.submit(Op::Release(claims)), Count) })
     }
@@ -212,12 +216,8 @@ impl Store for SqliteStore {
     }
 
     fn routing_version(&self) -> StoreFuture<'_, i64> {
-        Box::pin(async move {
-            let v: Option<i64> = sqlx::query_scalar("SELECT value FROM switchyard_meta WHERE key = 'routing_version'")
-                .fetch_optional(&self.read)
-                .await?;
-            Ok(v.unwrap_or(0))
-        })
+        // Asked once per claim: the writer answers it without a trip to sqlx's thread.
+        Box::pin(async move { expect!(self.submit(Op::RoutingVersion), Int) })
     }
 
     fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {

@@ -24,6 +24,8 @@ pub(super) enum OpResult {
     Enqueued(Enqueued),
     Claimed(Vec<ClaimedEvent>),
     Bool(bool),
+    Bools(Vec<bool>),
+    Int(i64),
     Count(u64),
     Unit,
 }
@@ -34,6 +36,8 @@ pub(super) enum Op {
     Claim { limit: usize, lease: Duration },
     Renew { claims: Vec<ClaimRef>, lease: Duration },
     Finish(Box<Finish>),
+    FinishMany(Vec<Finish>),
+    RoutingVersion,
     Release(Vec<ClaimRef>),
     Reclaim { max_attempts: u32 },
     StartRun(Box<ActionRunRecord>),
@@ -125,6 +129,13 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             OpResult::Unit
         }
         Op::Finish(f) => OpResult::Bool(finish(tx, f, now)?),
+        Op::FinishMany(fs) => OpResult::Bools(fs.iter().map(|f| finish(tx, f, now)).collect::<rusqlite::Result<_>>()?),
+        Op::RoutingVersion => OpResult::Int(
+            tx.prepare_cached("SELECT value FROM switchyard_meta WHERE key = 'routing_version'")?
+                .query_row([], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0),
+        ),
         Op::Release(claims) => {
             let mut stmt = tx.prepare_cached(
                 "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = ?1, \

@@ -9,18 +9,23 @@ pub mod backoff;
 mod process;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use process::Processor;
 
-use crate::store::{ClaimRef, Db};
+use crate::store::{ClaimRef, Db, Finish};
 
 /// Most events taken by one claim.
 const MAX_CLAIM: usize = 64;
+/// A handler quicker than this lets the pool claim ahead of its running handlers.
+const FAST_HANDLER: Duration = Duration::from_millis(20);
+/// Most outcomes stored by one store call.
+const MAX_RECORD: usize = 256;
 
 /// How the pool runs.
 #[derive(Debug, Clone)]
@@ -48,11 +53,20 @@ pub async fn run_pool(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    // `handlers` bounds running handlers (WORKER_CONCURRENCY). `permits` bounds claimed
+    // events: while handlers are fast, one claim ahead of them, so the next claim overlaps
+    // the running handlers instead of waiting for them (the drain benchmark is paced by
+    // that overlap); while they are slow, only what can start now, so that idle workers of
+    // other processes get the rest.
+    let handlers = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1) + MAX_CLAIM));
+    let fast = Arc::new(AtomicBool::new(false));
     let in_flight: InFlight = Arc::default();
     let mut tasks = JoinSet::new();
     let renewer = tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease));
     let reclaimer = tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone()));
+    let (outcomes, outcome_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone()));
     let mut error_backoff = Duration::from_millis(50);
 
     loop {
@@ -61,12 +75,25 @@ pub async fn run_pool(
         }
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}
+        let fast_now = fast.load(Ordering::Relaxed);
+        if !fast_now {
+            let free_handler = tokio::select! {
+                p = handlers.clone().acquire_owned() => p,
+                _ = shutdown.changed() => break,
+            };
+            drop(free_handler);
+        }
         let first = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
+        let cap = if fast_now {
+            MAX_CLAIM
+        } else {
+            handlers.available_permits().clamp(1, MAX_CLAIM)
+        };
         let mut held = vec![first];
-        while held.len() < MAX_CLAIM {
+        while held.len() < cap {
             match permits.clone().try_acquire_owned() {
                 Ok(p) => held.push(p),
                 Err(_) => break,
@@ -103,14 +130,20 @@ pub async fn run_pool(
             let claim = event.claim_ref();
             lock(&in_flight).insert(claim.id, claim);
             let processor = processor.clone();
-            let in_flight = in_flight.clone();
+            let outcomes = outcomes.clone();
+            let handlers = handlers.clone();
+            let fast = fast.clone();
             tasks.spawn(async move {
+                // The semaphore is never closed, so this waits rather than fails.
+                let running = handlers.acquire_owned().await.ok();
+                let started = Instant::now();
                 let finish = processor.attempt(&event).await;
-                // The permit bounds running handlers, not database round trips: hand it
-                // back before the write so a slow commit does not idle the handlers.
+                fast.store(started.elapsed() < FAST_HANDLER, Ordering::Relaxed);
+                drop(running);
+                // Slots bound claimed events, not database round trips: hand this one
+                // back before the outcome is written.
                 drop(permit);
-                processor.record(finish).await;
-                lock(&in_flight).remove(&claim.id);
+                let _ = outcomes.send(finish);
             });
         }
     }
@@ -120,6 +153,11 @@ pub async fn run_pool(
     if drained.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+    // Every outcome sent is stored before anything is released.
+    drop(outcomes);
+    let _ = recorder.await;
+    if drained.is_err() {
         let left: Vec<ClaimRef> = lock(&in_flight).values().copied().collect();
         match db.release(left.clone()).await {
             Ok(n) => tracing::info!(released = n, "released unfinished claims at shutdown"),
@@ -145,6 +183,20 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
     processor.process(event).await;
     renewer.abort();
     Ok(true)
+}
+
+/// Stores outcomes as they come, many per store call: under load one writer request
+/// (one wake-up of the writer) carries a whole batch of finished events.
+async fn record_loop(processor: Arc<Processor>, mut rx: mpsc::UnboundedReceiver<Finish>, in_flight: InFlight) {
+    let mut batch = Vec::with_capacity(MAX_RECORD);
+    while rx.recv_many(&mut batch, MAX_RECORD).await > 0 {
+        let ids: Vec<i64> = batch.iter().map(|f| f.claim.id).collect();
+        processor.record_many(std::mem::take(&mut batch)).await;
+        let mut map = lock(&in_flight);
+        for id in ids {
+            map.remove(&id);
+        }
+    }
 }
 
 fn lock(m: &InFlight) -> std::sync::MutexGuard<'_, HashMap<i64, ClaimRef>> {

@@ -109,6 +109,23 @@ impl Processor {
         }
     }
 
+    /// Stores many outcomes in one store call (see [`Processor::record`]).
+    pub async fn record_many(&self, finishes: Vec<Finish>) {
+        let ids: Vec<i64> = finishes.iter().map(|f| f.claim.id).collect();
+        match self.db.finish_many(finishes).await {
+            Ok(applied) => {
+                for (row_id, ok) in ids.iter().zip(applied) {
+                    if !ok {
+                        tracing::warn!(row_id, "claim was lost (lease expired) before the outcome was stored");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(count = ids.len(), error = %e, "could not store outcomes; their leases will expire and the events will be retried")
+            }
+        }
+    }
+
     /// Stores an attempt's outcome; a failure here is logged, and the lease then expires
     /// and the event is retried.
     pub async fn record(&self, finish: Finish) {
