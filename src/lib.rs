@@ -54,6 +54,10 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
     cfg.llm_mode = s.llm_mode;
     cfg.llm_command = s.llm_command.clone();
     cfg.llm_system_prompt = s.llm_system_prompt.clone();
+    cfg.http = handlers::http::HttpHandlerConfig {
+        secret: s.http_handler_secret.clone(),
+        timeout: Duration::from_secs_f64(s.http_handler_timeout),
+    };
     cfg
 }
 

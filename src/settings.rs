@@ -46,6 +46,8 @@ pub const ENV_VARS: &[&str] = &[
     "ACTION_COMMAND_TIMEOUT_SECONDS",
     "ACTION_AGENT_TIMEOUT_SECONDS",
     "COMMAND_ENV_PASSTHROUGH",
+    "HTTP_HANDLER_SECRET",
+    "HTTP_HANDLER_TIMEOUT_SECONDS",
     "CLAUDE_CLI",
     "CLAUDE_AGENT_MODEL",
     "CLAUDE_AGENT_MAX_TURNS",
@@ -298,6 +300,18 @@ pub struct Settings {
     /// Seconds a `command` handler may run before its process group is killed.
     #[arg(long, env = "ACTION_COMMAND_TIMEOUT_SECONDS", value_name = "ACTION_COMMAND_TIMEOUT_SECONDS", default_value_t = 90.0, value_parser = positive_seconds, global = true)]
     pub command_timeout: f64,
+    /// Key signing the `http` handler's requests (Standard Webhooks; `whsec_<base64>` or text).
+    #[arg(
+        long,
+        env = "HTTP_HANDLER_SECRET",
+        value_name = "HTTP_HANDLER_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub http_handler_secret: Option<String>,
+    /// Seconds an `http` handler request may take.
+    #[arg(long, env = "HTTP_HANDLER_TIMEOUT_SECONDS", value_name = "HTTP_HANDLER_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = positive_seconds, global = true)]
+    pub http_handler_timeout: f64,
     /// Comma-separated secret variables that handler children may still see.
     #[arg(
         long,

@@ -2,6 +2,7 @@
 //! runner for events with no route.
 
 pub mod command;
+pub mod http;
 pub mod llm_runner;
 pub mod process;
 
@@ -20,6 +21,7 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "DATABASE_URL",
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
+    "HTTP_HANDLER_SECRET",
 ];
 
 /// Default cap on the bytes kept from each of a child's stdout and stderr (1 MiB).
@@ -94,6 +96,10 @@ pub struct HandlerConfig {
     pub llm_command: Option<String>,
     /// System prompt for the generic runner (`LLM_SYSTEM_PROMPT`); a built-in one when unset.
     pub llm_system_prompt: Option<String>,
+    /// Settings of the `http` handler.
+    pub http: http::HttpHandlerConfig,
+    /// One HTTP client for every outbound call (connection reuse); each request sets its timeout.
+    pub client: reqwest::Client,
 }
 
 impl Default for HandlerConfig {
@@ -107,6 +113,11 @@ impl Default for HandlerConfig {
             llm_mode: LlmMode::Noop,
             llm_command: None,
             llm_system_prompt: None,
+            http: http::HttpHandlerConfig {
+                secret: None,
+                timeout: Duration::from_secs(30),
+            },
+            client: reqwest::Client::new(),
         }
     }
 }
@@ -121,7 +132,8 @@ pub async fn run(
     match mode {
         "noop" => Ok(serde_json::json!({"mode": "noop", "action": input.action})),
         "command" => command::run(cfg, target, input).await,
-        "agent" | "llm" | "http" => Err(HandlerError::new(format!(
+        "http" => http::run(&cfg.client, &cfg.http, target, input).await,
+        "agent" | "llm" => Err(HandlerError::new(format!(
             "handler mode '{mode}' is not available in this build"
         ))),
         other => Err(HandlerError::new(format!(
@@ -242,7 +254,7 @@ mod tests {
             payload: &payload,
         };
         let cfg = HandlerConfig::default();
-        for mode in ["agent", "llm", "http"] {
+        for mode in ["agent", "llm"] {
             let err = run(&cfg, mode, Some("x"), &input).await.unwrap_err();
             assert_eq!(
                 err.message,

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod helpers;
+mod http_handler;
 mod multi_instance;
 mod readme;
 mod routing;
