@@ -54,6 +54,23 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
     cfg.llm_mode = s.llm_mode;
     cfg.llm_command = s.llm_command.clone();
     cfg.llm_system_prompt = s.llm_system_prompt.clone();
+    cfg.claude = handlers::claude_cli::ClaudeConfig {
+        program: s.claude_cli.clone(),
+        model: s.claude_agent_model.clone(),
+        max_turns: s.claude_agent_max_turns,
+        permission_mode: s.claude_agent_permission_mode.clone(),
+        timeout: Duration::from_secs_f64(s.claude_agent_timeout.or(s.action_agent_timeout).unwrap_or(90.0)),
+        work_dir: None,
+    };
+    cfg.llm = handlers::llm::LlmConfig {
+        provider: s.llm_provider.clone(),
+        model: s.llm_model.clone(),
+        timeout: Duration::from_secs_f64(s.llm_timeout),
+        anthropic_api_key: s.anthropic_api_key.clone(),
+        anthropic_base_url: s.anthropic_base_url.clone(),
+        openai_api_key: s.openai_api_key.clone(),
+        openai_base_url: s.openai_base_url.clone(),
+    };
     cfg.http = handlers::http::HttpHandlerConfig {
         secret: s.http_handler_secret.clone(),
         timeout: Duration::from_secs_f64(s.http_handler_timeout),
@@ -74,10 +91,15 @@ pub fn pool_config(s: &Settings) -> PoolConfig {
 
 /// A processor for claimed events over `db`.
 pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
+    let handlers = Arc::new(handler_config(s));
+    let ai = s.mapper_use_ai.then(|| routing::ai::AiClassifier {
+        handlers: handlers.clone(),
+        threshold: s.mapper_ai_threshold,
+    });
     Arc::new(Processor::new(
         db.clone(),
-        RoutingCache::new(db.clone()),
-        Arc::new(handler_config(s)),
+        RoutingCache::new(db.clone()).with_ai(ai),
+        handlers,
         s.max_attempts,
     ))
 }

@@ -42,6 +42,7 @@ pub const ENV_VARS: &[&str] = &[
     "LLM_SYSTEM_PROMPT",
     "LLM_PROVIDER",
     "LLM_MODEL",
+    "LLM_TIMEOUT_SECONDS",
     "APP_COMMANDS_PATH",
     "ACTION_COMMAND_TIMEOUT_SECONDS",
     "ACTION_AGENT_TIMEOUT_SECONDS",
@@ -288,6 +289,63 @@ pub struct Settings {
     /// System prompt for the generic runner and the `llm` handler.
     #[arg(long, env = "LLM_SYSTEM_PROMPT", value_name = "LLM_SYSTEM_PROMPT", global = true)]
     pub llm_system_prompt: Option<String>,
+    /// Back-end of the `llm` handler and the AI classifier: claude-cli, anthropic or openai.
+    #[arg(long, env = "LLM_PROVIDER", value_name = "LLM_PROVIDER", default_value = "claude-cli", value_parser = ["claude-cli", "anthropic", "openai"], global = true)]
+    pub llm_provider: String,
+    /// Model of the `llm` handler (the back-end's default when unset).
+    #[arg(long, env = "LLM_MODEL", value_name = "LLM_MODEL", global = true)]
+    pub llm_model: Option<String>,
+    /// Seconds one LLM request (or `claude-cli` run of the `llm` handler) may take.
+    #[arg(long, env = "LLM_TIMEOUT_SECONDS", value_name = "LLM_TIMEOUT_SECONDS", default_value_t = 60.0, value_parser = positive_seconds, global = true)]
+    pub llm_timeout: f64,
+    /// Anthropic API key for LLM_PROVIDER=anthropic (also passed to the Claude Code CLI).
+    #[arg(
+        long,
+        env = "ANTHROPIC_API_KEY",
+        value_name = "ANTHROPIC_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub anthropic_api_key: Option<String>,
+    /// Base URL of the Anthropic API.
+    #[arg(long, env = "ANTHROPIC_BASE_URL", value_name = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com", value_parser = http_url, global = true)]
+    pub anthropic_base_url: String,
+    /// OpenAI (or compatible) API key for LLM_PROVIDER=openai.
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        value_name = "OPENAI_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub openai_api_key: Option<String>,
+    /// Base URL of an OpenAI-compatible API (up to and including `/v1`).
+    #[arg(long, env = "OPENAI_BASE_URL", value_name = "OPENAI_BASE_URL", default_value = "https://api.openai.com/v1", value_parser = http_url, global = true)]
+    pub openai_base_url: String,
+    /// The Claude Code CLI binary (name on PATH or a path).
+    #[arg(
+        long,
+        env = "CLAUDE_CLI",
+        value_name = "CLAUDE_CLI",
+        default_value = "claude",
+        global = true
+    )]
+    pub claude_cli: String,
+    /// Model for `agent` runs whose agent file names none.
+    #[arg(long, env = "CLAUDE_AGENT_MODEL", value_name = "CLAUDE_AGENT_MODEL", global = true)]
+    pub claude_agent_model: Option<String>,
+    /// `--max-turns` of the Claude Code CLI.
+    #[arg(long, env = "CLAUDE_AGENT_MAX_TURNS", value_name = "CLAUDE_AGENT_MAX_TURNS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub claude_agent_max_turns: u32,
+    /// `--permission-mode` of the Claude Code CLI.
+    #[arg(long, env = "CLAUDE_AGENT_PERMISSION_MODE", value_name = "CLAUDE_AGENT_PERMISSION_MODE", default_value = "bypassPermissions", value_parser = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"], global = true)]
+    pub claude_agent_permission_mode: String,
+    /// Seconds an `agent` run may take before its process group is killed (default 90).
+    #[arg(long, env = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_name = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds, global = true)]
+    pub claude_agent_timeout: Option<f64>,
+    /// Fallback for CLAUDE_AGENT_TIMEOUT_SECONDS (the seed's name).
+    #[arg(long, env = "ACTION_AGENT_TIMEOUT_SECONDS", value_name = "ACTION_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds, global = true)]
+    pub action_agent_timeout: Option<f64>,
     /// whitelist of commands for the `command` handler.
     #[arg(
         long,
@@ -352,6 +410,13 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 1e7 => Ok(v),
         _ => Err(format!("expected a positive number of seconds, got '{s}'")),
+    }
+}
+
+fn http_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(s.trim_end_matches('/').to_owned()),
+        _ => Err(format!("expected an http:// or https:// URL, got '{s}'")),
     }
 }
 

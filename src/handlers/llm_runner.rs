@@ -2,7 +2,8 @@
 //!
 //! `noop` answers `{"note":"no mapping"}`; `echo` shows what would be sent; `command`
 //! runs `LLM_COMMAND` (split like a shell line, but never run by a shell) with
-//! `{"prompt","input"}` on stdin; `claude` belongs to the agent back-end.
+//! `{"prompt","input"}` on stdin; `claude` runs the Claude Code CLI with the prompt as system
+//! prompt and `{"router","payload"}` on stdin.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,7 +30,7 @@ pub enum LlmMode {
     Echo,
     /// Run `LLM_COMMAND`.
     Command,
-    /// Claude Code CLI, provided by the agent back-end.
+    /// The Claude Code CLI (`CLAUDE_CLI`).
     Claude,
 }
 
@@ -170,7 +171,18 @@ pub async fn run(cfg: &HandlerConfig, payload: &Value, router: &Value) -> Result
         LlmMode::Noop => Ok(json!({"note": "no mapping"})),
         LlmMode::Echo => Ok(json!({"mode": "echo", "prompt": prompt, "input": input})),
         LlmMode::Command => run_command(cfg, prompt, &input).await,
-        LlmMode::Claude => Err(HandlerError::new("LLM_MODE=claude is handled by the agent backend")),
+        LlmMode::Claude => {
+            let stdin =
+                serde_json::to_vec(&input).map_err(|e| HandlerError::new(format!("cannot encode LLM input: {e}")))?;
+            let call = super::claude_cli::CliCall {
+                system_prompt: prompt,
+                model: cfg.llm.model.as_deref().or(cfg.claude.model.as_deref()),
+                tools: &[],
+                stdin,
+                timeout: cfg.claude.timeout,
+            };
+            super::claude_cli::run(cfg, &call).await
+        }
     }
 }
 
@@ -341,10 +353,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn claude_mode_is_not_handled_here() {
-        let err = run(&cfg(LlmMode::Claude, None), &json!({}), &json!({}))
-            .await
-            .unwrap_err();
-        assert_eq!(err.message, "LLM_MODE=claude is handled by the agent backend");
+    async fn claude_mode_runs_the_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claude");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/argv\"\ncat > \"$(dirname \"$0\")/stdin\"\necho '{\"result\":\"{\\\"seen\\\":true}\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut c = cfg(LlmMode::Claude, None);
+        c.claude.program = path.display().to_string();
+        c.llm_system_prompt = Some("triage it".into());
+        let out = run(&c, &json!({"k": 1}), &json!({"provider": "p"})).await.unwrap();
+        assert_eq!(out, json!({"seen": true}));
+        let argv = std::fs::read_to_string(dir.path().join("argv")).unwrap();
+        assert!(argv.contains("--system-prompt\ntriage it\n"), "{argv}");
+        let stdin: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("stdin")).unwrap()).unwrap();
+        assert_eq!(stdin, json!({"router": {"provider": "p"}, "payload": {"k": 1}}));
     }
 }

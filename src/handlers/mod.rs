@@ -1,8 +1,11 @@
 //! Handlers: what runs for a routed action (`noop`, `command`, …) and the generic LLM
 //! runner for events with no route.
 
+pub mod agent;
+pub mod claude_cli;
 pub mod command;
 pub mod http;
+pub mod llm;
 pub mod llm_runner;
 pub mod process;
 
@@ -100,6 +103,10 @@ pub struct HandlerConfig {
     pub http: http::HttpHandlerConfig,
     /// One HTTP client for every outbound call (connection reuse); each request sets its timeout.
     pub client: reqwest::Client,
+    /// Settings of the Claude Code CLI (`agent` handler, `llm` with `claude-cli`, `LLM_MODE=claude`).
+    pub claude: claude_cli::ClaudeConfig,
+    /// Settings of the `llm` handler and the AI classifier.
+    pub llm: llm::LlmConfig,
 }
 
 impl Default for HandlerConfig {
@@ -118,6 +125,8 @@ impl Default for HandlerConfig {
                 timeout: Duration::from_secs(30),
             },
             client: reqwest::Client::new(),
+            claude: claude_cli::ClaudeConfig::default(),
+            llm: llm::LlmConfig::default(),
         }
     }
 }
@@ -133,9 +142,8 @@ pub async fn run(
         "noop" => Ok(serde_json::json!({"mode": "noop", "action": input.action})),
         "command" => command::run(cfg, target, input).await,
         "http" => http::run(&cfg.client, &cfg.http, target, input).await,
-        "agent" | "llm" => Err(HandlerError::new(format!(
-            "handler mode '{mode}' is not available in this build"
-        ))),
+        "agent" => agent::run(cfg, target, input).await,
+        "llm" => llm::run(cfg, target, input).await,
         other => Err(HandlerError::new(format!(
             "unknown handler mode '{other}' (expected one of: {KNOWN_MODES})"
         ))),
@@ -246,7 +254,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unavailable_and_unknown_modes_fail_clearly() {
+    async fn unknown_modes_fail_clearly() {
         let (router, payload) = (json!({}), json!({}));
         let input = HandlerInput {
             action: "a",
@@ -254,14 +262,6 @@ mod tests {
             payload: &payload,
         };
         let cfg = HandlerConfig::default();
-        for mode in ["agent", "llm"] {
-            let err = run(&cfg, mode, Some("x"), &input).await.unwrap_err();
-            assert_eq!(
-                err.message,
-                format!("handler mode '{mode}' is not available in this build")
-            );
-            assert!(!err.permanent);
-        }
         let err = run(&cfg, "bogus", None, &input).await.unwrap_err();
         assert!(err.message.contains("'bogus'"), "{err}");
         assert!(err.message.contains("noop"), "{err}");

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use super::ai::AiClassifier;
 use super::detect::{apply_hint, detect};
 use super::{Mapping, RouteDecision, Rule, decide};
 use crate::store::{Db, StoreError};
@@ -26,6 +27,7 @@ struct Tables {
 pub struct RoutingCache {
     db: Db,
     tables: RwLock<Arc<Tables>>,
+    ai: Option<AiClassifier>,
 }
 
 impl RoutingCache {
@@ -34,7 +36,14 @@ impl RoutingCache {
         RoutingCache {
             db,
             tables: RwLock::new(Arc::new(Tables::default())),
+            ai: None,
         }
+    }
+
+    /// Enables the AI classifier for low-confidence detections (`None` keeps it off).
+    pub fn with_ai(mut self, ai: Option<AiClassifier>) -> RoutingCache {
+        self.ai = ai;
+        self
     }
 
     fn current(&self) -> Arc<Tables> {
@@ -72,9 +81,18 @@ impl RoutingCache {
         let json = payload.get("json").filter(|j| j.is_object());
         let mut detection = detect(headers, json);
         apply_hint(&mut detection, payload.get("source_hint").and_then(Value::as_str));
+        let ai = match &self.ai {
+            Some(ai) if ai.wanted(&detection) => ai.classify(payload, &mut detection).await,
+            _ => None,
+        };
         let tables = self.current();
         let rules = tables.rules.get(&detection.provider).map(Vec::as_slice).unwrap_or(&[]);
         let mapping = tables.mappings.get(&detection.provider);
-        decide(payload, detection, rules, mapping)
+        let mut decision = decide(payload, detection, rules, mapping);
+        if let Some(ai) = ai {
+            decision.event_type = ai.event_type;
+            decision.ai_detection = Some(ai.answer);
+        }
+        decision
     }
 }

@@ -1,6 +1,7 @@
 //! Routing (CONTRACT §4): detect the provider, then pick the action from the provider's
 //! rules or its mapping. Pure: the caller loads rules and mappings and applies the hint.
 
+pub mod ai;
 pub mod cache;
 pub mod detect;
 pub mod rules;

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod helpers;
 mod http_handler;
+mod llm;
 mod multi_instance;
 mod readme;
 mod routing;
