@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use process::Processor;
@@ -65,6 +65,8 @@ pub async fn run_pool(
     let mut tasks = JoinSet::new();
     let renewer = tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease));
     let reclaimer = tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone()));
+    // Unbounded in type only: every message carries a claim slot, so at most
+    // WORKER_CONCURRENCY + MAX_CLAIM outcomes wait here.
     let (outcomes, outcome_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone()));
     let mut error_backoff = Duration::from_millis(50);
@@ -140,10 +142,9 @@ pub async fn run_pool(
                 let finish = processor.attempt(&event).await;
                 fast.store(started.elapsed() < FAST_HANDLER, Ordering::Relaxed);
                 drop(running);
-                // Slots bound claimed events, not database round trips: hand this one
-                // back before the outcome is written.
-                drop(permit);
-                let _ = outcomes.send(finish);
+                // The claim slot travels with the outcome and is freed once it is stored,
+                // so a slow store holds the claim loop back instead of queueing outcomes.
+                let _ = outcomes.send((finish, permit));
             });
         }
     }
@@ -187,11 +188,17 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
 
 /// Stores outcomes as they come, many per store call: under load one writer request
 /// (one wake-up of the writer) carries a whole batch of finished events.
-async fn record_loop(processor: Arc<Processor>, mut rx: mpsc::UnboundedReceiver<Finish>, in_flight: InFlight) {
+async fn record_loop(
+    processor: Arc<Processor>,
+    mut rx: mpsc::UnboundedReceiver<(Finish, OwnedSemaphorePermit)>,
+    in_flight: InFlight,
+) {
     let mut batch = Vec::with_capacity(MAX_RECORD);
     while rx.recv_many(&mut batch, MAX_RECORD).await > 0 {
-        let ids: Vec<i64> = batch.iter().map(|f| f.claim.id).collect();
-        processor.record_many(std::mem::take(&mut batch)).await;
+        let ids: Vec<i64> = batch.iter().map(|(f, _)| f.claim.id).collect();
+        let (finishes, slots): (Vec<Finish>, Vec<OwnedSemaphorePermit>) = batch.drain(..).unzip();
+        processor.record_many(finishes).await;
+        drop(slots);
         let mut map = lock(&in_flight);
         for id in ids {
             map.remove(&id);
