@@ -597,6 +597,25 @@ async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<u64,
 }
 
 async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let applied = finish_in(&mut tx, f).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Records many outcomes in one transaction: one commit (one WAL flush) for the batch.
+async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut applied = Vec::with_capacity(finishes.len());
+    for f in finishes {
+        applied.push(finish_in(&mut tx, f).await?);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Applies one outcome (fenced by the claim) inside the caller's transaction.
+async fn finish_in(conn: &mut PgConnection, f: &Finish) -> Result<bool, sqlx::Error> {
     let now = time::now();
     let q = match &f.outcome {
         Outcome::Done { result_json } => sqlx::query(
@@ -618,19 +637,17 @@ async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> 
         .bind(now)
         .bind(error),
     };
-    let mut tx = pool.begin().await?;
     let applied = q
         .bind(f.claim.id)
         .bind(f.claim.attempt)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected()
         == 1;
     // A lost claim's action run is not written: the new owner will write its own.
     if applied && let Some(run) = &f.action_run {
-        upsert_action_run(&mut tx, run).await?;
+        upsert_action_run(conn, run).await?;
     }
-    tx.commit().await?;
     Ok(applied)
 }
 
@@ -844,6 +861,12 @@ impl Store for PgStore {
         // A retry after a COMMIT whose reply was lost finds the event no longer
         // `processing` and answers false; the outcome stored is still this one.
         Box::pin(async move { Ok(retry_lost("finish", || finish_attempt(&self.pool, &finish)).await?) })
+    }
+
+    fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
+        // Safe to retry whole: the transaction either committed nothing or everything,
+        // and each finish is fenced by its claim.
+        Box::pin(async move { Ok(retry_lost("finish", || finish_batch(&self.pool, &finishes)).await?) })
     }
 
     fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64> {
