@@ -38,7 +38,7 @@ fn bench_body() -> Vec<u8> {
 fn bench_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
-    h.insert("content-length", HeaderValue::from_static("545"));
+    h.insert("content-length", HeaderValue::from_static("553"));
     h.insert("content-type", HeaderValue::from_static("application/json"));
     h.insert("x-event-id", HeaderValue::from_static("bench-run-t1-123456"));
     h
@@ -259,6 +259,20 @@ fn routing(c: &mut Criterion) {
             let mut d = detect(hs, payload.get("json").filter(|j| j.is_object()));
             apply_hint(&mut d, payload.get("source_hint").and_then(Value::as_str));
             let decision = decide(&payload, d, &rules, None);
+            let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
+            let result = json!({"ok": true, "source": "webhook", "event_id": "x", "router": router,
+                                "result": {"mode": "noop", "action": decision.mapped_action}});
+            result.to_string()
+        })
+    });
+    let (bench_text, _) = payload_of(None, &bench_headers(), &bench_body());
+    g.bench_function("bench_body_noop_mapping", |b| {
+        b.iter(|| {
+            let payload: Value = serde_json::from_str(black_box(&bench_text)).unwrap_or(Value::Null);
+            let hs = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
+            let mut d = detect(hs, payload.get("json").filter(|j| j.is_object()));
+            apply_hint(&mut d, payload.get("source_hint").and_then(Value::as_str));
+            let decision = decide(&payload, d, &[], Some(&noop));
             let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
             let result = json!({"ok": true, "source": "webhook", "event_id": "x", "router": router,
                                 "result": {"mode": "noop", "action": decision.mapped_action}});

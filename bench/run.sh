@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one-command benchmark (docs/PERFORMANCE.md):
+#
+#   bench/run.sh                                   # SQLite (the default backend)
+#   bench/run.sh --database-url postgres://u@host/db   # PostgreSQL (or DATABASE_URL=… bench/run.sh)
+#
+# It installs wrk if missing, builds the release binary and the two bench examples once,
+# then runs examples/loadbench.rs, which starts switchyard and the axum echo ceiling,
+# drives them over loopback and prints the table. Extra arguments go to loadbench
+# (e.g. --duration 5, --only ingest,drain, --drain-sizes 50000, --perf-dir DIR, --out FILE;
+# see `target/release/examples/loadbench --help`).
+#
+# With PostgreSQL, a fresh database is created per phase on the server of the URL and
+# dropped afterwards; the URL's own database is never touched (its role needs CREATEDB).
+# Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
+# --strict to exit 2 on a missed target), non-zero when a step failed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+# wrk is the load generator; Debian/Ubuntu ship it. Only apt is tried: anything else is
+# the user's call.
+if ! command -v wrk >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "wrk not found; installing it with apt-get" >&2
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd apt-get install -y -qq wrk
+  else
+    echo "error: wrk is not installed and apt-get is not available; install wrk and rerun" >&2
+    exit 1
+  fi
+fi
+
+# Release builds (cargo waits if another build holds the target directory's lock). The
+# service is built on its own, exactly as a user builds it: built together with the
+# examples, its dependencies would get the dev-dependencies' features too.
+cargo build --release --locked --bin switchyard
+cargo build --release --locked --example echo_ceiling --example loadbench
+
+# A PostgreSQL URL may come from the environment; loadbench reads DATABASE_URL too, and an
+# explicit --database-url wins. Empty means unset, as for switchyard itself.
+if [ -z "${DATABASE_URL:-}" ]; then unset DATABASE_URL; fi
+
+exec target/release/examples/loadbench \
+  --bin target/release/switchyard \
+  --echo target/release/examples/echo_ceiling \
+  --lua bench/ingest.lua \
+  "$@"
