@@ -1,9 +1,12 @@
 //! The `agent` handler: an agent file (front matter + system prompt) run by the Claude Code CLI.
 //!
-//! The target is an agent name, looked up as `.claude/agents/<name>.md` then
-//! `agents/<name>.md` in the working directory, or a relative `.md` path. Anything that
+//! The target is an agent name, looked up as `.claude/agents/<name>.md`, then
+//! `agents/<name>.md` (then the seed's `app/agents/<name>.md`) in the working directory,
+//! or a relative `.md` path. Anything that
 //! resolves outside the working directory (absolute paths, `..`, symlinks pointing out)
-//! is refused.
+//! is refused. Front matter `model` (unless `inherit`) and `tools` (→ `--allowedTools`)
+//! are honoured; the output is the agent's JSON object with the run's metadata under
+//! `_agent` (see [`claude_cli`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -11,6 +14,9 @@ use serde_json::Value;
 
 use super::claude_cli::{self, CliCall};
 use super::{HandlerConfig, HandlerError, HandlerInput};
+
+/// Largest system prompt passed to the CLI: Linux limits one argument to 128 KiB.
+pub const MAX_PROMPT_BYTES: usize = 120 * 1024;
 
 /// An agent file: front matter fields and the body (the system prompt).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,8 +61,20 @@ pub fn parse_agent(text: &str) -> AgentFile {
     agent.body = text[consumed..].trim().to_owned();
 
     let mut list_key: Option<String> = None;
+    // A `key: |` or `key: >` block scalar being collected: (key, folded, lines).
+    let mut block: Option<(String, bool, Vec<&str>)> = None;
     for line in front {
         let trimmed = line.trim();
+        if let Some((_, _, lines)) = block.as_mut() {
+            if line.starts_with([' ', '\t']) || trimmed.is_empty() {
+                lines.push(trimmed);
+                continue;
+            }
+            if let Some((key, folded, lines)) = block.take() {
+                let text = lines.join(if folded { " " } else { "\n" }).trim().to_owned();
+                agent.set_text(&key, Some(text).filter(|t| !t.is_empty()));
+            }
+        }
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
@@ -69,22 +87,53 @@ pub fn parse_agent(text: &str) -> AgentFile {
             }
             continue;
         }
+        // Keys start at column 0; an indented line continues a block value
+        // (`description: |`), whose text may itself contain `model: …`.
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
         let Some((key, value)) = trimmed.split_once(':') else {
             continue;
         };
         let key = key.trim().to_ascii_lowercase();
-        let value = value.trim();
+        let value = strip_comment(value.trim());
         list_key = value.is_empty().then(|| key.clone());
-        let text = || Some(unquote(value).to_owned()).filter(|v| !v.is_empty());
+        if let Some(indicator @ ('|' | '>')) = value.chars().next()
+            && value[1..].chars().all(|c| matches!(c, '-' | '+'))
+        {
+            block = Some((key, indicator == '>', Vec::new()));
+            continue;
+        }
         match key.as_str() {
-            "name" => agent.name = text(),
-            "description" => agent.description = text(),
-            "model" => agent.model = text(),
             "tools" => agent.tools = parse_list(value),
+            other => agent.set_text(other, Some(unquote(value).to_owned()).filter(|v| !v.is_empty())),
+        }
+    }
+    if let Some((key, folded, lines)) = block {
+        let text = lines.join(if folded { " " } else { "\n" }).trim().to_owned();
+        agent.set_text(&key, Some(text).filter(|t| !t.is_empty()));
+    }
+    agent
+}
+
+impl AgentFile {
+    /// Stores a text field of the front matter; unknown keys are ignored.
+    fn set_text(&mut self, key: &str, value: Option<String>) {
+        match key {
+            "name" => self.name = value,
+            "description" => self.description = value,
+            "model" => self.model = value,
             _ => {}
         }
     }
-    agent
+}
+
+/// Drops a trailing ` # comment` from an unquoted value.
+fn strip_comment(value: &str) -> &str {
+    if value.starts_with(['"', '\'']) {
+        return value;
+    }
+    value.split_once(" #").map_or(value, |(v, _)| v.trim_end())
 }
 
 /// `a, b` or `[a, "b"]` → `["a", "b"]`.
@@ -133,6 +182,8 @@ pub fn resolve(work_dir: &Path, target: &str) -> Result<PathBuf, HandlerError> {
         vec![
             Path::new(".claude/agents").join(format!("{target}.md")),
             Path::new("agents").join(format!("{target}.md")),
+            // Where the seed (Python) version kept them, so its agent files work unmoved.
+            Path::new("app/agents").join(format!("{target}.md")),
         ]
     };
     let root = work_dir.canonicalize().map_err(|e| {
@@ -183,11 +234,23 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
     }
     let stdin =
         serde_json::to_vec(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
-    let model = agent.model.as_deref().or(cfg.claude.model.as_deref());
+    if agent.body.len() > MAX_PROMPT_BYTES {
+        return Err(HandlerError::permanent(format!(
+            "agent file {} is too large: its system prompt has {} bytes, at most {MAX_PROMPT_BYTES} fit on a command line",
+            path.display(),
+            agent.body.len()
+        )));
+    }
+    // `inherit` (what Claude Code's /agents writes for "same as the main conversation")
+    // names no model here: fall back to CLAUDE_AGENT_MODEL, else the CLI's default.
+    let own_model = agent.model.as_deref().filter(|m| !m.eq_ignore_ascii_case("inherit"));
+    let model = own_model.or(cfg.claude.model.as_deref());
     let call = CliCall {
         system_prompt: &agent.body,
         model,
         tools: &agent.tools,
+        json_schema: Some(&claude_cli::ANY_OBJECT),
+        no_tools: false,
         stdin,
         timeout: cfg.claude.timeout,
     };
@@ -215,6 +278,15 @@ mod tests {
         let a = parse_agent("---\ntools:\n  - Read\n  - \"Write\"\nmodel:\n---\nbody");
         assert_eq!(a.tools, ["Read", "Write"]);
         assert_eq!(a.model, None);
+
+        let a = parse_agent(
+            "---\ndescription: |\n  Use when: asked\n  model: opus\nmodel: haiku # fast\ntools: [Read]\n---\nB",
+        );
+        assert_eq!(a.model.as_deref(), Some("haiku"));
+        assert_eq!(a.tools, ["Read"]);
+        assert_eq!(a.description.as_deref(), Some("Use when: asked\nmodel: opus"));
+        let a = parse_agent("---\ndescription: >-\n  one\n  two\n---\nB");
+        assert_eq!(a.description.as_deref(), Some("one two"));
 
         let a = parse_agent("no front matter\n---\n");
         assert_eq!(a.body, "no front matter\n---");
@@ -246,6 +318,9 @@ mod tests {
         assert!(resolve(&dir, "a").unwrap().ends_with("agents/a.md"));
         assert!(resolve(&dir, "b").unwrap().ends_with(".claude/agents/b.md"));
         assert!(resolve(&dir, "agents/a.md").unwrap().ends_with("agents/a.md"));
+        std::fs::create_dir_all(dir.join("app/agents")).unwrap();
+        std::fs::write(dir.join("app/agents/seed.md"), "S").unwrap();
+        assert!(resolve(&dir, "seed").unwrap().ends_with("app/agents/seed.md"));
         for bad in ["../outside.md", "/etc/passwd", "agents/../../outside.md", "link"] {
             let err = resolve(&dir, bad).unwrap_err();
             assert!(err.message.contains("outside the working directory"), "{bad}: {err}");

@@ -5,9 +5,22 @@
 //! "structured_output"?, "total_cost_usd", "usage", "session_id", "num_turns"}`. The
 //! answer is `structured_output` when present, else `result` parsed as JSON (a fenced
 //! ```json block is tolerated), else `{"raw_result": <text>}`. Run metadata goes under
-//! the reserved `_agent` key of the returned object.
+//! the reserved `_agent` key of the returned object. A CLI that exits 0 without printing
+//! a JSON result gives `{"raw_result": <stdout>}` (CONTRACT §5).
+//!
+//! The argv is `claude -p <instruction> --output-format json --system-prompt <prompt>
+//! --max-turns N --permission-mode M [--model X] [--json-schema S] [--tools ""]
+//! [--allowedTools a,b]`. `--system-prompt` *replaces* Claude Code's own system prompt,
+//! which is what a sub-agent file means (its body is the whole prompt).
+//! `--json-schema` asks for a `structured_output` (Claude Code 2.x); `--tools ""` (no
+//! built-in tools) is used for the plain LLM calls (`llm` handler, classifier,
+//! `LLM_MODE=claude`), whose input is an untrusted webhook payload that must not be able
+//! to talk a tool-enabled model into running commands. It is not used for agents: their
+//! front-matter `tools` go to `--allowedTools`, and Claude Code drops structured output
+//! when `--tools` restricts an agent.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -22,6 +35,9 @@ JSON object and nothing else.";
 
 /// Reserved key of the output object holding the run's metadata.
 pub const META_KEY: &str = "_agent";
+
+/// The `--json-schema` of agent and `llm` runs: any JSON object.
+pub static ANY_OBJECT: LazyLock<Value> = LazyLock::new(|| serde_json::json!({"type": "object"}));
 
 /// Metadata fields of the CLI result copied under [`META_KEY`].
 const META_FIELDS: &[&str] = &["total_cost_usd", "usage", "session_id", "num_turns"];
@@ -69,6 +85,10 @@ pub struct CliCall<'a> {
     pub model: Option<&'a str>,
     /// `--allowedTools`, when not empty.
     pub tools: &'a [String],
+    /// `--json-schema`: the shape of the `structured_output` asked for.
+    pub json_schema: Option<&'a Value>,
+    /// `--tools ""`: no built-in tools at all (plain LLM calls on untrusted input).
+    pub no_tools: bool,
     /// Bytes written to stdin.
     pub stdin: Vec<u8>,
     /// Wall-clock limit.
@@ -94,6 +114,14 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
         argv.push("--model".into());
         argv.push(model.into());
     }
+    if let Some(schema) = call.json_schema {
+        argv.push("--json-schema".into());
+        argv.push(schema.to_string());
+    }
+    if call.no_tools {
+        argv.push("--tools".into());
+        argv.push(String::new());
+    }
     if !call.tools.is_empty() {
         argv.push("--allowedTools".into());
         argv.push(call.tools.join(","));
@@ -115,33 +143,38 @@ pub async fn run(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, Handl
 
 async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
     let claude = &cfg.claude;
-    // The CLI needs its API key; every other secret stays hidden.
+    // The CLI needs its API key; every other secret stays hidden. Set it explicitly too,
+    // so a key given as `--anthropic-api-key` (not in our environment) still reaches it.
     let remove = cfg
         .env_remove
         .iter()
         .filter(|n| n.as_str() != "ANTHROPIC_API_KEY")
         .cloned()
         .collect();
+    let set = cfg
+        .llm
+        .anthropic_api_key
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| ("ANTHROPIC_API_KEY".to_owned(), k.clone()))
+        .collect();
     let spec = ProcessSpec {
         argv: argv(claude, call),
         stdin: call.stdin.clone(),
         timeout: call.timeout,
         max_output_bytes: cfg.max_output_bytes,
-        env: EnvPolicy {
-            remove,
-            set: Vec::new(),
-        },
+        env: EnvPolicy { remove, set },
         cwd: claude.work_dir.clone(),
     };
     let what = format!("Claude Code CLI '{}' (CLAUDE_CLI)", claude.program);
     let out = process::run(&spec).await.map_err(|e| match e {
         process::ProcessError::NotFound { program } => HandlerError::new(format!(
             "Claude Code CLI '{program}' not found: install it or set CLAUDE_CLI to its path"
-        )),
+        ))
+        .with_kind("spawn"),
         other => super::process_failure(&what, other),
     })?;
-    let parsed = super::stdout_json_object(&out);
-    match parsed {
+    match result_object(&out) {
         Some(result) => {
             if !out.success() && result.get("is_error").and_then(Value::as_bool) != Some(true) {
                 return Err(super::exit_failure(&what, &out));
@@ -149,13 +182,33 @@ async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value
             interpret(result)
         }
         None if !out.success() => Err(super::exit_failure(&what, &out)),
-        None => {
+        None if out.stdout_truncated => {
             let text = String::from_utf8_lossy(&out.stdout);
             let start: String = text.trim().chars().take(STDOUT_START_CHARS).collect();
             Err(HandlerError::new(format!(
-                "{what} printed no JSON result; stdout starts: {start}"
-            )))
+                "{what} printed more than {} bytes and no complete JSON result; stdout starts: {start}",
+                cfg.max_output_bytes
+            ))
+            .with_kind("invalid_response"))
         }
+        // Exit 0 but no result object (an old CLI, a wrapper script): keep what it said.
+        None => Ok(serde_json::json!({"raw_result": String::from_utf8_lossy(&out.stdout).trim()})),
+    }
+}
+
+/// The CLI's result object: stdout is that object, or (with `--verbose`) an array of
+/// messages whose last `"type": "result"` entry is it.
+fn result_object(out: &process::ProcessOutput) -> Option<Value> {
+    if out.stdout_truncated {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(out.stdout.trim_ascii()).ok()? {
+        v @ Value::Object(_) => Some(v),
+        Value::Array(items) => items
+            .into_iter()
+            .rev()
+            .find(|m| m.get("type").and_then(Value::as_str) == Some("result")),
+        _ => None,
     }
 }
 
@@ -168,7 +221,7 @@ pub fn interpret(result: Value) -> Result<Value, HandlerError> {
         } else {
             text
         };
-        return Err(HandlerError::new(format!("Claude Code reported an error: {detail}")));
+        return Err(HandlerError::new(format!("Claude Code reported an error: {detail}")).with_kind("cli_error"));
     }
     let mut output = match result.get("structured_output") {
         Some(v @ Value::Object(_)) => v.clone(),
@@ -207,9 +260,32 @@ pub fn parse_json_answer(text: &str) -> Option<Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::Path;
+
+    /// Writes an executable script through a child process, so no descriptor open for
+    /// writing ever exists in this (multi-threaded, forking) test process: exec'ing a file
+    /// that a concurrently forked child still holds open fails with ETXTBSY.
+    pub(crate) fn install_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join(name);
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write script");
+        assert!(child.wait().expect("wait").success(), "installing {}", path.display());
+        path
+    }
 
     #[test]
     fn argv_has_every_flag() {
@@ -219,6 +295,8 @@ mod tests {
             system_prompt: "be kind",
             model: Some("opus"),
             tools: &tools,
+            json_schema: Some(&ANY_OBJECT),
+            no_tools: false,
             stdin: Vec::new(),
             timeout: Duration::from_secs(1),
         };
@@ -239,6 +317,8 @@ mod tests {
                 "bypassPermissions",
                 "--model",
                 "opus",
+                "--json-schema",
+                r#"{"type":"object"}"#,
                 "--allowedTools",
                 "Read,Bash"
             ]
@@ -246,13 +326,100 @@ mod tests {
         let call = CliCall {
             model: None,
             tools: &[],
+            json_schema: None,
+            no_tools: true,
             ..call
         };
+        let a = argv(&claude, &call);
         assert!(
-            !argv(&claude, &call)
-                .iter()
-                .any(|a| a == "--model" || a == "--allowedTools")
+            !a.iter()
+                .any(|a| a == "--model" || a == "--allowedTools" || a == "--json-schema"),
+            "{a:?}"
         );
+        assert_eq!(a[a.len() - 2..], ["--tools", ""]);
+    }
+
+    fn output(stdout: &str, code: i32) -> process::ProcessOutput {
+        process::ProcessOutput {
+            status_code: Some(code),
+            signal: None,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
+    }
+
+    #[test]
+    fn finds_the_result_object_in_plain_and_verbose_output() {
+        let plain = output(r#"{"type":"result","result":"x"}"#, 0);
+        assert_eq!(result_object(&plain), Some(json!({"type": "result", "result": "x"})));
+        let verbose = output(
+            r#"[{"type":"system"},{"type":"result","result":"y"},{"type":"assistant"}]"#,
+            0,
+        );
+        assert_eq!(result_object(&verbose), Some(json!({"type": "result", "result": "y"})));
+        assert_eq!(result_object(&output("Welcome!", 0)), None);
+        assert_eq!(result_object(&output("[1, 2]", 0)), None);
+    }
+
+    #[tokio::test]
+    async fn runs_the_cli_and_maps_its_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Answers according to the first word on stdin.
+        let script = install_script(
+            dir.path(),
+            "claude",
+            "#!/bin/sh\nread -r mode\ncase $mode in\n\
+             ok) echo '{\"type\":\"result\",\"is_error\":false,\"result\":\"\",\"structured_output\":{\"k\":1},\"num_turns\":1}';;\n\
+             text) echo 'Hello, not JSON';;\n\
+             error) echo '{\"type\":\"result\",\"is_error\":true,\"subtype\":\"error_max_turns\"}'; exit 1;;\n\
+             crash) echo 'boom' >&2; exit 2;;\n\
+             esac\n",
+        );
+        let mut cfg = HandlerConfig::default();
+        cfg.claude.program = script.display().to_string();
+        let run_with = |cfg: &HandlerConfig, stdin: &str| {
+            let cfg = cfg.clone();
+            let stdin = stdin.as_bytes().to_vec();
+            async move {
+                let call = CliCall {
+                    system_prompt: "s",
+                    model: None,
+                    tools: &[],
+                    json_schema: None,
+                    no_tools: false,
+                    stdin,
+                    timeout: Duration::from_secs(30),
+                };
+                run(&cfg, &call).await
+            }
+        };
+        assert_eq!(
+            run_with(&cfg, "ok\n").await.unwrap(),
+            json!({"k": 1, "_agent": {"num_turns": 1}})
+        );
+        assert_eq!(
+            run_with(&cfg, "text\n").await.unwrap(),
+            json!({"raw_result": "Hello, not JSON"})
+        );
+        let err = run_with(&cfg, "error\n").await.unwrap_err();
+        assert!(err.message.contains("error_max_turns"), "{err}");
+        assert_eq!(err.kind.as_deref(), Some("cli_error"));
+        let err = run_with(&cfg, "crash\n").await.unwrap_err();
+        assert!(
+            err.message.contains("CLAUDE_CLI") && err.message.contains("boom"),
+            "{err}"
+        );
+        assert_eq!(err.kind.as_deref(), Some("exit"));
+
+        cfg.claude.program = dir.path().join("no-such-claude").display().to_string();
+        let err = run_with(&cfg, "ok\n").await.unwrap_err();
+        assert!(
+            err.message.contains("CLAUDE_CLI") && err.message.contains("no-such-claude"),
+            "{err}"
+        );
+        assert_eq!(err.kind.as_deref(), Some("spawn"));
     }
 
     #[test]

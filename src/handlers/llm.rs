@@ -83,7 +83,11 @@ impl fmt::Debug for LlmConfig {
     }
 }
 
-/// Splits a target `provider[:model]` over the configured defaults.
+/// Splits a target `provider[:model]` (split at the first `:`, so `openai:llama3:8b`
+/// works) over the configured defaults.
+///
+/// `LLM_MODEL` belongs to `LLM_PROVIDER`: a target naming another provider without a
+/// model gets that back-end's default, never a model name meant for another API.
 pub fn choose<'a>(cfg: &'a LlmConfig, target: Option<&'a str>) -> Result<(&'a str, Option<&'a str>), HandlerError> {
     let (provider, model) = match target.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => match t.split_once(':') {
@@ -96,9 +100,11 @@ pub fn choose<'a>(cfg: &'a LlmConfig, target: Option<&'a str>) -> Result<(&'a st
         return Err(HandlerError::permanent(format!(
             "unknown LLM provider '{provider}' (expected one of: {})",
             PROVIDERS.join(", ")
-        )));
+        ))
+        .with_kind("config"));
     }
-    Ok((provider, model.or(cfg.model.as_deref())))
+    let configured = (provider == cfg.provider).then_some(cfg.model.as_deref()).flatten();
+    Ok((provider, model.or(configured)))
 }
 
 /// Runs the `llm` handler.
@@ -112,19 +118,25 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
     let input =
         serde_json::to_value(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
     let (provider, model) = choose(&cfg.llm, target)?;
-    complete(cfg, provider, model, prompt, &input).await
+    complete(cfg, provider, model, prompt, &input, &claude_cli::ANY_OBJECT).await
 }
 
-/// One structured-JSON call to `provider`: `system` prompt, `input` as the user message.
+/// One structured-JSON call to `provider`: `system` prompt, `input` as the user message,
+/// the answer shaped by `schema` where the back-end can enforce it (Anthropic's tool
+/// `input_schema`, the CLI's `--json-schema`; OpenAI gets `json_object` mode).
+///
+/// Errors carry a [`HandlerError::kind`]: `missing_key`, `timeout`, `request`,
+/// `http_<status>`, `invalid_response`, or the CLI's `spawn` / `exit` / `cli_error`.
 pub async fn complete(
     cfg: &HandlerConfig,
     provider: &str,
     model: Option<&str>,
     system: &str,
     input: &Value,
+    schema: &Value,
 ) -> Result<Value, HandlerError> {
     match provider {
-        "anthropic" => anthropic(cfg, model, system, input).await,
+        "anthropic" => anthropic(cfg, model, system, input, schema).await,
         "openai" => openai(cfg, model, system, input).await,
         _ => {
             let stdin =
@@ -133,6 +145,8 @@ pub async fn complete(
                 system_prompt: system,
                 model,
                 tools: &[],
+                json_schema: Some(schema),
+                no_tools: true,
                 stdin,
                 timeout: cfg.llm.timeout,
             };
@@ -156,18 +170,24 @@ fn start_of(text: &str) -> String {
 /// Sends `request`, returning the JSON body of a 2xx reply; errors are scrubbed of `key`.
 async fn send(name: &str, key: &str, request: reqwest::RequestBuilder) -> Result<Value, HandlerError> {
     let scrubbed = |m: String| scrub(&m, key);
-    let response = request.send().await.map_err(|e| {
-        let kind = if e.is_timeout() { "timed out" } else { "failed" };
-        HandlerError::new(scrubbed(format!("{name} request {kind}: {}", e.without_url())))
-    })?;
+    let failed = |what: &str, e: reqwest::Error| {
+        let (how, kind) = if e.is_timeout() {
+            ("timed out", "timeout")
+        } else {
+            ("failed", "request")
+        };
+        HandlerError::new(scrubbed(format!("{what} {how}: {}", e.without_url()))).with_kind(kind)
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| failed(&format!("{name} request"), e))?;
     let status = response.status();
     let wait = super::http::retry_after(response.headers());
-    let bytes = response.bytes().await.map_err(|e| {
-        HandlerError::new(scrubbed(format!(
-            "reading the {name} reply failed: {}",
-            e.without_url()
-        )))
-    })?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| failed(&format!("reading the {name} reply"), e))?;
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     if !status.is_success() {
         let message = body
@@ -183,7 +203,8 @@ async fn send(name: &str, key: &str, request: reqwest::RequestBuilder) -> Result
             "{name} answered HTTP {}: {}",
             status.as_u16(),
             start_of(&message)
-        )));
+        )))
+        .with_kind(format!("http_{}", status.as_u16()));
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(match wait {
                 Some(w) => err.with_retry_after(w),
@@ -197,6 +218,7 @@ async fn send(name: &str, key: &str, request: reqwest::RequestBuilder) -> Result
             "malformed reply from {name} (not JSON): {}",
             start_of(&String::from_utf8_lossy(&bytes))
         )))
+        .with_kind("invalid_response")
     })
 }
 
@@ -205,13 +227,17 @@ async fn anthropic(
     model: Option<&str>,
     system: &str,
     input: &Value,
+    schema: &Value,
 ) -> Result<Value, HandlerError> {
     let llm = &cfg.llm;
     let key = llm
         .anthropic_api_key
         .as_deref()
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| HandlerError::permanent("LLM provider 'anthropic' needs ANTHROPIC_API_KEY to be set"))?;
+        .ok_or_else(|| {
+            HandlerError::permanent("LLM provider 'anthropic' needs ANTHROPIC_API_KEY to be set")
+                .with_kind("missing_key")
+        })?;
     let body = json!({
         "model": model.unwrap_or(DEFAULT_ANTHROPIC_MODEL),
         "max_tokens": MAX_TOKENS,
@@ -220,7 +246,7 @@ async fn anthropic(
         "tools": [{
             "name": "respond",
             "description": "Give your answer as one JSON object.",
-            "input_schema": {"type": "object"},
+            "input_schema": schema,
         }],
         "tool_choice": {"type": "tool", "name": "respond"},
     });
@@ -232,7 +258,9 @@ async fn anthropic(
         .header("anthropic-version", ANTHROPIC_VERSION)
         .json(&body);
     let reply = send("anthropic", key, request).await?;
-    let malformed = |why: &str| HandlerError::new(scrub(&format!("malformed reply from anthropic: {why}"), key));
+    let malformed = |why: &str| {
+        HandlerError::new(scrub(&format!("malformed reply from anthropic: {why}"), key)).with_kind("invalid_response")
+    };
     let content = reply
         .get("content")
         .and_then(Value::as_array)
@@ -255,16 +283,15 @@ async fn anthropic(
             &format!("anthropic answered text that is not a JSON object: {}", start_of(&text)),
             key,
         ))
+        .with_kind("invalid_response")
     })
 }
 
 async fn openai(cfg: &HandlerConfig, model: Option<&str>, system: &str, input: &Value) -> Result<Value, HandlerError> {
     let llm = &cfg.llm;
-    let key = llm
-        .openai_api_key
-        .as_deref()
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| HandlerError::permanent("LLM provider 'openai' needs OPENAI_API_KEY to be set"))?;
+    let key = llm.openai_api_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
+        HandlerError::permanent("LLM provider 'openai' needs OPENAI_API_KEY to be set").with_kind("missing_key")
+    })?;
     let body = json!({
         "model": model.unwrap_or(DEFAULT_OPENAI_MODEL),
         "response_format": {"type": "json_object"},
@@ -280,7 +307,9 @@ async fn openai(cfg: &HandlerConfig, model: Option<&str>, system: &str, input: &
         .bearer_auth(key)
         .json(&body);
     let reply = send("openai", key, request).await?;
-    let malformed = |why: &str| HandlerError::new(scrub(&format!("malformed reply from openai: {why}"), key));
+    let malformed = |why: &str| {
+        HandlerError::new(scrub(&format!("malformed reply from openai: {why}"), key)).with_kind("invalid_response")
+    };
     let message = reply
         .pointer("/choices/0/message")
         .ok_or_else(|| malformed("no choices[0].message"))?;
@@ -296,6 +325,7 @@ async fn openai(cfg: &HandlerConfig, model: Option<&str>, system: &str, input: &
             &format!("openai answered text that is not a JSON object: {}", start_of(text)),
             key,
         ))
+        .with_kind("invalid_response")
     })
 }
 
@@ -308,14 +338,21 @@ mod tests {
         let mut cfg = LlmConfig::default();
         assert_eq!(choose(&cfg, None).unwrap(), ("claude-cli", None));
         cfg.model = Some("m0".into());
-        assert_eq!(choose(&cfg, Some("openai")).unwrap(), ("openai", Some("m0")));
+        // LLM_MODEL goes with LLM_PROVIDER only.
+        assert_eq!(choose(&cfg, Some("claude-cli")).unwrap(), ("claude-cli", Some("m0")));
+        assert_eq!(choose(&cfg, Some("openai")).unwrap(), ("openai", None));
         assert_eq!(
             choose(&cfg, Some("anthropic:claude-x")).unwrap(),
             ("anthropic", Some("claude-x"))
         );
+        assert_eq!(
+            choose(&cfg, Some("openai:llama3:8b")).unwrap(),
+            ("openai", Some("llama3:8b"))
+        );
         assert_eq!(choose(&cfg, Some(" ")).unwrap(), ("claude-cli", Some("m0")));
         let err = choose(&cfg, Some("gemini:x")).unwrap_err();
         assert!(err.permanent && err.message.contains("gemini"), "{err}");
+        assert_eq!(err.kind.as_deref(), Some("config"));
     }
 
     #[test]
@@ -326,6 +363,49 @@ mod tests {
             ..LlmConfig::default()
         };
         assert!(!format!("{cfg:?}").contains("sk-secret-xyz"));
+    }
+
+    #[tokio::test]
+    async fn claude_cli_backend_runs_without_tools_and_with_a_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = claude_cli::tests::install_script(
+            dir.path(),
+            "claude",
+            "#!/bin/sh\nd=$(dirname \"$0\")\nprintf '%s\\0' \"$@\" > \"$d/argv\"\ncat > \"$d/stdin\"\n\
+             echo '{\"type\":\"result\",\"is_error\":false,\"result\":\"\",\"structured_output\":{\"ok\":1}}'\n",
+        );
+        let mut cfg = HandlerConfig {
+            llm_system_prompt: Some("SYS-PROMPT".into()),
+            ..HandlerConfig::default()
+        };
+        cfg.claude.program = script.display().to_string();
+        cfg.llm.model = Some("haiku".into());
+        let (r, p) = (json!({"provider": "x"}), json!({"json": {"n": 1}}));
+        let input = HandlerInput {
+            action: "a",
+            router: &r,
+            payload: &p,
+        };
+        assert_eq!(run(&cfg, None, &input).await.unwrap(), json!({"ok": 1}));
+        let raw = std::fs::read(dir.path().join("argv")).unwrap();
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let after = |flag: &str| {
+            let i = argv
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}: {argv:?}"));
+            argv[i + 1].clone()
+        };
+        assert_eq!(after("--system-prompt"), "SYS-PROMPT");
+        assert_eq!(after("--model"), "haiku");
+        assert_eq!(after("--tools"), "");
+        assert_eq!(after("--json-schema"), r#"{"type":"object"}"#);
+        assert!(!argv.iter().any(|a| a == "--allowedTools"), "{argv:?}");
+        let stdin: Value = serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
+        assert_eq!(stdin, json!({"action": "a", "router": r, "payload": p}));
     }
 
     #[tokio::test]
@@ -340,6 +420,7 @@ mod tests {
         for (target, key) in [("anthropic", "ANTHROPIC_API_KEY"), ("openai", "OPENAI_API_KEY")] {
             let err = run(&cfg, Some(target), &input).await.unwrap_err();
             assert!(err.message.contains(key), "{err}");
+            assert_eq!(err.kind.as_deref(), Some("missing_key"));
         }
     }
 }

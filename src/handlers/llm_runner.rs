@@ -2,8 +2,8 @@
 //!
 //! `noop` answers `{"note":"no mapping"}`; `echo` shows what would be sent; `command`
 //! runs `LLM_COMMAND` (split like a shell line, but never run by a shell) with
-//! `{"prompt","input"}` on stdin; `claude` runs the Claude Code CLI with the prompt as system
-//! prompt and `{"router","payload"}` on stdin.
+//! `{"prompt","input"}` on stdin; `claude` runs the Claude Code CLI (no tools, `CLAUDE_*`
+//! settings) with the prompt as system prompt and the same `{"prompt","input"}` on stdin.
 
 use std::fmt;
 use std::str::FromStr;
@@ -172,12 +172,17 @@ pub async fn run(cfg: &HandlerConfig, payload: &Value, router: &Value) -> Result
         LlmMode::Echo => Ok(json!({"mode": "echo", "prompt": prompt, "input": input})),
         LlmMode::Command => run_command(cfg, prompt, &input).await,
         LlmMode::Claude => {
-            let stdin =
-                serde_json::to_vec(&input).map_err(|e| HandlerError::new(format!("cannot encode LLM input: {e}")))?;
+            // Same stdin as `command` mode, so switching modes changes nothing for the prompt.
+            let stdin = serde_json::to_vec(&json!({"prompt": prompt, "input": input}))
+                .map_err(|e| HandlerError::new(format!("cannot encode LLM input: {e}")))?;
             let call = super::claude_cli::CliCall {
                 system_prompt: prompt,
-                model: cfg.llm.model.as_deref().or(cfg.claude.model.as_deref()),
+                // CLAUDE_AGENT_MODEL: LLM_MODEL names a model of LLM_PROVIDER, maybe another API's.
+                model: cfg.claude.model.as_deref(),
                 tools: &[],
+                json_schema: Some(&super::claude_cli::ANY_OBJECT),
+                // Unrouted events are anyone's payloads: no tools for them to steer.
+                no_tools: true,
                 stdin,
                 timeout: cfg.claude.timeout,
             };
@@ -355,21 +360,27 @@ mod tests {
     #[tokio::test]
     async fn claude_mode_runs_the_cli() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("claude");
-        std::fs::write(
-            &path,
+        let path = crate::handlers::claude_cli::tests::install_script(
+            dir.path(),
+            "claude",
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/argv\"\ncat > \"$(dirname \"$0\")/stdin\"\necho '{\"result\":\"{\\\"seen\\\":true}\"}'\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        );
         let mut c = cfg(LlmMode::Claude, None);
         c.claude.program = path.display().to_string();
+        c.claude.model = Some("agent-model".into());
+        c.llm.model = Some("gpt-not-for-claude".into());
         c.llm_system_prompt = Some("triage it".into());
         let out = run(&c, &json!({"k": 1}), &json!({"provider": "p"})).await.unwrap();
         assert_eq!(out, json!({"seen": true}));
         let argv = std::fs::read_to_string(dir.path().join("argv")).unwrap();
         assert!(argv.contains("--system-prompt\ntriage it\n"), "{argv}");
+        assert!(argv.contains("--model\nagent-model\n"), "{argv}");
+        assert!(argv.contains("--tools\n\n"), "no tools for unrouted payloads: {argv}");
+        assert!(argv.contains("--json-schema\n{\"type\":\"object\"}\n"), "{argv}");
         let stdin: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("stdin")).unwrap()).unwrap();
-        assert_eq!(stdin, json!({"router": {"provider": "p"}, "payload": {"k": 1}}));
+        assert_eq!(
+            stdin,
+            json!({"prompt": "triage it", "input": {"router": {"provider": "p"}, "payload": {"k": 1}}})
+        );
     }
 }

@@ -54,6 +54,9 @@ pub struct HandlerError {
     pub retry_after: Option<Duration>,
     /// True when retrying cannot help.
     pub permanent: bool,
+    /// Short machine-readable cause (`timeout`, `http_429`, `missing_key`, …) where one is
+    /// known; the AI classifier reports it as `ai:error:<kind>`.
+    pub kind: Option<String>,
 }
 
 impl HandlerError {
@@ -63,6 +66,7 @@ impl HandlerError {
             message: message.into(),
             retry_after: None,
             permanent: false,
+            kind: None,
         }
     }
 
@@ -77,6 +81,12 @@ impl HandlerError {
     /// Sets the earliest retry time.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
+        self
+    }
+
+    /// Sets the machine-readable cause.
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
         self
     }
 }
@@ -223,16 +233,16 @@ pub(crate) fn exit_failure(what: &str, out: &process::ProcessOutput) -> HandlerE
     } else {
         "; no output".to_owned()
     };
-    HandlerError::new(format!("{what} {how}{detail}"))
+    HandlerError::new(format!("{what} {how}{detail}")).with_kind("exit")
 }
 
 /// The failure for a child that could not be run to completion.
 pub(crate) fn process_failure(what: &str, err: process::ProcessError) -> HandlerError {
     match err {
         process::ProcessError::Timeout { after, .. } => {
-            HandlerError::new(format!("{what} timed out after {}", process::fmt_duration(after)))
+            HandlerError::new(format!("{what} timed out after {}", process::fmt_duration(after))).with_kind("timeout")
         }
-        other => HandlerError::new(format!("{what}: {other}")),
+        other => HandlerError::new(format!("{what}: {other}")).with_kind("spawn"),
     }
 }
 

@@ -18,6 +18,7 @@ d=$(dirname "$0")
 input=$(cat)
 case "$input" in
   *MODE_structured*) m=structured;;
+  *MODE_inherit*) m=inherit;;
   *MODE_error*) m=error;;
   *MODE_garbage*) m=garbage;;
   *MODE_sleep*) m=sleep;;
@@ -27,7 +28,7 @@ printf '%s\0' "$@" > "$d/argv.$m"
 printf '%s' "$input" > "$d/stdin.$m"
 env > "$d/env.$m"
 case $m in
-  structured) printf '%s' '{"type":"result","is_error":false,"result":"ok","structured_output":{"echoed":true},"total_cost_usd":0.01,"session_id":"sess-1","num_turns":2}';;
+  structured|inherit) printf '%s' '{"type":"result","is_error":false,"result":"ok","structured_output":{"echoed":true},"total_cost_usd":0.01,"session_id":"sess-1","num_turns":2}';;
   error) printf '%s' '{"type":"result","is_error":true,"result":"rate limit reached"}'; exit 1;;
   garbage) echo "Welcome to Claude! this is not json";;
   sleep) sleep 30 & echo $! > "$d/sleeper.pid"; wait;;
@@ -36,6 +37,10 @@ esac
 "#;
 
 const ECHO_AGENT: &str = "---\nname: echo\ndescription: echoes\nmodel: fake-model-1\ntools: Read, Grep\n---\nYou are the ECHO-PROMPT agent.\n";
+
+/// What Claude Code's `/agents` writes for "same model as the main conversation".
+const INHERIT_AGENT: &str =
+    "---\nname: inherit\ndescription: inherits\ntools:\n  - Read\nmodel: inherit\ncolor: blue\n---\nInherit.\n";
 
 fn write_fake_claude(dir: &Path) -> String {
     let path = dir.join("claude");
@@ -86,15 +91,19 @@ async fn agent_end_to_end_with_a_fake_cli() {
     let dir = app_dir.path().join("app");
     std::fs::create_dir_all(dir.join("agents")).unwrap();
     std::fs::write(dir.join("agents/echo.md"), ECHO_AGENT).unwrap();
+    std::fs::create_dir_all(dir.join(".claude/agents")).unwrap();
+    std::fs::write(dir.join(".claude/agents/inherit.md"), INHERIT_AGENT).unwrap();
     std::fs::write(app_dir.path().join("outside.md"), "---\n---\nescaped").unwrap();
     map(&dir, "unknown", "agent", "echo");
     map(&dir, "escape", "agent", "../outside.md");
+    map(&dir, "inh", "agent", "inherit");
     let app = App::spawn_in(
         &dir,
         "serve",
         &[
             ("CLAUDE_CLI", &cli),
             ("CLAUDE_AGENT_TIMEOUT_SECONDS", "1.5"),
+            ("CLAUDE_AGENT_MODEL", "fallback-model"),
             ("ADMIN_SECRET", "admin"),
             ("ANTHROPIC_API_KEY", "ak-for-the-cli"),
             ("FIREFLIES_WEBHOOK_SECRET", "hidden-from-children"),
@@ -119,6 +128,9 @@ async fn agent_end_to_end_with_a_fake_cli() {
     assert_eq!(argv[pos("--system-prompt") + 1], "You are the ECHO-PROMPT agent.");
     assert_eq!(argv[pos("--model") + 1], "fake-model-1");
     assert_eq!(argv[pos("--allowedTools") + 1], "Read,Grep");
+    assert_eq!(argv[pos("--json-schema") + 1], r#"{"type":"object"}"#);
+    // Agents keep their tools: `--tools` would restrict them (and drop structured output).
+    assert!(!argv.iter().any(|a| a == "--tools"), "{argv:?}");
     assert_eq!(argv[pos("--max-turns") + 1], "6");
     assert_eq!(argv[pos("--permission-mode") + 1], "bypassPermissions");
     assert!(argv[pos("-p") + 1].contains("stdin"), "{argv:?}");
@@ -141,11 +153,21 @@ async fn agent_end_to_end_with_a_fake_cli() {
     let err = ev["event"]["last_error"].as_str().unwrap();
     assert!(err.contains("rate limit reached"), "{err}");
 
-    // Non-JSON stdout → a retry showing the start of stdout.
+    // Non-JSON stdout from a CLI that exited 0 is kept as raw_result.
     let id = post(&app, "/webhook", json!({"mode": "MODE_garbage"})).await;
-    let ev = app.wait_status(id, "retry", within).await;
-    let err = ev["event"]["last_error"].as_str().unwrap();
-    assert!(err.contains("Welcome to Claude!"), "{err}");
+    let ev = app.wait_status(id, "done", within).await;
+    assert_eq!(
+        ev["event"]["result"]["result"],
+        json!({"raw_result": "Welcome to Claude! this is not json"})
+    );
+
+    // `model: inherit` names no model: CLAUDE_AGENT_MODEL applies.
+    let id = post(&app, "/webhook/inh", json!({"mode": "MODE_inherit"})).await;
+    app.wait_status(id, "done", within).await;
+    let argv = argv_of(fake.path(), "inherit");
+    let at = argv.iter().position(|a| a == "--model").expect("--model");
+    assert_eq!(argv[at + 1], "fallback-model");
+    assert!(argv.iter().any(|a| a == "Inherit."), "{argv:?}");
 
     // A plain-text result is kept as raw_result.
     let id = post(&app, "/webhook", json!({"mode": "MODE_plain"})).await;
@@ -179,6 +201,39 @@ async fn agent_end_to_end_with_a_fake_cli() {
     let ev = app.wait_status(id, "error", within).await;
     let err = ev["event"]["last_error"].as_str().unwrap();
     assert!(err.contains("outside the working directory"), "{err}");
+}
+
+#[tokio::test]
+async fn example_config_routes_unknown_payloads_to_the_echo_agent() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fake = tempfile::tempdir().unwrap();
+    let cli = write_fake_claude(fake.path());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("agents")).unwrap();
+    let echo = std::fs::read_to_string(root.join("agents/echo.md")).unwrap();
+    std::fs::write(dir.path().join("agents/echo.md"), &echo).unwrap();
+    let config = root.join("examples/config.agent.json");
+    let out = run_cli(
+        dir.path(),
+        &["mapping", "apply-config", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let app = App::spawn_in(dir.path(), "serve", &[("CLAUDE_CLI", &cli), ("ADMIN_SECRET", "admin")]);
+    let id = post(&app, "/webhook", json!({"any": "payload", "mode": "MODE_structured"})).await;
+    let ev = app.wait_status(id, "done", Duration::from_secs(15)).await;
+    let result = &ev["event"]["result"];
+    assert_eq!(result["router"]["mapped_action"], "echo_action");
+    assert_eq!(result["router"]["handler_mode"], "agent");
+    assert_eq!(result["result"]["echoed"], true, "{result}");
+    let argv = argv_of(fake.path(), "structured");
+    let body = echo.split("\n---\n").nth(1).expect("echo.md has front matter").trim();
+    let at = argv
+        .iter()
+        .position(|a| a == "--system-prompt")
+        .expect("--system-prompt");
+    assert_eq!(argv[at + 1], body);
+    assert!(!argv.iter().any(|a| a == "--model"), "echo.md names no model: {argv:?}");
 }
 
 #[tokio::test]
@@ -318,6 +373,8 @@ async fn openai_content_and_tool_calls() {
     let reply = json!({"choices": [{"message": {"content": "{\"c\": 3}"}}]});
     let (base, seen) = fake_server(Reply::ok(reply)).await;
     let mut cfg = config(&base);
+    // LLM_MODEL applies to LLM_PROVIDER's back-end.
+    cfg.llm.provider = "openai".into();
     cfg.llm.model = Some("gpt-test".into());
     assert_eq!(call(&cfg, "openai").await.unwrap(), json!({"c": 3}));
     {
@@ -351,6 +408,7 @@ async fn provider_errors_retries_and_timeouts() {
         let err = call(&config(&base), target).await.unwrap_err();
         assert_eq!(err.retry_after, Some(Duration::from_secs(7)), "{target}: {err}");
         assert!(!err.permanent && err.message.contains("429") && err.message.contains("slow down"));
+        assert_eq!(err.kind.as_deref(), Some("http_429"));
 
         let (base, _) = fake_server(Reply {
             status: 500,
@@ -359,6 +417,7 @@ async fn provider_errors_retries_and_timeouts() {
         .await;
         let err = call(&config(&base), target).await.unwrap_err();
         assert!(!err.permanent && err.message.contains("500"), "{target}: {err}");
+        assert_eq!(err.kind.as_deref(), Some("http_500"));
 
         let (base, _) = fake_server(Reply {
             status: 400,
@@ -367,6 +426,7 @@ async fn provider_errors_retries_and_timeouts() {
         .await;
         let err = call(&config(&base), target).await.unwrap_err();
         assert!(err.message.contains("bad model"), "{target}: {err}");
+        assert!(!err.permanent && err.retry_after.is_none(), "{target}: {err}");
 
         let (base, _) = fake_server(Reply {
             body: "<html>oops".into(),
@@ -378,6 +438,7 @@ async fn provider_errors_retries_and_timeouts() {
             err.message.contains("malformed") && err.message.contains(target),
             "{err}"
         );
+        assert_eq!(err.kind.as_deref(), Some("invalid_response"));
 
         let (base, _) = fake_server(Reply {
             delay: Duration::from_secs(5),
@@ -389,53 +450,84 @@ async fn provider_errors_retries_and_timeouts() {
         let started = Instant::now();
         let err = call(&cfg, target).await.unwrap_err();
         assert!(err.message.contains("timed out"), "{target}: {err}");
+        assert_eq!(err.kind.as_deref(), Some("timeout"));
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
 
 #[tokio::test]
 async fn keys_never_leak_and_retry_after_is_honoured() {
-    let key = "sk-LEAKCANARY-9f8e7d6c5b4a";
-    let (base, seen) = fake_server(Reply {
+    let openai_key = "sk-LEAKCANARY-9f8e7d6c5b4a";
+    let anthropic_key = "sk-ant-LEAKCANARY-1a2b3c4d5e";
+    // OpenAI: rate limited, echoing the bearer token in its error body.
+    let (openai, openai_seen) = fake_server(Reply {
         status: 429,
         retry_after: Some("7"),
         echo_key: true,
         ..Reply::ok(json!({}))
     })
     .await;
+    // Anthropic: refuses the key and quotes it back, as some gateways do.
+    let (anthropic, anthropic_seen) = fake_server(Reply {
+        status: 401,
+        echo_key: true,
+        ..Reply::ok(json!({}))
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     map(dir.path(), "unknown", "llm", "openai:gpt-test");
-    let openai_base = format!("{base}/v1");
+    map(dir.path(), "anth", "llm", "anthropic:claude-test");
+    let openai_base = format!("{openai}/v1");
     let app = App::spawn_in(
         dir.path(),
         "serve",
         &[
-            ("OPENAI_API_KEY", key),
+            ("OPENAI_API_KEY", openai_key),
             ("OPENAI_BASE_URL", &openai_base),
+            ("ANTHROPIC_API_KEY", anthropic_key),
+            ("ANTHROPIC_BASE_URL", &anthropic),
             ("ADMIN_SECRET", "admin"),
             ("RUST_LOG", "debug"),
         ],
     );
     let id = post(&app, "/webhook", json!({"k": "v"})).await;
     let ev = app.wait_status(id, "retry", Duration::from_secs(15)).await;
-    assert_eq!(seen.lock().unwrap().len(), 1, "the fake saw the key");
+    {
+        let seen = openai_seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1["authorization"], format!("Bearer {openai_key}").as_str());
+    }
     let e = &ev["event"];
     let err = e["last_error"].as_str().unwrap();
     assert!(err.contains("429") && err.contains("[redacted]"), "{err}");
     let started = chrono::DateTime::parse_from_rfc3339(e["processing_started_at"].as_str().unwrap()).unwrap();
     let next = chrono::DateTime::parse_from_rfc3339(e["next_attempt_at"].as_str().unwrap()).unwrap();
     assert!((next - started).num_milliseconds() >= 7000, "Retry-After honoured: {e}");
-    assert!(!ev.to_string().contains(key), "stored event or action runs: {ev}");
     assert!(!ev["action_runs"].as_array().unwrap().is_empty(), "{ev}");
-    assert!(!app.logs().contains(key), "logs leak the key");
-    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(key),
-            "{} leaks the key",
-            path.display()
-        );
+
+    let id2 = post(&app, "/webhook/anth", json!({"k": "w"})).await;
+    let ev2 = app.wait_status(id2, "retry", Duration::from_secs(15)).await;
+    assert_eq!(anthropic_seen.lock().unwrap()[0].1["x-api-key"], anthropic_key);
+    let err = ev2["event"]["last_error"].as_str().unwrap();
+    assert!(err.contains("401") && err.contains("[redacted]"), "{err}");
+
+    for key in [openai_key, anthropic_key] {
+        for stored in [&ev, &ev2] {
+            assert!(
+                !stored.to_string().contains(key),
+                "stored event or action runs: {stored}"
+            );
+        }
+        assert!(!app.logs().contains(key), "logs leak the key");
+        for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(key),
+                "{} leaks the key",
+                path.display()
+            );
+        }
     }
 }
 
@@ -510,7 +602,30 @@ async fn ai_classifier_overrides_low_confidence_and_survives_failures() {
     let router = &ev["event"]["result"]["router"];
     assert_eq!(router["provider"], "unknown");
     assert!(
-        router["reasons"].as_array().unwrap().contains(&json!("ai:error:http")),
+        router["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ai:error:http_500")),
+        "{router}"
+    );
+    assert_eq!(router["ai_detection"], Value::Null);
+
+    // An answer that is not a classification is ignored the same way.
+    let reply = json!({"choices": [{"message": {"content": "{\"guess\": \"stripe?\"}"}}]});
+    let (base, _) = fake_server(Reply::ok(reply)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let openai_base = format!("{base}/v1");
+    env[3].1 = openai_base.as_str();
+    let app = App::spawn_in(dir.path(), "serve", &env);
+    let (_, v) = app.post("/webhook", r#"{"n":3}"#, &[]).await;
+    let ev = app.wait_status(v["row_id"].as_i64().unwrap(), "done", within).await;
+    let router = &ev["event"]["result"]["router"];
+    assert_eq!(router["provider"], "unknown");
+    assert!(
+        router["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ai:error:invalid_response")),
         "{router}"
     );
 }
