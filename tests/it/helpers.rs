@@ -186,6 +186,24 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run switchyard")
 }
 
+/// Maps provider `unknown` to `action` with handler `mode` and `target`, via the CLI.
+pub fn route_unknown(dir: &Path, action: &str, mode: &str, target: &str) {
+    let args = [
+        "mapping",
+        "set",
+        "--provider",
+        "unknown",
+        "--action",
+        action,
+        "--handler-mode",
+        mode,
+        "--handler-target",
+        target,
+    ];
+    let out = run_cli(dir, &args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Stdout of an output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

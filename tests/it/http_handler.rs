@@ -34,31 +34,11 @@ async fn receiver(status: u16, retry_after: Option<&'static str>) -> (String, Se
     (format!("http://{addr}/hook"), seen)
 }
 
-fn map_to(dir: &std::path::Path, url: &str) {
-    let out = run_cli(
-        dir,
-        &[
-            "mapping",
-            "set",
-            "--provider",
-            "unknown",
-            "--action",
-            "forward",
-            "--handler-mode",
-            "http",
-            "--handler-target",
-            url,
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 #[tokio::test]
 async fn posts_signed_event_and_stores_the_reply() {
     let (url, seen) = receiver(200, None).await;
     let dir = tempfile::tempdir().unwrap();
-    map_to(dir.path(), &url);
+    route_unknown(dir.path(), "forward", "http", &url);
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let app = App::spawn_in(dir.path(), "serve", &[("HTTP_HANDLER_SECRET", secret)]);
     let (_, v) = app.post("/webhook", r#"{"k":"v"}"#, &[]).await;
@@ -88,7 +68,7 @@ async fn posts_signed_event_and_stores_the_reply() {
 async fn retryable_and_permanent_statuses() {
     let (url, _) = receiver(503, Some("7")).await;
     let dir = tempfile::tempdir().unwrap();
-    map_to(dir.path(), &url);
+    route_unknown(dir.path(), "forward", "http", &url);
     let app = App::spawn_in(dir.path(), "serve", &[("HTTP_HANDLER_SECRET", "s")]);
     let (_, v) = app.post("/webhook", r#"{"k":1}"#, &[]).await;
     let ev = app
@@ -103,7 +83,7 @@ async fn retryable_and_permanent_statuses() {
     // Without a signing key the handler refuses to send, naming the setting.
     let (url, seen) = receiver(200, None).await;
     let dir = tempfile::tempdir().unwrap();
-    map_to(dir.path(), &url);
+    route_unknown(dir.path(), "forward", "http", &url);
     let app = App::spawn_in(dir.path(), "serve", &[]);
     let (_, v) = app.post("/webhook", r#"{"k":2}"#, &[]).await;
     let ev = app

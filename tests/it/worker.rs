@@ -10,26 +10,6 @@ fn write_commands(dir: &std::path::Path, commands: serde_json::Value) {
     std::fs::write(dir.join("commands.json"), commands.to_string()).unwrap();
 }
 
-fn map_unknown_to(dir: &std::path::Path, target: &str) {
-    let out = run_cli(
-        dir,
-        &[
-            "mapping",
-            "set",
-            "--provider",
-            "unknown",
-            "--action",
-            "act",
-            "--handler-mode",
-            "command",
-            "--handler-target",
-            target,
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 #[tokio::test]
 async fn new_event_wakes_the_worker_despite_a_long_poll() {
     let app = App::spawn("serve", &[("WORKER_POLL_INTERVAL", "30")]);
@@ -110,7 +90,7 @@ async fn acknowledged_events_survive_kill_9_under_load() {
 async fn expired_lease_is_reclaimed_and_finishes() {
     let dir = tempfile::tempdir().unwrap();
     write_commands(dir.path(), json!({"job": ["sleep", "60"]}));
-    map_unknown_to(dir.path(), "job");
+    route_unknown(dir.path(), "act", "command", "job");
     let env = [("WORKER_LEASE_SECONDS", "1")];
     let mut app = App::spawn_in(dir.path(), "serve", &env);
     let (_, v) = app.post("/webhook", r#"{"a":1}"#, &[]).await;
@@ -133,7 +113,7 @@ async fn failures_back_off_then_error() {
         dir.path(),
         json!({"fail": ["sh", "-c", "echo boom-from-stderr >&2; exit 3"]}),
     );
-    map_unknown_to(dir.path(), "fail");
+    route_unknown(dir.path(), "act", "command", "fail");
     let app = App::spawn_in(dir.path(), "serve", &[("WORKER_MAX_ATTEMPTS", "2")]);
     let (_, v) = app.post("/webhook", r#"{"a":1}"#, &[]).await;
     let row = v["row_id"].as_i64().unwrap();
@@ -165,7 +145,7 @@ async fn sigterm_finishes_in_flight_work() {
         dir.path(),
         json!({"job": ["sh", "-c", "sleep 1; echo '{\"slept\":1}'"]}),
     );
-    map_unknown_to(dir.path(), "job");
+    route_unknown(dir.path(), "act", "command", "job");
     let mut app = App::spawn_in(dir.path(), "serve", &[("SHUTDOWN_GRACE_SECONDS", "20")]);
     let (_, v) = app.post("/webhook", r#"{"a":1}"#, &[]).await;
     let row = v["row_id"].as_i64().unwrap();
@@ -182,7 +162,7 @@ async fn sigterm_finishes_in_flight_work() {
 async fn sigterm_releases_what_cannot_finish() {
     let dir = tempfile::tempdir().unwrap();
     write_commands(dir.path(), json!({"job": ["sleep", "60"]}));
-    map_unknown_to(dir.path(), "job");
+    route_unknown(dir.path(), "act", "command", "job");
     let mut app = App::spawn_in(dir.path(), "serve", &[("SHUTDOWN_GRACE_SECONDS", "0.3")]);
     let (_, v) = app.post("/webhook", r#"{"a":1}"#, &[]).await;
     let row = v["row_id"].as_i64().unwrap();
