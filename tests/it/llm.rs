@@ -586,46 +586,42 @@ async fn ai_classifier_overrides_low_confidence_and_survives_failures() {
     app.wait_status(v["row_id"].as_i64().unwrap(), "done", within).await;
     assert_eq!(seen.lock().unwrap().len(), 1);
 
-    // A failing back-end only adds a reason.
-    let (base, _) = fake_server(Reply {
+    // A failing back-end, or an answer that is not a classification, only adds a reason.
+    let failing = Reply {
         status: 500,
         ..Reply::ok(json!({"error": {"message": "down"}}))
-    })
-    .await;
+    };
+    assert_classifier_failure(&env, failing, "ai:error:http_500").await;
+    let reply = json!({"choices": [{"message": {"content": "{\"guess\": \"stripe?\"}"}}]});
+    assert_classifier_failure(&env, Reply::ok(reply), "ai:error:invalid_response").await;
+}
+
+/// Runs one low-confidence event against a classifier answering `reply`: the event is
+/// routed by heuristics, with `reason` added and no `ai_detection`.
+async fn assert_classifier_failure(env: &[(&str, &str)], reply: Reply, reason: &str) {
+    let (base, _) = fake_server(reply).await;
     let dir = tempfile::tempdir().unwrap();
     let openai_base = format!("{base}/v1");
-    let mut env = env;
-    env[3].1 = openai_base.as_str();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|&(k, v)| {
+            if k == "OPENAI_BASE_URL" {
+                (k, openai_base.as_str())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
     let app = App::spawn_in(dir.path(), "serve", &env);
     let (_, v) = app.post("/webhook", r#"{"n":2}"#, &[]).await;
-    let ev = app.wait_status(v["row_id"].as_i64().unwrap(), "done", within).await;
+    let ev = app
+        .wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(15))
+        .await;
     let router = &ev["event"]["result"]["router"];
     assert_eq!(router["provider"], "unknown");
     assert!(
-        router["reasons"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("ai:error:http_500")),
+        router["reasons"].as_array().unwrap().contains(&json!(reason)),
         "{router}"
     );
     assert_eq!(router["ai_detection"], Value::Null);
-
-    // An answer that is not a classification is ignored the same way.
-    let reply = json!({"choices": [{"message": {"content": "{\"guess\": \"stripe?\"}"}}]});
-    let (base, _) = fake_server(Reply::ok(reply)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let openai_base = format!("{base}/v1");
-    env[3].1 = openai_base.as_str();
-    let app = App::spawn_in(dir.path(), "serve", &env);
-    let (_, v) = app.post("/webhook", r#"{"n":3}"#, &[]).await;
-    let ev = app.wait_status(v["row_id"].as_i64().unwrap(), "done", within).await;
-    let router = &ev["event"]["result"]["router"];
-    assert_eq!(router["provider"], "unknown");
-    assert!(
-        router["reasons"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("ai:error:invalid_response")),
-        "{router}"
-    );
 }
