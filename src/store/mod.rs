@@ -9,6 +9,7 @@ mod types;
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_writer;
 
 use std::future::Future;

@@ -6,6 +6,7 @@
 //! It uses rusqlite on a plain thread rather than sqlx because every sqlx statement is a
 //! round trip to sqlx's own worker thread; measured on the drain benchmark that hop, a few
 //! per event, dominated the writer (see docs/PERFORMANCE.md). Reads stay on sqlx's pool.
+//! WAL checkpoints run on another thread (`sqlite_checkpoint`), not inside its commits.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_checkpoint::{Checkpointer, passive_checkpoint};
 use super::*;
 use crate::time;
 
@@ -63,18 +65,20 @@ pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Write
     // journal_mode answers with a row, so it is read rather than executed.
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; PRAGMA foreign_keys = off;"
+        "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; PRAGMA foreign_keys = off; \
+         PRAGMA wal_autocheckpoint = 0;"
     ))?;
+    let checkpointer = Checkpointer::start(path, synchronous)?;
     conn.set_prepared_statement_cache_capacity(64);
     let (tx, rx) = mpsc::channel(4096);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer_loop(conn, rx))
+        .spawn(move || writer_loop(conn, rx, &checkpointer))
         .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer thread: {e}")))?;
     Ok(tx)
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, checkpointer: &Checkpointer) {
     let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -98,6 +102,12 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
                     let _ = op.reply.send(result.map_err(StoreError::from));
                 }
             }
+        }
+        checkpointer.committed();
+        if checkpointer.take_rewind()
+            && let Err(e) = passive_checkpoint(&conn)
+        {
+            tracing::warn!(error = %e, "WAL checkpoint by the writer failed");
         }
     }
 }
