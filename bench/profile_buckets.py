@@ -29,7 +29,7 @@ BUCKETS = [
     ("tokio: worker threads parking / waking (futex)", [r"tokio::", WAKE]),
     ("other futex / scheduler", [WAKE]),
     ("tokio runtime + epoll", [r"tokio::|epoll"]),
-    ("allocator (malloc/free)", [r"malloc|free|realloc|_int_"]),
+    ("allocator (malloc/free, mimalloc)", [r"malloc|free|realloc|_int_|^_?mi_"]),
 ]
 COMPILED = [(name, [re.compile(rx) for rx in rxs]) for name, rxs in BUCKETS]
 
