@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchyard::settings::{Cli, prepare_environment};
 
-/// mimalloc rather than glibc's malloc: measured in docs/PERFORMANCE.md.
+/// mimalloc rather than glibc's malloc, built without transparent huge pages (resident
+/// memory grew in 2 MB steps with them): both measured in docs/PERFORMANCE.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -70,6 +70,7 @@ impl SqliteStore {
         })?;
         // `run_direct`: `run`'s `Acquire` bound would make `store::open`'s future not `Send`.
         migrator(MIGRATIONS).run_direct(None, &mut migrate, false).await?;
+        ensure_action_run_key(&mut migrate).await?;
         migrate.close().await?;
         let writer = sqlite_writer::start(path, synchronous)?;
 
@@ -90,6 +91,36 @@ impl SqliteStore {
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
+}
+
+/// Makes sure `action_runs` has the unique key on `(event_row_id, action)` that the
+/// writer's upsert names. The seed's layout declares it; a file made without
+/// it gets an index, and one whose rows already break the rule is refused with the reason.
+async fn ensure_action_run_key(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    // A full (not partial) unique index whose columns are exactly these two, in any order.
+    let key: Option<String> = sqlx::query_scalar(
+        "SELECT il.name FROM pragma_index_list('action_runs') AS il \
+         WHERE il.\"unique\" = 1 AND il.partial = 0 \
+           AND (SELECT group_concat(name, ',') FROM \
+                  (SELECT name FROM pragma_index_info(il.name) ORDER BY name)) = 'action,event_row_id'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if key.is_some() {
+        return Ok(());
+    }
+    sqlx::query("CREATE UNIQUE INDEX action_runs_event_action ON action_runs(event_row_id, action)")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "the table action_runs has no unique key on (event_row_id, action) and one cannot be added \
+                 ({e}): it holds more than one run for the same event and action, which switchyard never \
+                 writes; keep one row of each such pair and start again"
+            ))
+        })?;
+    tracing::info!("added the missing unique index on action_runs (event_row_id, action)");
+    Ok(())
 }
 
 const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled FROM routing_rules";

@@ -9,11 +9,13 @@
 //!
 //! A PASSIVE checkpoint never blocks writers, so under sustained load it never catches up
 //! with the last frame, and SQLite only rewinds the WAL when a checkpoint has caught up.
-//! When the WAL passes [`REWIND_FRAMES`] this thread therefore asks the writer to run one
-//! checkpoint itself between two batches: by then almost every frame is copied, so that
-//! checkpoint is short, and the writer's next transaction starts the WAL from its
-//! beginning. The WAL stays bounded without the writer ever copying it all.
+//! So once a commit leaves more than [`REWIND_FRAMES`] pages in the WAL (the writer's WAL
+//! hook counts them), the writer runs one checkpoint itself before its next batch: this
+//! thread has copied almost every frame by then, so that checkpoint is short, and the
+//! writer's next transaction starts the WAL from its beginning. The WAL stays bounded
+//! without the writer ever copying it all.
 
+use std::ffi::c_int;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,16 +29,14 @@ use super::StoreError;
 /// How long the thread lets commits accumulate before a checkpoint.
 const PACE: Duration = Duration::from_millis(50);
 
-/// WAL frames (pages) beyond which the writer is asked to finish a checkpoint.
-pub(super) const REWIND_FRAMES: i64 = 4096;
+/// WAL frames (pages) beyond which the writer finishes a checkpoint itself.
+pub(super) const REWIND_FRAMES: c_int = 4096;
 
 /// Flags shared by the writer and the checkpoint thread.
 #[derive(Default)]
 struct Shared {
     /// Set by the writer after a commit; cleared when a checkpoint starts.
     dirty: AtomicBool,
-    /// Set when the WAL has grown past [`REWIND_FRAMES`].
-    rewind: AtomicBool,
     /// Set when the writer stops.
     stop: AtomicBool,
 }
@@ -71,11 +71,6 @@ impl Checkpointer {
             self.thread.unpark();
         }
     }
-
-    /// Whether the writer should checkpoint now so that the WAL can rewind (asks once).
-    pub(super) fn take_rewind(&self) -> bool {
-        self.shared.rewind.swap(false, Ordering::AcqRel)
-    }
 }
 
 impl Drop for Checkpointer {
@@ -98,17 +93,15 @@ fn run(conn: &Connection, shared: &Shared) {
         }
         std::thread::sleep(PACE);
         shared.dirty.store(false, Ordering::Release);
-        match passive_checkpoint(conn) {
-            Ok(wal_frames) if wal_frames >= REWIND_FRAMES => shared.rewind.store(true, Ordering::Release),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry after the next commit"),
+        if let Err(e) = passive_checkpoint(conn) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry after the next commit");
         }
     }
 }
 
-/// Runs `PRAGMA wal_checkpoint(PASSIVE)`; answers the WAL's length in frames.
-pub(super) fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    // Answers (busy, frames in the WAL, frames checkpointed); busy only means another
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)`.
+pub(super) fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    // It answers (busy, frames in the WAL, frames copied); busy only means that another
     // checkpoint was running, which is as good.
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }

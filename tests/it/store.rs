@@ -1018,3 +1018,85 @@ async fn sqlite_wal_is_checkpointed_and_stays_bounded_under_sustained_writes() {
     }
     assert_eq!(t.db.list_events(None, 1).await.unwrap().len(), 1);
 }
+
+/// A SQLite file at `path` whose `action_runs` lacks the seed's unique key on
+/// `(event_row_id, action)`, holding the given `(event_row_id, action)` rows.
+async fn action_runs_without_unique_key(path: &std::path::Path, rows: &[(i64, &str)]) {
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    c.execute(
+        "CREATE TABLE action_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, event_row_id INTEGER NOT NULL, \
+         started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL, provider TEXT, action TEXT, \
+         handler_mode TEXT, handler_target TEXT, input_json TEXT, output_json TEXT, error TEXT)",
+    )
+    .await
+    .unwrap();
+    for (event_row_id, action) in rows {
+        sqlx::query("INSERT INTO action_runs (event_row_id, started_at, status, action) VALUES (?, 'x', 'error', ?)")
+            .bind(event_row_id)
+            .bind(action)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    c.close().await.unwrap();
+}
+
+fn sqlite_settings(path: &std::path::Path) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.database_url = None;
+    settings.db_path = path.to_path_buf();
+    settings
+}
+
+/// The writer's action-run upsert needs the unique key: a file without it gets one, and
+/// runs stay one per (event, action), updated in place.
+#[tokio::test]
+async fn sqlite_action_runs_without_the_unique_key_get_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite3");
+    action_runs_without_unique_key(&path, &[(1, "act")]).await;
+
+    let db = switchyard::store::open(&sqlite_settings(&path)).await.expect("open");
+    let row = enqueue(&db, "k").await;
+    assert_eq!(row, 1);
+    let c = claim(&db, 1, LEASE).await.remove(0).claim_ref();
+    db.start_action_run(run(row, "act", "running")).await.unwrap();
+    let mut finish = done(c);
+    finish.action_run = Some(run(row, "act", "done"));
+    assert!(db.finish(finish).await.unwrap());
+    let runs = db.action_runs(row).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].id, 1, "the existing row is updated in place");
+    assert_eq!(runs[0].status.as_deref(), Some("done"));
+    drop(db);
+
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_index_list('action_runs') WHERE \"unique\" = 1")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(indexes, ["action_runs_event_action"]);
+}
+
+/// A file whose rows already break "one run per (event, action)" is refused, with the
+/// reason, rather than served with an upsert that cannot work.
+#[tokio::test]
+async fn sqlite_duplicate_action_runs_refuse_to_open_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite3");
+    action_runs_without_unique_key(&path, &[(1, "act"), (1, "act")]).await;
+    let err = match switchyard::store::open(&sqlite_settings(&path)).await {
+        Ok(_) => panic!("a file with duplicate action runs should be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("action_runs") && err.contains("(event_row_id, action)"),
+        "{err}"
+    );
+    assert!(err.contains("more than one run for the same event and action"), "{err}");
+}
