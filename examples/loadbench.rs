@@ -1189,7 +1189,8 @@ impl Bench {
             .count("SELECT count(*) FROM action_runs WHERE status = 'done'")
             .await?;
         let rate = n as f64 / busy;
-        let target_ok = rate >= 20_000.0;
+        // The drain targets are SQLite's; PostgreSQL's figures are reported (none set yet).
+        let judged = self.backend() == "sqlite";
         self.report.check(
             &section,
             "drain rate (first claim → last finish)",
@@ -1197,8 +1198,8 @@ impl Bench {
                 "{rate:.0} events/s ({busy:.2} s; wall with start-up {:.2} s)",
                 wall.as_secs_f64()
             ),
-            "≥ 20,000/s",
-            Some(target_ok),
+            if judged { "≥ 20,000/s" } else { "(reported)" },
+            judged.then_some(rate >= 20_000.0),
         );
         self.report.check(
             &section,
@@ -1243,8 +1244,8 @@ impl Bench {
                     &section,
                     &format!("ratio to the {k} drain"),
                     format!("{:.3}", rate / base),
-                    "≥ 0.9",
-                    Some(rate / base >= 0.9),
+                    if judged { "≥ 0.9" } else { "(reported)" },
+                    judged.then_some(rate / base >= 0.9),
                 );
             }
         }
