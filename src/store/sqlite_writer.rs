@@ -8,15 +8,13 @@
 //! per event, dominated the writer (see docs/PERFORMANCE.md). Reads stay on sqlx's pool.
 //! WAL checkpoints run on another thread (`sqlite_checkpoint`), not inside its commits.
 
-use std::cell::Cell;
-use std::ffi::c_int;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_checkpoint::{Checkpointer, REWIND_FRAMES, passive_checkpoint};
+use super::sqlite_checkpoint::Checkpointer;
 use super::*;
 use crate::time;
 
@@ -69,9 +67,8 @@ pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Write
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; PRAGMA foreign_keys = off;"
     ))?;
-    // Replaces SQLite's automatic checkpoint, which would run inside commits.
-    conn.wal_hook(Some(note_wal_pages));
     let checkpointer = Checkpointer::start(path, synchronous)?;
+    checkpointer.watch(&conn);
     conn.set_prepared_statement_cache_capacity(64);
     let (tx, rx) = mpsc::channel(4096);
     std::thread::Builder::new()
@@ -107,25 +104,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, checkpoint
             }
         }
         checkpointer.committed();
-        if WAL_PAGES.get() >= REWIND_FRAMES {
-            // Not caught up (the checkpoint thread held the lock, or a reader still uses old
-            // frames)? Then the next commit reports the WAL still long, and this runs again.
-            if let Err(e) = passive_checkpoint(&conn) {
-                tracing::warn!(error = %e, "WAL checkpoint by the writer failed");
-            }
-        }
+        checkpointer.rewind_if_due(&conn);
     }
-}
-
-thread_local! {
-    /// WAL pages after the writer's last commit, as SQLite's WAL hook reports them.
-    static WAL_PAGES: Cell<c_int> = const { Cell::new(0) };
-}
-
-/// The writer connection's WAL hook: SQLite calls it on the writer's thread after each commit.
-fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<()> {
-    WAL_PAGES.set(pages);
-    Ok(())
 }
 
 /// Runs the requests in one transaction; results are in request order.

@@ -977,8 +977,8 @@ fn file_len(path: &std::path::Path) -> u64 {
 }
 
 /// Checkpoints run beside the writer (not in its commits): committed pages reach the database
-/// file while the store is open, and under sustained writes the WAL stays bounded
-/// (without the rewind a PASSIVE checkpoint never catches up and the WAL only grows).
+/// file while the store is open, and under writes faster than the checkpoints the WAL stays
+/// bounded (without the rewind a PASSIVE checkpoint never catches up and the WAL only grows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_wal_is_checkpointed_and_stays_bounded_under_sustained_writes() {
     let t = TestStore::sqlite().await;
@@ -1003,9 +1003,10 @@ async fn sqlite_wal_is_checkpointed_and_stays_bounded_under_sustained_writes() {
         task.await.unwrap();
     }
     let wal_peak = file_len(&wal_file);
-    // 4096 frames of 4 KiB is where the writer is asked to rewind; allow for the frames
-    // written while the request is on its way.
-    assert!(wal_peak < 48 << 20, "WAL grew to {wal_peak} bytes");
+    // Past 16,384 frames of 4 KiB (67.5 MB with frame headers) the writer rewinds the WAL
+    // before its next batch, whatever the checkpoint thread is doing; allow one batch more
+    // (512 of these payloads). Without the rewind this run grows the WAL to ~135 MB.
+    assert!(wal_peak < 80 << 20, "WAL grew to {wal_peak} bytes");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while file_len(&db_file) < before + (60 << 20) {
