@@ -597,81 +597,150 @@ async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<u64,
 }
 
 async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let applied = finish_in(&mut tx, f).await?;
-    tx.commit().await?;
-    Ok(applied)
+    Ok(finish_batch(pool, std::slice::from_ref(f)).await?.remove(0))
 }
 
-/// Records many outcomes in one transaction: one commit (one WAL flush) for the batch.
+/// Bytes of outcome data per pair of statements in [`finish_batch`]: each message then fits
+/// one TLS record (16 KiB). sqlx leaves Nagle's algorithm on, and a message spanning
+/// several records waits for delayed ACKs: measured with TLS on loopback, unchunked
+/// batches drained at 2.3–2.9k events/s against 12.6k/s without TLS.
+const FINISH_CHUNK_BYTES: usize = 12 * 1024;
+
+/// Records many outcomes in one transaction, a few statements in all rather than two per
+/// outcome: per chunk of outcomes, one UPDATE of the events from arrays (each fenced by
+/// its claim), then one upsert of the action runs of the events it applied to. A statement
+/// per outcome cost a round trip and an executor start-up each, which dominated
+/// PostgreSQL's CPU in the drain.
 async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut applied = Vec::with_capacity(finishes.len());
-    for f in finishes {
-        applied.push(finish_in(&mut tx, f).await?);
+    let mut rest = finishes;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|f| {
+                bytes += finish_bytes(f);
+                bytes <= FINISH_CHUNK_BYTES
+            })
+            .count()
+            .max(1);
+        let (chunk, tail) = rest.split_at(n);
+        applied.extend(finish_chunk(&mut tx, chunk).await?);
+        rest = tail;
     }
     tx.commit().await?;
     Ok(applied)
 }
 
-/// Applies one outcome (fenced by the claim) inside the caller's transaction.
-async fn finish_in(conn: &mut PgConnection, f: &Finish) -> Result<bool, sqlx::Error> {
-    let now = time::now();
-    let q = match &f.outcome {
-        Outcome::Done { result_json } => sqlx::query(
-            "UPDATE events SET status = 'done', processed_at = $1, result_json = $2, last_error = NULL, \
-             lease_until = NULL WHERE id = $3 AND attempt_count = $4 AND status = 'processing'",
-        )
-        .bind(now)
-        .bind(result_json),
-        Outcome::Retry { error, next_attempt_at } => sqlx::query(
-            "UPDATE events SET status = 'retry', next_attempt_at = $1, last_error = $2, \
-             lease_until = NULL WHERE id = $3 AND attempt_count = $4 AND status = 'processing'",
-        )
-        .bind(next_attempt_at)
-        .bind(error),
-        Outcome::Failed { error } => sqlx::query(
-            "UPDATE events SET status = 'error', processed_at = $1, last_error = $2, \
-             lease_until = NULL WHERE id = $3 AND attempt_count = $4 AND status = 'processing'",
-        )
-        .bind(now)
-        .bind(error),
+/// Roughly what an outcome adds to the statements' messages.
+fn finish_bytes(f: &Finish) -> usize {
+    let outcome = match &f.outcome {
+        Outcome::Done { result_json } => result_json.len(),
+        Outcome::Retry { error, .. } | Outcome::Failed { error } => error.len(),
     };
-    let applied = q
-        .bind(f.claim.id)
-        .bind(f.claim.attempt)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    // A lost claim's action run is not written: the new owner will write its own.
-    if applied && let Some(run) = &f.action_run {
-        upsert_action_run(conn, run).await?;
+    let run = f.action_run.as_ref().map_or(0, |r| {
+        r.input_json.len() + r.output_json.as_ref().map_or(0, String::len) + r.error.as_ref().map_or(0, String::len)
+    });
+    100 + outcome + run
+}
+
+/// [`finish_batch`]'s two statements for one chunk, inside its transaction.
+async fn finish_chunk(tx: &mut PgConnection, finishes: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+    let now = time::now();
+    let mut ids = Vec::with_capacity(finishes.len());
+    let mut attempts = Vec::with_capacity(finishes.len());
+    let mut statuses = Vec::with_capacity(finishes.len());
+    let mut processed_at: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
+    let mut results: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
+    let mut next_attempt_at: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
+    for f in finishes {
+        ids.push(f.claim.id);
+        attempts.push(f.claim.attempt);
+        // NULL keeps the column as it is (see the UPDATE).
+        let (status, at, result, error, next) = match &f.outcome {
+            Outcome::Done { result_json } => ("done", Some(now.as_str()), Some(result_json.as_str()), None, None),
+            Outcome::Retry { error, next_attempt_at } => (
+                "retry",
+                None,
+                None,
+                Some(error.as_str()),
+                Some(next_attempt_at.as_str()),
+            ),
+            Outcome::Failed { error } => ("error", Some(now.as_str()), None, Some(error.as_str()), None),
+        };
+        statuses.push(status);
+        processed_at.push(at);
+        results.push(result);
+        errors.push(error);
+        next_attempt_at.push(next);
+    }
+    let applied: HashSet<(i64, i64)> = sqlx::query_as(
+        "UPDATE events e SET status = u.status, \
+           processed_at = COALESCE(u.processed_at, e.processed_at), \
+           result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
+           last_error = u.last_error, \
+           next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
+           lease_until = NULL \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+           AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at) \
+         WHERE e.id = u.id AND e.attempt_count = u.attempt AND e.status = 'processing' \
+         RETURNING e.id, e.attempt_count",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&processed_at)
+    .bind(&results)
+    .bind(&errors)
+    .bind(&next_attempt_at)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let applied: Vec<bool> = finishes
+        .iter()
+        .map(|f| applied.contains(&(f.claim.id, f.claim.attempt)))
+        .collect();
+    // A lost claim's action run is not written: the new owner will write its own. At most
+    // one claim of an event applies, so no (event, action) pair comes twice.
+    let runs: Vec<&ActionRunRecord> = finishes
+        .iter()
+        .zip(&applied)
+        .filter_map(|(f, ok)| f.action_run.as_ref().filter(|_| *ok))
+        .collect();
+    if !runs.is_empty() {
+        upsert_action_runs(tx, &runs).await?;
     }
     Ok(applied)
 }
 
-async fn upsert_action_run(conn: &mut PgConnection, run: &ActionRunRecord) -> Result<(), sqlx::Error> {
+/// Inserts or updates the runs in one statement (one per `(event_row_id, action)`).
+async fn upsert_action_runs(conn: &mut PgConnection, runs: &[&ActionRunRecord]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&ActionRunRecord) -> Option<&str>| runs.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let event_row_ids: Vec<i64> = runs.iter().map(|r| r.event_row_id).collect();
     sqlx::query(
         "INSERT INTO action_runs (event_row_id, action, started_at, finished_at, status, provider, handler_mode, \
            handler_target, input_json, output_json, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
          ON CONFLICT (event_row_id, action) DO UPDATE SET started_at = EXCLUDED.started_at, \
            finished_at = EXCLUDED.finished_at, status = EXCLUDED.status, provider = EXCLUDED.provider, \
            handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
            input_json = EXCLUDED.input_json, output_json = EXCLUDED.output_json, error = EXCLUDED.error",
     )
-    .bind(run.event_row_id)
-    .bind(&run.action)
-    .bind(&run.started_at)
-    .bind(&run.finished_at)
-    .bind(&run.status)
-    .bind(&run.provider)
-    .bind(&run.handler_mode)
-    .bind(&run.handler_target)
-    .bind(&run.input_json)
-    .bind(&run.output_json)
-    .bind(&run.error)
+    .bind(&event_row_ids)
+    .bind(column(|r| Some(&r.action)))
+    .bind(column(|r| Some(&r.started_at)))
+    .bind(column(|r| r.finished_at.as_deref()))
+    .bind(column(|r| Some(&r.status)))
+    .bind(column(|r| Some(&r.provider)))
+    .bind(column(|r| Some(&r.handler_mode)))
+    .bind(column(|r| r.handler_target.as_deref()))
+    .bind(column(|r| Some(&r.input_json)))
+    .bind(column(|r| r.output_json.as_deref()))
+    .bind(column(|r| r.error.as_deref()))
     .execute(conn)
     .await?;
     Ok(())
@@ -679,7 +748,7 @@ async fn upsert_action_run(conn: &mut PgConnection, run: &ActionRunRecord) -> Re
 
 async fn start_run(pool: &PgPool, run: &ActionRunRecord) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    upsert_action_run(&mut conn, run).await
+    upsert_action_runs(&mut conn, &[run]).await
 }
 
 async fn replay_event(pool: &PgPool, row_id: i64) -> Result<bool, sqlx::Error> {

@@ -241,6 +241,7 @@ store_tests!(
     claims_take_the_oldest_due_first_up_to_the_limit,
     concurrent_claimers_never_share_a_row,
     finish_is_fenced_by_the_attempt,
+    finish_many_stores_each_outcome_as_finish_would,
     renew_extends_only_the_current_claim,
     expired_leases_go_to_retry_then_error,
     release_gives_the_attempt_back,
@@ -505,6 +506,84 @@ async fn finish_is_fenced_by_the_attempt(t: TestStore) {
     assert!(!db.finish(late).await.unwrap());
     assert_eq!(status(db, row2).await, "retry");
     assert!(db.action_run(row2, "act").await.unwrap().is_none());
+}
+
+/// A batch mixing every outcome, a lost claim and enough action-run data to be written in
+/// several statements stores each outcome exactly as `finish` alone would.
+async fn finish_many_stores_each_outcome_as_finish_would(t: TestStore) {
+    let db = &t.db;
+    let lost_row = enqueue(db, "lost").await;
+    let lost = claim(db, 1, Duration::ZERO).await.remove(0).claim_ref();
+    tick().await;
+    assert_eq!(db.reclaim_expired(8).await.unwrap(), 1);
+    let mut rows = Vec::new();
+    for i in 0..60 {
+        rows.push(enqueue(db, &format!("m{i}")).await);
+    }
+    // The reclaimed event is claimed again too: its new owner holds it.
+    let mut claims = claim(db, 64, LEASE).await;
+    claims.retain(|c| c.id != lost_row);
+    assert_eq!(ids(&claims), rows);
+    let later = time::after(Duration::from_secs(600));
+    let big_input = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000));
+
+    let mut batch = Vec::new();
+    for c in &claims {
+        let c = c.claim_ref();
+        let mut f = match c.id % 3 {
+            0 => done(c),
+            1 => retry_at(c, later.clone()),
+            _ => Finish {
+                claim: c,
+                outcome: Outcome::Failed {
+                    error: "gave up".into(),
+                },
+                action_run: None,
+            },
+        };
+        let mut r = run(c.id, "act", if c.id % 3 == 0 { "done" } else { "error" });
+        r.input_json = big_input.clone();
+        f.action_run = Some(r);
+        batch.push(f);
+    }
+    let mut stale = done(lost);
+    stale.action_run = Some(run(lost_row, "act", "done"));
+    batch.insert(7, stale);
+
+    let applied = db.finish_many(batch).await.unwrap();
+    assert_eq!(applied.len(), 61);
+    assert!(!applied[7], "the lost claim is refused");
+    assert_eq!(applied.iter().filter(|a| **a).count(), 60);
+    assert_eq!(status(db, lost_row).await, "processing", "the new owner's claim stands");
+    assert!(db.action_run(lost_row, "act").await.unwrap().is_none());
+
+    for &row in &rows {
+        let e = db.event(row).await.unwrap().unwrap();
+        let runs = db.action_runs(row).await.unwrap();
+        assert_eq!(runs.len(), 1, "row {row}");
+        assert_eq!(runs[0].input_json.as_deref(), Some(big_input.as_str()));
+        match row % 3 {
+            0 => {
+                assert_eq!(e.status.as_deref(), Some("done"));
+                assert_eq!(e.result_json.as_deref(), Some(r#"{"ok":true}"#));
+                assert_eq!(e.last_error, None);
+                assert_timestamp(e.processed_at.as_deref().unwrap());
+                assert_eq!(runs[0].status.as_deref(), Some("done"));
+            }
+            1 => {
+                assert_eq!(e.status.as_deref(), Some("retry"));
+                assert_eq!(e.last_error.as_deref(), Some("boom"));
+                assert_eq!(e.next_attempt_at.as_deref(), Some(later.as_str()));
+                assert_eq!((e.processed_at.as_deref(), e.result_json.as_deref()), (None, None));
+            }
+            _ => {
+                assert_eq!(e.status.as_deref(), Some("error"));
+                assert_eq!(e.last_error.as_deref(), Some("gave up"));
+                assert_timestamp(e.processed_at.as_deref().unwrap());
+                assert_eq!(e.result_json, None);
+            }
+        }
+    }
 }
 
 async fn renew_extends_only_the_current_claim(t: TestStore) {
