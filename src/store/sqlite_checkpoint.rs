@@ -46,6 +46,10 @@ const REWIND_FRAMES: i64 = 4096;
 /// bound on the WAL when the thread cannot keep up (a disk slower than the writes).
 const HARD_LIMIT_FRAMES: c_int = 4 * REWIND_FRAMES as c_int;
 
+/// Past [`HARD_LIMIT_FRAMES`], how many 1 ms waits for the checkpoint lock the writer makes
+/// before its next batch.
+const HARD_LIMIT_WAITS: u32 = 1000;
+
 /// A catch-up pass this quick left little for the writer's checkpoint.
 const HANDOVER: Duration = Duration::from_millis(3);
 
@@ -117,7 +121,9 @@ impl Checkpointer {
         if !hard && !self.shared.rewind.load(Ordering::Acquire) {
             return;
         }
-        loop {
+        // Bounded, in case another process holds the checkpoint lock for long: then the
+        // next batch goes ahead and this runs again after it.
+        for _ in 0..HARD_LIMIT_WAITS {
             match passive_checkpoint(writer) {
                 Ok(c) if c.caught_up() => self.shared.rewind.store(false, Ordering::Release),
                 Ok(c) if c.busy && hard => {
