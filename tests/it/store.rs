@@ -238,6 +238,7 @@ macro_rules! store_tests {
 store_tests!(
     enqueue_dedupes_on_source_and_event_id,
     concurrent_identical_enqueues_make_one_row,
+    concurrent_large_enqueues_each_land_once,
     claims_take_the_oldest_due_first_up_to_the_limit,
     concurrent_claimers_never_share_a_row,
     finish_is_fenced_by_the_attempt,
@@ -395,6 +396,44 @@ async fn concurrent_identical_enqueues_make_one_row(t: TestStore) {
         t.db.enqueue(event("same")).await.unwrap(),
         Enqueued::Duplicate(same_row)
     );
+}
+
+/// Batches of large payloads (several statements per PostgreSQL transaction) store every
+/// event once, with its own payload, and answer duplicates with the original row.
+async fn concurrent_large_enqueues_each_land_once(t: TestStore) {
+    let pad = "p".repeat(3000);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let (db, pad) = (t.db.clone(), pad.clone());
+        // Every fourth id is sent twice.
+        let id = format!("big-{}", if i % 4 == 3 { i - 1 } else { i });
+        tasks.spawn(async move {
+            let mut e = event(&id);
+            e.payload_json = format!(r#"{{"id":"{id}","pad":"{pad}"}}"#);
+            (id, db.enqueue(e).await.unwrap())
+        });
+    }
+    let outcomes: Vec<(String, Enqueued)> = tasks.join_all().await;
+    let mut by_id: std::collections::HashMap<String, HashSet<i64>> = Default::default();
+    for (id, o) in &outcomes {
+        by_id.entry(id.clone()).or_default().insert(o.row_id());
+    }
+    assert_eq!(by_id.len(), 90);
+    assert!(by_id.values().all(|rows| rows.len() == 1), "one row per event id");
+    assert_eq!(
+        outcomes.iter().filter(|o| matches!(o.1, Enqueued::Queued(_))).count(),
+        90
+    );
+    for (id, rows) in &by_id {
+        let row = *rows.iter().next().unwrap();
+        let e = t.db.event(row).await.unwrap().unwrap();
+        assert_eq!(e.event_id.as_deref(), Some(id.as_str()));
+        let payload = e.payload_json.unwrap();
+        assert!(
+            payload.contains(&format!(r#""id":"{id}""#)) && payload.len() > 3000,
+            "{id}"
+        );
+    }
 }
 
 async fn claims_take_the_oldest_due_first_up_to_the_limit(t: TestStore) {
