@@ -9,8 +9,6 @@ mod types;
 
 pub mod postgres;
 pub mod sqlite;
-mod sqlite_checkpoint;
-mod sqlite_writer;
 
 use std::future::Future;
 use std::pin::Pin;

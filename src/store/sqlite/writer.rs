@@ -6,7 +6,7 @@
 //! It uses rusqlite on a plain thread rather than sqlx because every sqlx statement is a
 //! round trip to sqlx's own worker thread; measured on the drain benchmark that hop, a few
 //! per event, dominated the writer (see docs/PERFORMANCE.md). Reads stay on sqlx's pool.
-//! WAL checkpoints run on another thread (`sqlite_checkpoint`), not inside its commits.
+//! WAL checkpoints run on another thread (`checkpoint`), not inside its commits.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_checkpoint::Checkpointer;
+use super::checkpoint::Checkpointer;
 use super::*;
 use crate::time;
 

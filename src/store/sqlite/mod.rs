@@ -1,7 +1,10 @@
 //! The embedded SQLite backend.
 //!
-//! Writes go to the writer thread ([`super::sqlite_writer`]): group commit, a reply only
+//! Writes go to the writer thread ([`writer`]): group commit, a reply only
 //! after `COMMIT`. Reads use a separate sqlx pool; WAL lets them run beside the writer.
+
+mod checkpoint;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,21 +17,21 @@ use sqlx::{AssertSqlSafe, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows;
-use super::sqlite_writer::{self, Op, OpResult, WriteOp};
 use super::*;
 use crate::routing::{Mapping, Rule};
+use writer::{Op, OpResult, WriteOp};
 
 /// The schema, oldest first (embedded in the binary).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "seed layout",
-        include_str!("../../migrations/sqlite/0001_seed_layout.sql"),
+        include_str!("../../../migrations/sqlite/0001_seed_layout.sql"),
     ),
     (
         2,
         "leases and indexes",
-        include_str!("../../migrations/sqlite/0002_leases_and_indexes.sql"),
+        include_str!("../../../migrations/sqlite/0002_leases_and_indexes.sql"),
     ),
 ];
 
@@ -72,7 +75,7 @@ impl SqliteStore {
         migrator(MIGRATIONS).run_direct(None, &mut migrate, false).await?;
         ensure_action_run_key(&mut migrate).await?;
         migrate.close().await?;
-        let writer = sqlite_writer::start(path, synchronous)?;
+        let writer = writer::start(path, synchronous)?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(4)

@@ -1,0 +1,164 @@
+//! Claims, lease renewal and release, reclaiming expired leases, replay.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+use crate::store::{ClaimRef, ClaimedEvent, DoneRun};
+use crate::time;
+
+/// The `last_error` of an event whose lease expired (same text as SQLite).
+const LEASE_EXPIRED: &str = "lease expired: the worker holding this event stopped or stalled";
+
+/// Claims up to `limit` due events, oldest due first.
+///
+/// The locking subquery is a MATERIALIZED CTE so that it runs exactly once: written as
+/// `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may re-run it and
+/// lock (and update) more than `n` rows. SKIP LOCKED makes concurrent claimers take
+/// disjoint rows without waiting; the row lock re-checks the status after locking, so a row
+/// another claimer just committed is not taken twice. `NO KEY UPDATE` is the lock the
+/// UPDATE takes anyway (it changes no key), and unlike `FOR UPDATE` it does not collide
+/// with the `KEY SHARE` locks of foreign-key checks from `action_runs` inserts.
+pub(super) async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+    let now = time::now();
+    let rows = sqlx::query(
+        "WITH due AS MATERIALIZED ( \
+           SELECT id FROM events \
+           WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1 \
+           ORDER BY next_attempt_at, id \
+           LIMIT $3 \
+           FOR NO KEY UPDATE SKIP LOCKED) \
+         UPDATE events e SET status = 'processing', processing_started_at = $1, lease_until = $2, \
+           attempt_count = e.attempt_count + 1 \
+         FROM due WHERE e.id = due.id \
+         RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, \
+           (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+            WHERE a.event_row_id = e.id AND a.status = 'done')::text AS done_runs",
+    )
+    .bind(&now)
+    .bind(time::after(lease))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let mut claimed = rows
+        .iter()
+        .map(|r| {
+            let id = r.try_get("id")?;
+            Ok(ClaimedEvent {
+                id,
+                source: r.try_get::<Option<String>, _>("source")?.unwrap_or_default(),
+                event_id: r.try_get::<Option<String>, _>("event_id")?.unwrap_or_default(),
+                attempt_count: r.try_get("attempt_count")?,
+                payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
+                done_runs: parse_done_runs(id, r.try_get::<Option<String>, _>("done_runs")?.as_deref())?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// Reads `[[action, output_json], …]` as aggregated by the claim of event `row_id`.
+///
+/// Text that does not parse is an error naming the event: read as "no runs", it would
+/// bypass the idempotency check and run actions that already ran.
+fn parse_done_runs(row_id: i64, json: Option<&str>) -> Result<Vec<DoneRun>, sqlx::Error> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let runs = serde_json::from_str::<Vec<(Option<String>, Option<String>)>>(json).map_err(|e| {
+        sqlx::Error::Decode(format!("event {row_id}: unreadable done action runs aggregate: {e}").into())
+    })?;
+    Ok(runs
+        .into_iter()
+        .map(|(action, output_json)| DoneRun {
+            action: action.unwrap_or_default(),
+            output_json,
+        })
+        .collect())
+}
+
+/// Ids and attempts of claims as two arrays, for `(id, attempt_count) IN (UNNEST …)`.
+fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
+    claims.iter().map(|c| (c.id, c.attempt)).unzip()
+}
+
+pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Duration) -> Result<(), sqlx::Error> {
+    let (ids, attempts) = claim_arrays(claims);
+    sqlx::query(
+        "UPDATE events SET lease_until = $1 \
+         WHERE (id, attempt_count) IN (SELECT * FROM UNNEST($2::bigint[], $3::bigint[])) \
+           AND status = 'processing'",
+    )
+    .bind(time::after(lease))
+    .bind(&ids)
+    .bind(&attempts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result<u64, sqlx::Error> {
+    let (ids, attempts) = claim_arrays(claims);
+    let done = sqlx::query(
+        "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = $1, \
+           lease_until = NULL \
+         WHERE (id, attempt_count) IN (SELECT * FROM UNNEST($2::bigint[], $3::bigint[])) \
+           AND status = 'processing'",
+    )
+    .bind(time::now())
+    .bind(&ids)
+    .bind(&attempts)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Concurrent reclaimers are safe: an UPDATE that waited for another one's row lock
+/// re-checks `status = 'processing'` on the new row version and skips it.
+pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE events SET \
+           status = CASE WHEN attempt_count >= $1 THEN 'error' ELSE 'retry' END, \
+           processed_at = CASE WHEN attempt_count >= $1 THEN $2 ELSE processed_at END, \
+           last_error = $3, next_attempt_at = $2, lease_until = NULL \
+         WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $2)",
+    )
+    .bind(i64::from(max_attempts))
+    .bind(time::now())
+    .bind(LEASE_EXPIRED)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn replay_event(pool: &PgPool, row_id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = $1, \
+         last_error = NULL, processed_at = NULL, lease_until = NULL \
+         WHERE id = $2 AND status != 'processing'",
+    )
+    .bind(time::now())
+    .bind(row_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_runs_are_read_and_a_malformed_aggregate_is_an_error_naming_the_event() {
+        let runs = parse_done_runs(7, Some(r#"[["notify", "{\"ok\":true}"], ["log", null]]"#)).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            (runs[0].action.as_str(), runs[0].output_json.as_deref()),
+            ("notify", Some(r#"{"ok":true}"#))
+        );
+        assert_eq!((runs[1].action.as_str(), runs[1].output_json.as_deref()), ("log", None));
+        assert!(parse_done_runs(7, None).unwrap().is_empty());
+        let err = parse_done_runs(42, Some("{not json")).unwrap_err().to_string();
+        assert!(err.contains("event 42"), "{err}");
+    }
+}

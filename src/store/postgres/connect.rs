@@ -1,0 +1,234 @@
+//! Connecting (with retries while the server starts), migrating, and retrying an
+//! operation whose connection was lost.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use tokio::sync::{Notify, mpsc};
+
+use super::enqueue::enqueue_loop;
+use super::{PgStore, StoreError, migrator};
+
+/// The schema, oldest first (embedded in the binary).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial layout",
+    include_str!("../../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
+const APPLICATION_NAME: &str = "switchyard";
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Most connections in the pool (`DATABASE_POOL_SIZE`); the listener uses one more.
+    pub pool_size: u32,
+    /// `statement_timeout` of every pooled connection (`DATABASE_STATEMENT_TIMEOUT_SECONDS`).
+    pub statement_timeout: Duration,
+    /// How long start-up keeps retrying an unreachable server (`DATABASE_CONNECT_TIMEOUT_SECONDS`).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            pool_size: 10,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PgOptions {
+    /// From the service settings.
+    pub fn from_settings(s: &crate::settings::Settings) -> PgOptions {
+        PgOptions {
+            pool_size: s.database_pool_size.max(1),
+            statement_timeout: Duration::from_secs_f64(s.database_statement_timeout),
+            connect_timeout: Duration::from_secs_f64(s.database_connect_timeout),
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects (retrying while the server is not up yet), migrates, and starts the
+    /// enqueue collector.
+    ///
+    /// The arguments are copied first so that the future borrows nothing: it is `Send +
+    /// 'static` and can be spawned (borrowed arguments run into rustc's "Send is not
+    /// general enough" limitation in callers).
+    pub fn connect(
+        url: &str,
+        options: &PgOptions,
+    ) -> impl Future<Output = Result<PgStore, StoreError>> + Send + 'static {
+        let (url, options) = (url.to_string(), options.clone());
+        async move { PgStore::connect_owned(&url, &options).await }
+    }
+
+    async fn connect_owned(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let base = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+        let base = if base.get_application_name().is_none() {
+            base.application_name(APPLICATION_NAME)
+        } else {
+            base
+        };
+        let pooled = base
+            .clone()
+            .options([("statement_timeout", options.statement_timeout.as_millis())]);
+
+        let mut first = connect_with_retry(&base, options.connect_timeout).await?;
+        migrate(&mut first).await?;
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&mut first)
+            .await?;
+        let _ = first.close().await;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size)
+            .min_connections(0)
+            // Pings a pooled connection before handing it out, so one killed while idle
+            // (pg_terminate_backend, a server restart) is replaced instead of failing a query.
+            .test_before_acquire(true)
+            .acquire_timeout(options.statement_timeout.max(Duration::from_secs(1)))
+            .connect_lazy_with(pooled);
+
+        let (enqueue_tx, enqueue_rx) = mpsc::channel(4096);
+        // Half the pool at most, so claims and finishes always find a connection.
+        let parallel = (options.pool_size as usize / 2).max(1);
+        tokio::spawn(enqueue_loop(pool.clone(), enqueue_rx, parallel));
+
+        Ok(PgStore {
+            pool,
+            enqueue_tx,
+            listen_options: base,
+            schema,
+            wake: Arc::new(Notify::new()),
+            listener: OnceLock::new(),
+        })
+    }
+}
+
+/// Where the URL points, for messages (never the password).
+fn describe(o: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or(o.get_username())
+    )
+}
+
+/// Opens the first connection, retrying while the server is unreachable or starting up
+/// (each retry is logged) until `timeout`; errors that retrying cannot fix (wrong
+/// database name, authentication) fail at once.
+async fn connect_with_retry(options: &PgConnectOptions, timeout: Duration) -> Result<PgConnection, StoreError> {
+    let target = describe(options);
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        // A black-holed host would otherwise hang the TCP connect for minutes.
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let error = match tokio::time::timeout(budget, PgConnection::connect_with(options)).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => e,
+            Err(_) => sqlx::Error::PoolTimedOut,
+        };
+        if !worth_retrying(&error) {
+            return Err(StoreError::Config(format!(
+                "cannot connect to PostgreSQL at {target} (DATABASE_URL): {}",
+                explain(&error)
+            )));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::Config(format!(
+                "cannot connect to PostgreSQL at {target} (DATABASE_URL) within {:.0} s \
+                 (DATABASE_CONNECT_TIMEOUT_SECONDS): {}",
+                timeout.as_secs_f64(),
+                explain(&error)
+            )));
+        }
+        let wait = delay.min(left);
+        tracing::warn!(attempt, %target, error = %explain(&error), retry_in_ms = wait.as_millis() as u64,
+            "PostgreSQL (DATABASE_URL) is not reachable yet; retrying");
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+        attempt += 1;
+    }
+}
+
+/// A connection error for a person: the server's message and SQLSTATE, or the driver's.
+fn explain(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_string(),
+        },
+        sqlx::Error::PoolTimedOut => "timed out".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Start-up errors a later attempt may not see: the server is down, starting or full.
+fn worth_retrying(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // cannot_connect_now (starting up), too_many_connections, admin/crash shutdown.
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300" | "57P01" | "57P02")),
+        _ => false,
+    }
+}
+
+/// Errors meaning the connection died under the operation (it was killed, the server
+/// restarted); the operation can be tried again on a fresh connection.
+pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Runs `op`, and once more if its connection was lost. Only for operations that are safe
+/// to repeat: fenced updates, upserts, reads, and transactions that failed before COMMIT.
+pub(super) async fn retry_lost<T, F, Fut>(what: &'static str, mut op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    match op().await {
+        Err(e) if connection_lost(&e) => {
+            tracing::warn!(operation = what, error = %e, "PostgreSQL connection lost; retrying on a fresh connection");
+            op().await
+        }
+        other => other,
+    }
+}
+
+/// Applies the embedded migrations. sqlx's migrator holds `pg_advisory_lock` (keyed on the
+/// database name) while it checks and applies them, so instances starting together on a
+/// fresh database wait for each other instead of racing; the lock is released when this
+/// dedicated connection closes, even if a migration fails.
+async fn migrate(conn: &mut PgConnection) -> Result<(), StoreError> {
+    // A schema change may legitimately take longer than a request.
+    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
+    // Not "relation _sqlx_migrations already exists, skipping" in the log at every start.
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut *conn)
+        .await?;
+    // `run_direct` rather than `run`: `run`'s `Acquire` bound makes the future of
+    // `store::open` not `Send` (sqlx's documented workaround), so it could not be spawned.
+    migrator(MIGRATIONS).run_direct(None, conn, false).await?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The enqueue collector: concurrent requests folded into one multi-row insert.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::connect::connection_lost;
+use super::{CHANNEL, message_chunks};
+use crate::store::{Enqueued, NewEvent, StoreError};
+use crate::time;
+
+/// Most enqueue requests folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One request waiting for the collector, and where to send its answer.
+pub(super) struct EnqueueRequest {
+    pub(super) event: NewEvent,
+    pub(super) reply: oneshot::Sender<Result<Enqueued, StoreError>>,
+}
+
+/// Takes enqueue requests and runs them in batches: while `parallel` batches are in
+/// flight, new requests queue up and go together into the next transaction.
+pub(super) async fn enqueue_loop(pool: PgPool, mut rx: mpsc::Receiver<EnqueueRequest>, parallel: usize) {
+    let permits = Arc::new(Semaphore::new(parallel));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            run_enqueue_batch(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Inserts a batch and answers every request; if the batch fails, each request is tried
+/// alone so one bad request cannot fail the others.
+async fn run_enqueue_batch(pool: &PgPool, batch: Vec<EnqueueRequest>) {
+    let events: Vec<&NewEvent> = batch.iter().map(|r| &r.event).collect();
+    match insert_with_retry(pool, &events).await {
+        Ok(outcomes) => {
+            for (req, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = req.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(req) = batch.into_iter().next() {
+                let _ = req.reply.send(Err(e.into()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batched enqueue failed; retrying one by one");
+            for req in batch {
+                let result = insert_with_retry(pool, &[&req.event]).await.map(|mut o| o.remove(0));
+                let _ = req.reply.send(result.map_err(StoreError::from));
+            }
+        }
+    }
+}
+
+/// How an enqueue transaction failed: before COMMIT nothing was written, so it may be
+/// repeated; a failed COMMIT may or may not have committed.
+enum InsertError {
+    BeforeCommit(sqlx::Error),
+    AtCommit(sqlx::Error),
+}
+
+async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
+    match insert_events(pool, events).await {
+        Ok(v) => Ok(v),
+        Err(InsertError::BeforeCommit(e)) if connection_lost(&e) => {
+            tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
+            insert_events(pool, events)
+                .await
+                .map_err(|(InsertError::BeforeCommit(e) | InsertError::AtCommit(e))| e)
+        }
+        Err(InsertError::BeforeCommit(e) | InsertError::AtCommit(e)) => Err(e),
+    }
+}
+
+/// One transaction: insert the new events, learn the row ids of the existing ones, NOTIFY
+/// (delivered at commit, so listeners never see uncommitted rows), commit. Results are in
+/// request order; the first of identical requests is the `Queued` one.
+async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, InsertError> {
+    use InsertError::BeforeCommit;
+    // One row per key, in key order: concurrent batches (other instances included) then
+    // take the unique-index locks in the same order and cannot deadlock.
+    let mut keys: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.source.as_str(), e.event_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let first_payload: HashMap<(&str, &str), &str> = events
+        .iter()
+        .rev()
+        .map(|e| ((e.source.as_str(), e.event_id.as_str()), e.payload_json.as_str()))
+        .collect();
+    let rows: Vec<(&str, &str, &str)> = keys
+        .iter()
+        .map(|k| (k.0, k.1, first_payload.get(k).copied().unwrap_or_default()))
+        .collect();
+    let now = time::now();
+
+    let mut tx = pool.begin().await.map_err(BeforeCommit)?;
+    let mut new_ids: HashMap<(String, String), i64> = HashMap::with_capacity(keys.len());
+    // Chunks in key order keep the lock order.
+    for chunk in message_chunks(&rows, |r| r.0.len() + r.1.len() + r.2.len()) {
+        let sources: Vec<&str> = chunk.iter().map(|r| r.0).collect();
+        let event_ids: Vec<&str> = chunk.iter().map(|r| r.1).collect();
+        let payloads: Vec<&str> = chunk.iter().map(|r| r.2).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
+             SELECT t.source, t.event_id, $4, 'pending', 0, $4, t.payload_json \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(source, event_id, payload_json, n) \
+             ORDER BY t.n \
+             ON CONFLICT (source, event_id) DO NOTHING \
+             RETURNING id, source, event_id",
+        )
+        .bind(&sources)
+        .bind(&event_ids)
+        .bind(&payloads)
+        .bind(&now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(BeforeCommit)?;
+        collect_ids(&inserted, &mut new_ids).map_err(BeforeCommit)?;
+    }
+
+    // The others exist: ON CONFLICT waited for any concurrent inserter to commit, and this
+    // next statement (READ COMMITTED) sees what it committed.
+    let mut existing: HashMap<(String, String), i64> = HashMap::new();
+    if new_ids.len() < keys.len() {
+        let (src, ids): (Vec<&str>, Vec<&str>) = keys
+            .iter()
+            .filter(|k| !new_ids.contains_key(&(k.0.to_string(), k.1.to_string())))
+            .copied()
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT e.id, e.source, e.event_id FROM events e \
+             JOIN UNNEST($1::text[], $2::text[]) AS k(source, event_id) \
+               ON e.source = k.source AND e.event_id = k.event_id",
+        )
+        .bind(&src)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(BeforeCommit)?;
+        collect_ids(&rows, &mut existing).map_err(BeforeCommit)?;
+    }
+    if !new_ids.is_empty() {
+        sqlx::query("SELECT pg_notify($1, current_schema())")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(BeforeCommit)?;
+    }
+    tx.commit().await.map_err(InsertError::AtCommit)?;
+
+    let mut out = Vec::with_capacity(events.len());
+    let mut answered_new: HashSet<(&str, &str)> = HashSet::new();
+    for e in events {
+        let key = (e.source.clone(), e.event_id.clone());
+        let short = (e.source.as_str(), e.event_id.as_str());
+        let outcome = match (new_ids.get(&key), existing.get(&key)) {
+            (Some(&id), _) if answered_new.insert(short) => Enqueued::Queued(id),
+            (Some(&id), _) | (None, Some(&id)) => Enqueued::Duplicate(id),
+            // Deleted by someone else between our two statements.
+            (None, None) => {
+                return Err(InsertError::AtCommit(sqlx::Error::RowNotFound));
+            }
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// Adds the `(source, event_id) → id` of each row.
+fn collect_ids(rows: &[PgRow], into: &mut HashMap<(String, String), i64>) -> Result<(), sqlx::Error> {
+    for row in rows {
+        into.insert((row.try_get("source")?, row.try_get("event_id")?), row.try_get("id")?);
+    }
+    Ok(())
+}

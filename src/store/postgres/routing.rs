@@ -1,0 +1,60 @@
+//! The routing tables: reading rules and mappings, applying changes in one transaction.
+
+use sqlx::postgres::{PgPool, PgRow};
+
+use crate::routing::Rule;
+use crate::store::{RoutingChanges, rows};
+use crate::time;
+
+pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Result<(), sqlx::Error> {
+    let now = time::now();
+    let mut tx = pool.begin().await?;
+    for m in &changes.mappings {
+        sqlx::query(
+            "INSERT INTO provider_mappings (provider, action, handler_mode, handler_target, enabled, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider) DO UPDATE SET action = EXCLUDED.action, \
+             handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
+             enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&m.provider)
+        .bind(&m.action)
+        .bind(&m.handler_mode)
+        .bind(&m.handler_target)
+        .bind(i64::from(m.enabled))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for r in &changes.rules {
+        sqlx::query(
+            "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \
+             handler_target, enabled, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (provider, name) DO UPDATE SET priority = EXCLUDED.priority, \
+             conditions_json = EXCLUDED.conditions_json, action = EXCLUDED.action, \
+             handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
+             enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&r.provider)
+        .bind(&r.name)
+        .bind(r.priority)
+        .bind(&r.conditions_json)
+        .bind(&r.action)
+        .bind(&r.handler_mode)
+        .bind(&r.handler_target)
+        .bind(i64::from(r.enabled))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+pub(super) fn rules_from_rows(rows: &[PgRow]) -> Result<Vec<Rule>, sqlx::Error> {
+    let mut rules = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(rule) = rows::rule(r)? {
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
