@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config_file;
 pub mod cron;
+pub mod domain;
 pub mod error;
 pub mod handlers;
 pub mod http;
@@ -63,7 +64,7 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
         work_dir: None,
     };
     cfg.llm = handlers::llm::LlmConfig {
-        provider: s.llm_provider.clone(),
+        provider: s.llm_provider,
         model: s.llm_model.clone(),
         timeout: Duration::from_secs_f64(s.llm_timeout),
         anthropic_api_key: s.anthropic_api_key.clone(),

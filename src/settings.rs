@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::handlers::LlmMode;
+use crate::domain::{LlmMode, LlmProvider};
 
 /// Environment variables this program reads; used to trim them and treat empty as unset.
 pub const ENV_VARS: &[&str] = &[
@@ -280,6 +280,7 @@ pub struct Settings {
         env = "LLM_MODE",
         value_name = "LLM_MODE",
         default_value = "noop",
+        ignore_case = true,
         global = true
     )]
     pub llm_mode: LlmMode,
@@ -290,8 +291,14 @@ pub struct Settings {
     #[arg(long, env = "LLM_SYSTEM_PROMPT", value_name = "LLM_SYSTEM_PROMPT", global = true)]
     pub llm_system_prompt: Option<String>,
     /// Back-end of the `llm` handler and the AI classifier: claude-cli, anthropic or openai.
-    #[arg(long, env = "LLM_PROVIDER", value_name = "LLM_PROVIDER", default_value = "claude-cli", value_parser = ["claude-cli", "anthropic", "openai"], global = true)]
-    pub llm_provider: String,
+    #[arg(
+        long,
+        env = "LLM_PROVIDER",
+        value_name = "LLM_PROVIDER",
+        default_value = "claude-cli",
+        global = true
+    )]
+    pub llm_provider: LlmProvider,
     /// Model of the `llm` handler (the back-end's default when unset).
     #[arg(long, env = "LLM_MODEL", value_name = "LLM_MODEL", global = true)]
     pub llm_model: Option<String>,

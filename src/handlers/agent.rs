@@ -232,8 +232,7 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
             path.display()
         )));
     }
-    let stdin =
-        serde_json::to_vec(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
+    let stdin = super::encode_json("handler input", input)?;
     if agent.body.len() > MAX_PROMPT_BYTES {
         return Err(HandlerError::permanent(format!(
             "agent file {} is too large: its system prompt has {} bytes, at most {MAX_PROMPT_BYTES} fit on a command line",

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::process::{self, EnvPolicy, ProcessSpec};
 use super::{HandlerConfig, HandlerError, HandlerInput};
 
 /// Loads and validates `commands.json`: `{"name": ["argv0", "arg", …]}`.
@@ -109,27 +108,8 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
             cfg.commands_path.display()
         )));
     };
-    let stdin =
-        serde_json::to_vec(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
-    let spec = ProcessSpec {
-        argv: argv.clone(),
-        stdin,
-        timeout: cfg.command_timeout,
-        max_output_bytes: cfg.max_output_bytes,
-        env: EnvPolicy {
-            remove: cfg.env_remove.clone(),
-            set: Vec::new(),
-        },
-        cwd: None,
-    };
-    let what = format!("command '{target}'");
-    let out = process::run(&spec)
-        .await
-        .map_err(|e| super::process_failure(&what, e))?;
-    if !out.success() {
-        return Err(super::exit_failure(&what, &out));
-    }
-    Ok(super::stdout_json_object(&out).unwrap_or_else(|| super::raw_output(&out, "")))
+    let stdin = super::encode_json("handler input", input)?;
+    super::run_json_child(cfg, &format!("command '{target}'"), argv.clone(), stdin, "").await
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub async fn run(
     let secret = cfg.secret.as_deref().ok_or_else(|| {
         HandlerError::permanent("HTTP_HANDLER_SECRET must be set to sign requests of the http handler")
     })?;
-    let body = serde_json::to_vec(input).map_err(|e| HandlerError::new(format!("cannot encode the event: {e}")))?;
+    let body = super::encode_json("the event", input)?;
     // Stable across retries of one event's action, so receivers can dedupe.
     let mut id_hash = Sha256::new();
     id_hash.update(input.action.as_bytes());

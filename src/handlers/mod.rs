@@ -1,18 +1,24 @@
-//! Handlers: what runs for a routed action (`noop`, `command`, …) and the generic LLM
-//! runner for events with no route.
+//! Handlers: what runs for a routed action, one module per [`HandlerMode`], and the
+//! generic runner for events with no route (`unrouted`).
 
 pub mod agent;
-pub mod claude_cli;
+mod child;
 pub mod command;
+mod error;
 pub mod http;
 pub mod llm;
-pub mod llm_runner;
+pub mod noop;
 pub mod process;
+pub mod shell_words;
+pub mod unrouted;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use llm_runner::LlmMode;
+pub use crate::domain::{HandlerMode, LlmMode};
+pub(crate) use child::{encode_json, run_json_child};
+pub use error::HandlerError;
+pub use llm::claude_cli;
 
 /// Environment variables holding the service's secrets; never passed to children.
 pub const SECRET_ENV_VARS: &[&str] = &[
@@ -30,9 +36,6 @@ pub const SECRET_ENV_VARS: &[&str] = &[
 /// Default cap on the bytes kept from each of a child's stdout and stderr (1 MiB).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
 
-/// Handler modes accepted by routes, for error messages.
-const KNOWN_MODES: &str = "noop, command, agent, llm, http";
-
 /// The JSON the handler receives.
 #[derive(Debug, serde::Serialize)]
 pub struct HandlerInput<'a> {
@@ -42,53 +45,6 @@ pub struct HandlerInput<'a> {
     pub router: &'a serde_json::Value,
     /// The stored event payload.
     pub payload: &'a serde_json::Value,
-}
-
-/// Why an attempt failed; `retry_after` lets an upstream's Retry-After push the next attempt back.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    /// What went wrong, for `last_error` and the action run.
-    pub message: String,
-    /// Earliest time to retry, when the upstream said so.
-    pub retry_after: Option<Duration>,
-    /// True when retrying cannot help.
-    pub permanent: bool,
-    /// Short machine-readable cause (`timeout`, `http_429`, `missing_key`, …) where one is
-    /// known; the AI classifier reports it as `ai:error:<kind>`.
-    pub kind: Option<String>,
-}
-
-impl HandlerError {
-    /// A retryable failure.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retry_after: None,
-            permanent: false,
-            kind: None,
-        }
-    }
-
-    /// A failure that retrying cannot fix.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            permanent: true,
-            ..Self::new(message)
-        }
-    }
-
-    /// Sets the earliest retry time.
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
-        self
-    }
-
-    /// Sets the machine-readable cause.
-    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
-        self.kind = Some(kind.into());
-        self
-    }
 }
 
 /// Handler settings taken from the service settings.
@@ -141,22 +97,30 @@ impl Default for HandlerConfig {
     }
 }
 
+impl HandlerConfig {
+    /// `LLM_SYSTEM_PROMPT` (trimmed) when set and not blank, else `default`.
+    pub fn system_prompt_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.llm_system_prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .unwrap_or(default)
+    }
+}
+
 /// Runs the handler for a routed action.
 pub async fn run(
     cfg: &HandlerConfig,
-    mode: &str,
+    mode: HandlerMode,
     target: Option<&str>,
     input: &HandlerInput<'_>,
 ) -> Result<serde_json::Value, HandlerError> {
     match mode {
-        "noop" => Ok(serde_json::json!({"mode": "noop", "action": input.action})),
-        "command" => command::run(cfg, target, input).await,
-        "http" => http::run(&cfg.client, &cfg.http, target, input).await,
-        "agent" => agent::run(cfg, target, input).await,
-        "llm" => llm::run(cfg, target, input).await,
-        other => Err(HandlerError::new(format!(
-            "unknown handler mode '{other}' (expected one of: {KNOWN_MODES})"
-        ))),
+        HandlerMode::Noop => Ok(noop::run(input)),
+        HandlerMode::Command => command::run(cfg, target, input).await,
+        HandlerMode::Http => http::run(&cfg.client, &cfg.http, target, input).await,
+        HandlerMode::Agent => agent::run(cfg, target, input).await,
+        HandlerMode::Llm => llm::run(cfg, target, input).await,
     }
 }
 
@@ -166,88 +130,12 @@ pub async fn run_unrouted(
     input_payload: &serde_json::Value,
     router: &serde_json::Value,
 ) -> Result<serde_json::Value, HandlerError> {
-    llm_runner::run(cfg, input_payload, router).await
-}
-
-/// Keeps at most the last `max_chars` characters of `s`, marking the cut.
-pub(crate) fn tail(s: &str, max_chars: usize) -> String {
-    let s = s.trim_end();
-    let count = s.chars().count();
-    if count <= max_chars {
-        return s.to_owned();
-    }
-    let skip = count - max_chars;
-    let kept: String = s.chars().skip(skip).collect();
-    format!("…{kept}")
-}
-
-/// How much of stderr goes into a failure message.
-const STDERR_TAIL_CHARS: usize = 2000;
-
-/// Parses stdout as a JSON object, or `None` when it is anything else.
-pub(crate) fn stdout_json_object(out: &process::ProcessOutput) -> Option<serde_json::Value> {
-    if out.stdout_truncated {
-        // A cut-off document is not the object the child meant to send.
-        return None;
-    }
-    match serde_json::from_slice::<serde_json::Value>(out.stdout.trim_ascii()) {
-        Ok(v @ serde_json::Value::Object(_)) => Some(v),
-        _ => None,
-    }
-}
-
-/// Builds `{<prefix>stdout, <prefix>stderr}` (+ truncation flags) from raw output.
-pub(crate) fn raw_output(out: &process::ProcessOutput, prefix: &str) -> serde_json::Value {
-    let mut obj = serde_json::Map::new();
-    obj.insert(
-        format!("{prefix}stdout"),
-        String::from_utf8_lossy(&out.stdout).into_owned().into(),
-    );
-    obj.insert(
-        format!("{prefix}stderr"),
-        String::from_utf8_lossy(&out.stderr).into_owned().into(),
-    );
-    if out.stdout_truncated {
-        obj.insert("stdout_truncated".into(), true.into());
-    }
-    if out.stderr_truncated {
-        obj.insert("stderr_truncated".into(), true.into());
-    }
-    serde_json::Value::Object(obj)
-}
-
-/// The failure for a child that ran but did not exit 0: exit code (or signal) and stderr tail.
-pub(crate) fn exit_failure(what: &str, out: &process::ProcessOutput) -> HandlerError {
-    let how = match (out.status_code, out.signal) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        (None, None) => "exited abnormally".to_owned(),
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let detail = if !stderr.trim().is_empty() {
-        format!("; stderr: {}", tail(&stderr, STDERR_TAIL_CHARS))
-    } else if !stdout.trim().is_empty() {
-        // Some tools report errors on stdout; better than saying nothing.
-        format!("; no stderr; stdout: {}", tail(&stdout, STDERR_TAIL_CHARS))
-    } else {
-        "; no output".to_owned()
-    };
-    HandlerError::new(format!("{what} {how}{detail}")).with_kind("exit")
-}
-
-/// The failure for a child that could not be run to completion.
-pub(crate) fn process_failure(what: &str, err: process::ProcessError) -> HandlerError {
-    match err {
-        process::ProcessError::Timeout { after, .. } => {
-            HandlerError::new(format!("{what} timed out after {}", process::fmt_duration(after))).with_kind("timeout")
-        }
-        other => HandlerError::new(format!("{what}: {other}")).with_kind("spawn"),
-    }
+    unrouted::run(cfg, input_payload, router).await
 }
 
 #[cfg(test)]
 mod tests {
+    use super::child::tail;
     use super::*;
     use serde_json::json;
 
@@ -259,22 +147,10 @@ mod tests {
             router: &router,
             payload: &payload,
         };
-        let out = run(&HandlerConfig::default(), "noop", None, &input).await.unwrap();
+        let out = run(&HandlerConfig::default(), HandlerMode::Noop, None, &input)
+            .await
+            .unwrap();
         assert_eq!(out, json!({"mode": "noop", "action": "handle_push"}));
-    }
-
-    #[tokio::test]
-    async fn unknown_modes_fail_clearly() {
-        let (router, payload) = (json!({}), json!({}));
-        let input = HandlerInput {
-            action: "a",
-            router: &router,
-            payload: &payload,
-        };
-        let cfg = HandlerConfig::default();
-        let err = run(&cfg, "bogus", None, &input).await.unwrap_err();
-        assert!(err.message.contains("'bogus'"), "{err}");
-        assert!(err.message.contains("noop"), "{err}");
     }
 
     #[tokio::test]

@@ -96,7 +96,7 @@ impl AiClassifier {
         let summary = summary(payload);
         let answer = llm::complete(
             cfg,
-            &cfg.llm.provider,
+            cfg.llm.provider,
             cfg.llm.model.as_deref(),
             PROMPT,
             &summary,
@@ -319,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn failures_only_add_a_reason() {
         let mut cfg = HandlerConfig::default();
-        cfg.llm.provider = "openai".into();
+        cfg.llm.provider = crate::domain::LlmProvider::Openai;
         let ai = AiClassifier {
             handlers: Arc::new(cfg),
             threshold: 0.65,

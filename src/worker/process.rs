@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::backoff;
-use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput};
+use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
 use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome};
@@ -157,7 +157,7 @@ impl Processor {
                 .unwrap_or(Value::Null);
             return (Ok(output), None, true);
         }
-        let mode = decision.handler_mode.as_deref().unwrap_or("noop");
+        let mode = decision.handler_mode.as_deref().unwrap_or(HandlerMode::Noop.as_str());
         let target = decision.handler_target.as_deref();
         let input = HandlerInput {
             action,
@@ -179,12 +179,15 @@ impl Processor {
             error: None,
         };
         // noop finishes at once; anything slower gets a visible `running` row first.
-        if mode != "noop"
+        if mode != HandlerMode::Noop.as_str()
             && let Err(e) = self.db.start_action_run(record.clone()).await
         {
             tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
         }
-        let attempt = handlers::run(&self.handlers, mode, target, &input).await;
+        let attempt = match mode.parse::<HandlerMode>() {
+            Ok(mode) => handlers::run(&self.handlers, mode, target, &input).await,
+            Err(e) => Err(HandlerError::new(e.to_string())),
+        };
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {

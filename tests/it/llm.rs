@@ -374,7 +374,7 @@ async fn openai_content_and_tool_calls() {
     let (base, seen) = fake_server(Reply::ok(reply)).await;
     let mut cfg = config(&base);
     // LLM_MODEL applies to LLM_PROVIDER's back-end.
-    cfg.llm.provider = "openai".into();
+    cfg.llm.provider = switchyard::domain::LlmProvider::Openai;
     cfg.llm.model = Some("gpt-test".into());
     assert_eq!(call(&cfg, "openai").await.unwrap(), json!({"c": 3}));
     {

@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::process::{self, EnvPolicy, ProcessSpec};
-use super::{HandlerConfig, HandlerError};
+use super::answer::{parse_json_answer, scrub};
+use crate::handlers::process::{self, EnvPolicy, ProcessSpec};
+use crate::handlers::{HandlerConfig, HandlerError};
 
 /// The `-p` prompt: the event itself arrives on stdin.
 pub const INSTRUCTION: &str = "Read the JSON event on stdin (an object with `action`, \
@@ -95,6 +96,28 @@ pub struct CliCall<'a> {
     pub timeout: Duration,
 }
 
+impl<'a> CliCall<'a> {
+    /// A plain structured call on untrusted input: no tools at all, the answer shaped by
+    /// `json_schema` (the `llm` back-end, the AI classifier, `LLM_MODE=claude`).
+    pub fn plain(
+        system_prompt: &'a str,
+        model: Option<&'a str>,
+        json_schema: &'a Value,
+        stdin: Vec<u8>,
+        timeout: Duration,
+    ) -> CliCall<'a> {
+        CliCall {
+            system_prompt,
+            model,
+            tools: &[],
+            json_schema: Some(json_schema),
+            no_tools: true,
+            stdin,
+            timeout,
+        }
+    }
+}
+
 /// The argv of a call (program first).
 pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
     let mut argv = vec![
@@ -135,7 +158,7 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
 pub async fn run(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
     run_unscrubbed(cfg, call).await.map_err(|mut e| {
         if let Some(key) = cfg.llm.anthropic_api_key.as_deref() {
-            e.message = super::llm::scrub(&e.message, key);
+            e.message = scrub(&e.message, key);
         }
         e
     })
@@ -172,16 +195,16 @@ async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value
             "Claude Code CLI '{program}' not found: install it or set CLAUDE_CLI to its path"
         ))
         .with_kind("spawn"),
-        other => super::process_failure(&what, other),
+        other => crate::handlers::child::process_failure(&what, other),
     })?;
     match result_object(&out) {
         Some(result) => {
             if !out.success() && result.get("is_error").and_then(Value::as_bool) != Some(true) {
-                return Err(super::exit_failure(&what, &out));
+                return Err(crate::handlers::child::exit_failure(&what, &out));
             }
             interpret(result)
         }
-        None if !out.success() => Err(super::exit_failure(&what, &out)),
+        None if !out.success() => Err(crate::handlers::child::exit_failure(&what, &out)),
         None if out.stdout_truncated => {
             let text = String::from_utf8_lossy(&out.stdout);
             let start: String = text.trim().chars().take(STDOUT_START_CHARS).collect();
@@ -240,23 +263,6 @@ pub fn interpret(result: Value) -> Result<Value, HandlerError> {
         obj.insert(META_KEY.into(), Value::Object(meta));
     }
     Ok(output)
-}
-
-/// Parses a model's text answer as one JSON object, tolerating a fenced code block.
-pub fn parse_json_answer(text: &str) -> Option<Value> {
-    let t = text.trim();
-    if let Ok(v @ Value::Object(_)) = serde_json::from_str(t) {
-        return Some(v);
-    }
-    let start = t.find("```")?;
-    let after = &t[start + 3..];
-    let body_start = after.find('\n')? + 1;
-    let body = &after[body_start..];
-    let end = body.find("```")?;
-    match serde_json::from_str(body[..end].trim()) {
-        Ok(v @ Value::Object(_)) => Some(v),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -441,14 +447,5 @@ pub(crate) mod tests {
         let err = interpret(json!({"is_error": true, "result": "credit balance too low"})).unwrap_err();
         assert!(err.message.contains("credit balance too low"), "{err}");
         assert!(!err.permanent);
-    }
-
-    #[test]
-    fn json_answers() {
-        assert_eq!(parse_json_answer(" {\"a\":1} "), Some(json!({"a": 1})));
-        assert_eq!(parse_json_answer("```\n{\"a\":1}\n```"), Some(json!({"a": 1})));
-        assert_eq!(parse_json_answer("[1]"), None);
-        assert_eq!(parse_json_answer("```json\nnope\n```"), None);
-        assert_eq!(parse_json_answer("no fence"), None);
     }
 }

@@ -18,20 +18,22 @@
 //! while the leader is still a zombie, so its pid (and thus the group id) cannot have
 //! been reused by an unrelated process when we send the signal.
 
+mod capture;
+mod group;
+
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStdin, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+use capture::{Capture, drain, write_stdin};
+use group::{GroupGuard, wait_for_exit};
 
 /// How long to keep reading pipes after the main child exited (and its group was killed).
 pub const PIPE_GRACE: Duration = Duration::from_secs(2);
-
-/// Size of the read buffer used per pipe.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -128,20 +130,64 @@ pub fn fmt_duration(d: Duration) -> String {
 /// Runs `spec` to completion (or timeout) and returns what it printed.
 pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
     let program = spec.argv.first().ok_or(ProcessError::EmptyArgv)?;
-    if let Some(cwd) = &spec.cwd {
-        // Checked up front: spawn reports a missing cwd as ENOENT, which would
-        // otherwise be misreported as "program not found".
-        if !cwd.is_dir() {
-            return Err(ProcessError::Spawn {
-                program: program.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("working directory {} does not exist", cwd.display()),
-                ),
-            });
-        }
-    }
+    check_cwd(spec, program)?;
+    let mut child = spawn(spec, program)?;
+    let started = Instant::now();
+    let pid = child
+        .id()
+        .and_then(|id| libc::pid_t::try_from(id).ok())
+        .ok_or_else(|| io::Error::other("spawned child has no pid"))?;
+    // Declared after `child` so that, if this future is dropped, the guard's killpg runs
+    // before the Child's own drop (which may hand the pid to tokio's reaper).
+    let mut group = GroupGuard { pgid: pid, armed: true };
+    tracing::debug!(program = %program, pid, "spawned subprocess");
 
+    let (stdout, stderr) = take_pipes(&mut child)?;
+    let stdin = child.stdin.take();
+    let run = supervise(spec, program, pid, &group, stdin, stdout, stderr).await;
+
+    // The leader has exited (or been killed), so this returns promptly and reaps it.
+    let status = child.wait().await?;
+    group.disarm();
+    tracing::debug!(program = %program, pid, code = ?status.code(), signal = ?status.signal(), elapsed_ms = started.elapsed().as_millis() as u64, "subprocess finished");
+
+    if run.timed_out {
+        return Err(ProcessError::Timeout {
+            program: program.clone(),
+            after: spec.timeout,
+        });
+    }
+    if let Some(e) = run.read_error {
+        return Err(ProcessError::Io(e));
+    }
+    Ok(ProcessOutput {
+        status_code: status.code(),
+        signal: status.signal(),
+        stdout: run.out.data,
+        stderr: run.err.data,
+        stdout_truncated: run.out.truncated,
+        stderr_truncated: run.err.truncated,
+    })
+}
+
+/// Refuses a missing working directory up front: spawn reports it as ENOENT, which
+/// would otherwise be misreported as "program not found".
+fn check_cwd(spec: &ProcessSpec, program: &str) -> Result<(), ProcessError> {
+    match &spec.cwd {
+        Some(cwd) if !cwd.is_dir() => Err(ProcessError::Spawn {
+            program: program.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("working directory {} does not exist", cwd.display()),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Starts the child as the leader of its own process group, with piped output and the
+/// environment of `spec.env`.
+fn spawn(spec: &ProcessSpec, program: &str) -> Result<Child, ProcessError> {
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
         .stdin(if spec.stdin.is_empty() {
@@ -162,27 +208,19 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-
-    let mut child = cmd.spawn().map_err(|source| match source.kind() {
+    cmd.spawn().map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => ProcessError::NotFound {
-            program: program.clone(),
+            program: program.to_owned(),
         },
         _ => ProcessError::Spawn {
-            program: program.clone(),
+            program: program.to_owned(),
             source,
         },
-    })?;
-    let started = Instant::now();
-    let pid = child
-        .id()
-        .and_then(|id| libc::pid_t::try_from(id).ok())
-        .ok_or_else(|| io::Error::other("spawned child has no pid"))?;
-    // Declared after `child` so that, if this future is dropped, the guard's killpg runs
-    // before the Child's own drop (which may hand the pid to tokio's reaper).
-    let mut group = GroupGuard { pgid: pid, armed: true };
-    tracing::debug!(program = %program, pid, "spawned subprocess");
+    })
+}
 
-    let stdin = child.stdin.take();
+/// The child's stdout and stderr pipes.
+fn take_pipes(child: &mut Child) -> io::Result<(ChildStdout, ChildStderr)> {
     let stdout = child
         .stdout
         .take()
@@ -191,7 +229,29 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
         .stderr
         .take()
         .ok_or_else(|| io::Error::other("child stderr was not captured"))?;
+    Ok((stdout, stderr))
+}
 
+/// What [`supervise`] saw: the captured output, and whether the run went wrong.
+struct Supervised {
+    out: Capture,
+    err: Capture,
+    timed_out: bool,
+    read_error: Option<io::Error>,
+}
+
+/// Feeds stdin and drains both pipes until the leader has exited and the pipes are
+/// closed: kills the group when the leader exits or the timeout expires, and stops
+/// waiting for pipes [`PIPE_GRACE`] after the exit.
+async fn supervise(
+    spec: &ProcessSpec,
+    program: &str,
+    pid: libc::pid_t,
+    group: &GroupGuard,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+) -> Supervised {
     let mut out = Capture::new(spec.max_output_bytes);
     let mut err = Capture::new(spec.max_output_bytes);
     let mut timed_out = false;
@@ -235,131 +295,12 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
             }
         }
     }
-
-    // The leader has exited (or been killed), so this returns promptly and reaps it.
-    let status = child.wait().await?;
-    group.disarm();
-    tracing::debug!(program = %program, pid, code = ?status.code(), signal = ?status.signal(), elapsed_ms = started.elapsed().as_millis() as u64, "subprocess finished");
-
-    if timed_out {
-        return Err(ProcessError::Timeout {
-            program: program.clone(),
-            after: spec.timeout,
-        });
+    Supervised {
+        out,
+        err,
+        timed_out,
+        read_error,
     }
-    if let Some(e) = read_error {
-        return Err(ProcessError::Io(e));
-    }
-    Ok(ProcessOutput {
-        status_code: status.code(),
-        signal: status.signal(),
-        stdout: out.data,
-        stderr: err.data,
-        stdout_truncated: out.truncated,
-        stderr_truncated: err.truncated,
-    })
-}
-
-/// Kills the child's process group on `kill()` and on drop, until disarmed.
-///
-/// It stays armed only while the leader is unreaped, so the group id cannot belong to
-/// anybody else when the signal is sent.
-struct GroupGuard {
-    pgid: libc::pid_t,
-    armed: bool,
-}
-
-impl GroupGuard {
-    fn kill(&self) {
-        if self.armed {
-            // SAFETY: killpg takes plain integers; the pgid is our unreaped child's pid.
-            // ESRCH (group already empty) is expected and harmless.
-            unsafe {
-                libc::killpg(self.pgid, libc::SIGKILL);
-            }
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Bytes kept from one pipe, bounded by `cap`.
-struct Capture {
-    data: Vec<u8>,
-    cap: usize,
-    truncated: bool,
-}
-
-impl Capture {
-    fn new(cap: usize) -> Self {
-        Self {
-            // Grow on demand: a large cap must not cost memory for quiet children.
-            data: Vec::with_capacity(cap.min(READ_CHUNK)),
-            cap,
-            truncated: false,
-        }
-    }
-
-    fn push(&mut self, chunk: &[u8]) {
-        let room = self.cap.saturating_sub(self.data.len());
-        if chunk.len() > room {
-            self.truncated = true;
-        }
-        self.data.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-}
-
-/// Reads `reader` to EOF, keeping what fits in `capture` and discarding the rest.
-async fn drain<R: AsyncRead + Unpin>(mut reader: R, capture: &mut Capture) -> io::Result<()> {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        capture.push(&buf[..n]);
-    }
-}
-
-/// Writes `data` to the child's stdin and closes it; a child that stops reading is fine.
-async fn write_stdin(stdin: Option<ChildStdin>, data: &[u8]) {
-    let Some(mut stdin) = stdin else { return };
-    match stdin.write_all(data).await {
-        Ok(()) => {}
-        // The child exited or closed stdin without reading everything: not our problem.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => tracing::debug!(error = %e, "writing subprocess stdin failed"),
-    }
-    // Dropping the handle closes the pipe, so the child sees EOF.
-    drop(stdin);
-}
-
-/// Resolves when process `pid` has exited, without reaping it.
-async fn wait_for_exit(pid: libc::pid_t) {
-    // waitid blocks a thread; the thread always ends because the child always dies
-    // (normally, by timeout, or by the guard's killpg when our future is dropped).
-    let waiter = tokio::task::spawn_blocking(move || {
-        loop {
-            // SAFETY: siginfo_t is plain old data, so all-zero is a valid value.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
-            let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
-            if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return;
-            }
-        }
-    });
-    // A join error (runtime shutting down) is treated as "exited": the caller then
-    // kills the group and reaps, which is the safe direction.
-    let _ = waiter.await;
 }
 
 #[cfg(test)]

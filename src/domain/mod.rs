@@ -1,0 +1,20 @@
+//! The vocabulary every module shares: the enumerated values of the contract (handler
+//! modes, statuses, sources, LLM back-ends, settings with a fixed set of values), the
+//! stored timestamp, and the routing records.
+//!
+//! Each enum parses from its one spelling and fails on anything else: an unknown value is
+//! an error where it enters (command line, config file, database row), never a default.
+//! This module imports nothing else of the crate.
+
+#[macro_use]
+mod text_enum;
+mod modes;
+mod settings;
+mod status;
+mod timestamp;
+
+pub use modes::{HandlerMode, LlmMode, LlmProvider};
+pub use settings::{LogFormat, SqliteSynchronous};
+pub use status::{EventStatus, RunStatus, Source};
+pub use text_enum::UnknownValue;
+pub use timestamp::Timestamp;

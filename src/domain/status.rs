@@ -1,0 +1,67 @@
+//! Where an event and an action run stand, and where an event came from.
+
+text_enum! {
+    /// The status of an event row (CONTRACT §3).
+    pub enum EventStatus("event status") {
+        /// Waiting for its first attempt.
+        Pending = "pending",
+        /// Claimed by a worker under a lease.
+        Processing = "processing",
+        /// Failed; waiting for `next_attempt_at`.
+        Retry = "retry",
+        /// Handled.
+        Done = "done",
+        /// Out of attempts, or failed permanently.
+        Error = "error",
+        /// Cancelled by an operator; never claimed again.
+        Cancelled = "cancelled",
+    }
+}
+
+impl EventStatus {
+    /// True for the statuses a claim may pick up.
+    pub fn is_due_able(self) -> bool {
+        matches!(self, EventStatus::Pending | EventStatus::Retry)
+    }
+}
+
+text_enum! {
+    /// The status of an action run row.
+    pub enum RunStatus("action run status") {
+        /// The handler is running.
+        Running = "running",
+        /// The handler succeeded.
+        Done = "done",
+        /// The handler failed.
+        Error = "error",
+    }
+}
+
+text_enum! {
+    /// Where an event entered the queue.
+    pub enum Source("event source") {
+        /// `POST /webhook/{hint}`.
+        Webhook = "webhook",
+        /// A cron tick (`POST /cron/enqueue`, `cron enqueue`).
+        Cron = "cron",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_refuse_unknown_words() {
+        for s in EventStatus::ALL {
+            assert_eq!(s.as_str().parse::<EventStatus>(), Ok(*s));
+        }
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>(), Ok(*s));
+        }
+        assert!("finished".parse::<EventStatus>().is_err());
+        assert!("Done".parse::<RunStatus>().is_err());
+        assert_eq!("cron".parse(), Ok(Source::Cron));
+        assert!(EventStatus::Retry.is_due_able() && !EventStatus::Cancelled.is_due_able());
+    }
+}

@@ -1,0 +1,239 @@
+//! The `llm` handler: one structured-JSON call to an LLM back-end.
+//!
+//! Back-ends (`LLM_PROVIDER`, or the target `provider[:model]`): `claude-cli` (the Claude
+//! Code CLI), `anthropic` (Messages API, answer forced through a `respond` tool) and
+//! `openai` (any OpenAI-compatible chat completions API, `response_format: json_object`).
+//! 429 and 5xx are retryable and honour `Retry-After`. API keys are sent only in headers
+//! and scrubbed from every error message.
+
+mod answer;
+mod anthropic;
+mod api;
+pub mod claude_cli;
+mod openai;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use answer::{parse_json_answer, scrub};
+pub use anthropic::{ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MODEL};
+pub use openai::DEFAULT_OPENAI_MODEL;
+
+use super::{HandlerConfig, HandlerError, HandlerInput};
+use crate::domain::LlmProvider;
+use claude_cli::CliCall;
+
+/// The built-in system prompt of the `llm` handler when `LLM_SYSTEM_PROMPT` is unset.
+pub const DEFAULT_PROMPT: &str = "You handle events for a webhook and cron trigger service. \
+The input is a JSON object with `action` (what this event was routed to), `router` (how it \
+was classified) and `payload` (the received event). Carry out the action as far as you can \
+from the data given and reply with one JSON object only, e.g. {\"summary\": \"...\", \
+\"result\": ...}.";
+
+/// Settings of the `llm` handler (keys are redacted from `Debug`).
+#[derive(Clone)]
+pub struct LlmConfig {
+    /// `LLM_PROVIDER`.
+    pub provider: LlmProvider,
+    /// `LLM_MODEL`.
+    pub model: Option<String>,
+    /// `LLM_TIMEOUT_SECONDS`: limit of each request or CLI run.
+    pub timeout: Duration,
+    /// `ANTHROPIC_API_KEY`.
+    pub anthropic_api_key: Option<String>,
+    /// `ANTHROPIC_BASE_URL`, without a trailing slash.
+    pub anthropic_base_url: String,
+    /// `OPENAI_API_KEY`.
+    pub openai_api_key: Option<String>,
+    /// `OPENAI_BASE_URL`, without a trailing slash.
+    pub openai_base_url: String,
+}
+
+impl Default for LlmConfig {
+    /// `claude-cli`, 60 s, the public API URLs, no keys.
+    fn default() -> Self {
+        Self {
+            provider: LlmProvider::default(),
+            model: None,
+            timeout: Duration::from_secs(60),
+            anthropic_api_key: None,
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            openai_api_key: None,
+            openai_base_url: "https://api.openai.com/v1".into(),
+        }
+    }
+}
+
+impl fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |k: &Option<String>| k.as_ref().map(|_| "[redacted]");
+        f.debug_struct("LlmConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("anthropic_api_key", &redact(&self.anthropic_api_key))
+            .field("anthropic_base_url", &self.anthropic_base_url)
+            .field("openai_api_key", &redact(&self.openai_api_key))
+            .field("openai_base_url", &self.openai_base_url)
+            .finish()
+    }
+}
+
+/// Splits a target `provider[:model]` (split at the first `:`, so `openai:llama3:8b`
+/// works) over the configured defaults.
+///
+/// `LLM_MODEL` belongs to `LLM_PROVIDER`: a target naming another provider without a
+/// model gets that back-end's default, never a model name meant for another API.
+pub fn choose<'a>(cfg: &'a LlmConfig, target: Option<&'a str>) -> Result<(LlmProvider, Option<&'a str>), HandlerError> {
+    let (provider, model) = match target.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => {
+            let (name, model) = match t.split_once(':') {
+                Some((p, m)) => (p.trim(), Some(m.trim()).filter(|m| !m.is_empty())),
+                None => (t, None),
+            };
+            let provider = name
+                .parse::<LlmProvider>()
+                .map_err(|e| HandlerError::permanent(e.to_string()).with_kind("config"))?;
+            (provider, model)
+        }
+        None => (cfg.provider, None),
+    };
+    let configured = (provider == cfg.provider).then_some(cfg.model.as_deref()).flatten();
+    Ok((provider, model.or(configured)))
+}
+
+/// Runs the `llm` handler.
+pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput<'_>) -> Result<Value, HandlerError> {
+    let prompt = cfg.system_prompt_or(DEFAULT_PROMPT);
+    let input =
+        serde_json::to_value(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
+    let (provider, model) = choose(&cfg.llm, target)?;
+    complete(cfg, provider, model, prompt, &input, &claude_cli::ANY_OBJECT).await
+}
+
+/// One structured-JSON call to `provider`: `system` prompt, `input` as the user message,
+/// the answer shaped by `schema` where the back-end can enforce it (Anthropic's tool
+/// `input_schema`, the CLI's `--json-schema`; OpenAI gets `json_object` mode).
+///
+/// Errors carry a [`HandlerError::kind`]: `missing_key`, `timeout`, `request`,
+/// `http_<status>`, `invalid_response`, or the CLI's `spawn` / `exit` / `cli_error`.
+pub async fn complete(
+    cfg: &HandlerConfig,
+    provider: LlmProvider,
+    model: Option<&str>,
+    system: &str,
+    input: &Value,
+    schema: &Value,
+) -> Result<Value, HandlerError> {
+    match provider {
+        LlmProvider::Anthropic => anthropic::complete(cfg, model, system, input, schema).await,
+        LlmProvider::Openai => openai::complete(cfg, model, system, input).await,
+        LlmProvider::ClaudeCli => {
+            let stdin = super::encode_json("input", input)?;
+            let call = CliCall::plain(system, model, schema, stdin, cfg.llm.timeout);
+            claude_cli::run(cfg, &call).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chooses_provider_and_model() {
+        let mut cfg = LlmConfig::default();
+        assert_eq!(choose(&cfg, None).unwrap(), (LlmProvider::ClaudeCli, None));
+        cfg.model = Some("m0".into());
+        // LLM_MODEL goes with LLM_PROVIDER only.
+        assert_eq!(
+            choose(&cfg, Some("claude-cli")).unwrap(),
+            (LlmProvider::ClaudeCli, Some("m0"))
+        );
+        assert_eq!(choose(&cfg, Some("openai")).unwrap(), (LlmProvider::Openai, None));
+        assert_eq!(
+            choose(&cfg, Some("anthropic:claude-x")).unwrap(),
+            (LlmProvider::Anthropic, Some("claude-x"))
+        );
+        assert_eq!(
+            choose(&cfg, Some("openai:llama3:8b")).unwrap(),
+            (LlmProvider::Openai, Some("llama3:8b"))
+        );
+        assert_eq!(choose(&cfg, Some(" ")).unwrap(), (LlmProvider::ClaudeCli, Some("m0")));
+        let err = choose(&cfg, Some("gemini:x")).unwrap_err();
+        assert!(err.permanent && err.message.contains("gemini"), "{err}");
+        assert_eq!(err.kind.as_deref(), Some("config"));
+    }
+
+    #[test]
+    fn scrubs_and_redacts() {
+        assert_eq!(scrub("bad key sk-123456", "sk-123456"), "bad key [redacted]");
+        let cfg = LlmConfig {
+            openai_api_key: Some("sk-secret-xyz".into()),
+            ..LlmConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("sk-secret-xyz"));
+    }
+
+    #[tokio::test]
+    async fn claude_cli_backend_runs_without_tools_and_with_a_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = claude_cli::tests::install_script(
+            dir.path(),
+            "claude",
+            "#!/bin/sh\nd=$(dirname \"$0\")\nprintf '%s\\0' \"$@\" > \"$d/argv\"\ncat > \"$d/stdin\"\n\
+             echo '{\"type\":\"result\",\"is_error\":false,\"result\":\"\",\"structured_output\":{\"ok\":1}}'\n",
+        );
+        let mut cfg = HandlerConfig {
+            llm_system_prompt: Some("SYS-PROMPT".into()),
+            ..HandlerConfig::default()
+        };
+        cfg.claude.program = script.display().to_string();
+        cfg.llm.model = Some("haiku".into());
+        let (r, p) = (json!({"provider": "x"}), json!({"json": {"n": 1}}));
+        let input = HandlerInput {
+            action: "a",
+            router: &r,
+            payload: &p,
+        };
+        assert_eq!(run(&cfg, None, &input).await.unwrap(), json!({"ok": 1}));
+        let raw = std::fs::read(dir.path().join("argv")).unwrap();
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let after = |flag: &str| {
+            let i = argv
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}: {argv:?}"));
+            argv[i + 1].clone()
+        };
+        assert_eq!(after("--system-prompt"), "SYS-PROMPT");
+        assert_eq!(after("--model"), "haiku");
+        assert_eq!(after("--tools"), "");
+        assert_eq!(after("--json-schema"), r#"{"type":"object"}"#);
+        assert!(!argv.iter().any(|a| a == "--allowedTools"), "{argv:?}");
+        let stdin: Value = serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
+        assert_eq!(stdin, json!({"action": "a", "router": r, "payload": p}));
+    }
+
+    #[tokio::test]
+    async fn missing_keys_are_named() {
+        let cfg = HandlerConfig::default();
+        let (r, p) = (json!({}), json!({}));
+        let input = HandlerInput {
+            action: "a",
+            router: &r,
+            payload: &p,
+        };
+        for (target, key) in [("anthropic", "ANTHROPIC_API_KEY"), ("openai", "OPENAI_API_KEY")] {
+            let err = run(&cfg, Some(target), &input).await.unwrap_err();
+            assert!(err.message.contains(key), "{err}");
+            assert_eq!(err.kind.as_deref(), Some("missing_key"));
+        }
+    }
+}

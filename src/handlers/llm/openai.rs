@@ -1,0 +1,58 @@
+//! The `openai` back-end: any OpenAI-compatible chat completions API (`json_object` mode).
+
+use serde_json::{Value, json};
+
+use super::answer::{parse_json_answer, scrub, start_of};
+use super::api::send;
+use crate::handlers::{HandlerConfig, HandlerError};
+
+/// Model used with `openai` when neither the target nor `LLM_MODEL` names one.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+
+/// One call: `system` prompt, `input` as the user message, a JSON object asked for.
+pub(super) async fn complete(
+    cfg: &HandlerConfig,
+    model: Option<&str>,
+    system: &str,
+    input: &Value,
+) -> Result<Value, HandlerError> {
+    let llm = &cfg.llm;
+    let key = llm.openai_api_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
+        HandlerError::permanent("LLM provider 'openai' needs OPENAI_API_KEY to be set").with_kind("missing_key")
+    })?;
+    let body = json!({
+        "model": model.unwrap_or(DEFAULT_OPENAI_MODEL),
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": input.to_string()},
+        ],
+    });
+    let request = cfg
+        .client
+        .post(format!("{}/chat/completions", llm.openai_base_url))
+        .timeout(llm.timeout)
+        .bearer_auth(key)
+        .json(&body);
+    let reply = send("openai", key, request).await?;
+    let malformed = |why: &str| {
+        HandlerError::new(scrub(&format!("malformed reply from openai: {why}"), key)).with_kind("invalid_response")
+    };
+    let message = reply
+        .pointer("/choices/0/message")
+        .ok_or_else(|| malformed("no choices[0].message"))?;
+    let text = match message.get("content").and_then(Value::as_str) {
+        Some(t) if !t.trim().is_empty() => t,
+        _ => message
+            .pointer("/tool_calls/0/function/arguments")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("neither content nor tool_calls in choices[0].message"))?,
+    };
+    parse_json_answer(text).ok_or_else(|| {
+        HandlerError::new(scrub(
+            &format!("openai answered text that is not a JSON object: {}", start_of(text)),
+            key,
+        ))
+        .with_kind("invalid_response")
+    })
+}

@@ -1,0 +1,10 @@
+//! The `noop` handler: does nothing and says which action it was given.
+
+use serde_json::{Value, json};
+
+use super::HandlerInput;
+
+/// The output of a `noop` run.
+pub fn run(input: &HandlerInput<'_>) -> Value {
+    json!({"mode": "noop", "action": input.action})
+}
