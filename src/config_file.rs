@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::ingest::sources::{self, Source};
 use crate::routing::{Condition, Mapping, validate_handler_mode};
 use crate::store::{Db, RoutingChanges, RuleUpsert, StoreError};
 
@@ -69,12 +70,14 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
     }
     for key in root.keys() {
-        if !["version", "mappings", "rules"].contains(&key.as_str()) {
+        if !["version", "mappings", "rules", "sources"].contains(&key.as_str()) {
             return Err(format!(
-                "unknown top-level key '{key}' (expected version, mappings, rules)"
+                "unknown top-level key '{key}' (expected version, mappings, rules, sources)"
             ));
         }
     }
+    // Sources are not stored; they are checked here so a bad one refuses the whole file.
+    sources_of(root)?;
     let mut changes = RoutingChanges::default();
     for (i, entry) in list(root, "mappings")?.iter().enumerate() {
         let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
@@ -85,6 +88,30 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         changes.rules.push(r);
     }
     Ok(changes)
+}
+
+/// The file's `"sources"` (CONTRACT §8), `env:` secrets resolved from the environment.
+fn sources_of(root: &Map<String, Value>) -> Result<Vec<Source>, String> {
+    let env = |var: &str| std::env::var(var).ok();
+    root.get("sources")
+        .map_or(Ok(Vec::new()), |v| sources::parse_config(v, &env))
+}
+
+/// Reads a config file's sources, refusing the file as [`load`] does.
+pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let root: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| invalid("the top level must be a JSON object".into()))?;
+    sources_of(root).map_err(invalid)
 }
 
 fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {
@@ -198,5 +225,11 @@ mod tests {
         assert!(parse("{").unwrap_err().contains("invalid JSON"));
         assert!(parse(r#"{"version":2}"#).unwrap_err().contains("version"));
         assert!(parse(r#"{"mapings":[]}"#).unwrap_err().contains("mapings"));
+        let e = parse(r#"{"sources":[{"name":"s","scheme":"paypal","secrets":["k"]}]}"#).unwrap_err();
+        assert!(
+            e.contains("sources[0]") && e.contains("'s'") && e.contains("paypal"),
+            "{e}"
+        );
+        assert!(parse(r#"{"sources":[{"name":"s","scheme":"github","secrets":["k"]}]}"#).is_ok());
     }
 }

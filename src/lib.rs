@@ -115,6 +115,18 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The sources of CONTRACT §8: the environment shortcuts plus the config file's
+/// `"sources"`; a bad one stops start-up with a message naming it.
+pub fn load_sources(s: &Settings) -> anyhow::Result<ingest::sources::Sources> {
+    let configured = match &s.config_path {
+        Some(path) => config_file::load_sources(path)?,
+        None => Vec::new(),
+    };
+    let p = &s.providers;
+    ingest::sources::Sources::build(&p.shortcuts(), configured, p.public_base_url.as_deref())
+        .map_err(|e| anyhow::anyhow!("sources refused: {e}"))
+}
+
 /// Runs the service in `role` until `shutdown` resolves; `listener` is required for
 /// roles with an HTTP server (bind it to port 0 in tests).
 pub async fn run(
@@ -123,6 +135,7 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let sources = Arc::new(load_sources(&settings)?);
     let db = open_store(&settings).await?;
     let settings = Arc::new(settings);
     let wake = Arc::new(Notify::new());
@@ -151,7 +164,12 @@ pub async fn run(
                 db: db.clone(),
                 settings: settings.clone(),
                 wake: wake.clone(),
+                sources: sources.clone(),
             };
+            for source in sources.iter() {
+                tracing::info!(name = %source.name, path = %source.path(), scheme = source.scheme.name(),
+                    provider = %source.provider, secrets = source.secret_count(), "source verified by its provider's signature");
+            }
             let mut stop = stop_rx.clone();
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;

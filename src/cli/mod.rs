@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod mapping;
+pub mod sources;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cron(CronCommand::Call { job, api_base_url }) => cron_call(&s, &job, &api_base_url).await,
         Command::Mapping(cmd) => mapping::run(&s, cmd).await,
         Command::Events(cmd) => events::run(&s, cmd).await,
+        Command::Sources(cmd) => sources::run(&s, cmd),
     }
 }
 

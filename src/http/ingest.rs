@@ -61,6 +61,10 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    // A source's path is authenticated by its provider's scheme instead (CONTRACT §8).
+    if let Some(source) = hint.as_deref().and_then(|h| state.sources.get(h)).cloned() {
+        return super::source_ingest::ingest(state, source, &method, &uri, &headers, body).await;
+    }
     let s = &state.settings;
     require_secret(s.ingress_secret.as_deref(), &headers, "x-ingress-secret")?;
     let body = read_body(body, &headers, s.max_body_bytes).await?;

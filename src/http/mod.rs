@@ -5,6 +5,7 @@ pub mod events;
 mod health;
 mod ingest;
 pub mod server;
+mod source_ingest;
 
 pub use events::event_json;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Wakes this process's workers when an event is queued.
     pub wake: Arc<Notify>,
+    /// Paths verified by a provider's signature (CONTRACT §8).
+    pub sources: Arc<crate::ingest::sources::Sources>,
 }
 
 /// Builds the router of the whole API.

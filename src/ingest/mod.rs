@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod event_id;
 pub mod signature;
 pub mod signatures;
+pub mod sources;
 
 pub use envelope::{Envelope, RequestParts};
 pub use event_id::derive_event_id;

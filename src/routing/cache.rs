@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use super::ai::AiClassifier;
-use super::detect::{apply_hint, detect};
+use super::detect::{apply_hint, apply_verified_source, detect};
 use super::{Mapping, RouteDecision, Rule, decide};
 use crate::store::{Db, StoreError};
 
@@ -81,6 +81,7 @@ impl RoutingCache {
         let json = payload.get("json").filter(|j| j.is_object());
         let mut detection = detect(headers, json);
         apply_hint(&mut detection, payload.get("source_hint").and_then(Value::as_str));
+        apply_verified_source(&mut detection, payload.get("verified_source"));
         let ai = match &self.ai {
             Some(ai) if ai.wanted(&detection) => ai.classify(payload, &mut detection).await,
             _ => None,

@@ -143,6 +143,26 @@ pub static RULES: &[DetectRule] = &[
         0.95,
         &["header:linear-signature"],
     ),
+    rule(
+        Matcher::Header("x-signature-ed25519"),
+        "discord",
+        0.95,
+        &["header:x-signature-ed25519"],
+    ),
+    // Standard Webhooks is a format many senders share; at a source's path the source
+    // names the real provider (see `apply_verified_source`).
+    rule(
+        Matcher::Header("webhook-id"),
+        "standard-webhooks",
+        0.9,
+        &["header:webhook-id"],
+    ),
+    rule(
+        Matcher::Header("svix-id"),
+        "standard-webhooks",
+        0.9,
+        &["header:svix-id"],
+    ),
     // JSON-shape guesses (contract order).
     rule(
         Matcher::Json(is_stripe_event),
@@ -228,6 +248,26 @@ pub fn apply_hint(detection: &mut Detection, hint: Option<&str>) {
         detection.confidence = HINT_CONFIDENCE;
         detection.reasons.push(HINT_SIGNAL.to_owned());
     }
+}
+
+/// Confidence of a provider named by a verified source.
+pub const SOURCE_CONFIDENCE: f64 = 1.0;
+
+/// Applies the payload's `verified_source` (CONTRACT §8): a delivery whose signature a
+/// source verified is that source's provider, with reason `source:<name>`.
+pub fn apply_verified_source(detection: &mut Detection, verified_source: Option<&Value>) {
+    let Some(tag) = verified_source.and_then(Value::as_object) else {
+        return;
+    };
+    let (Some(provider), Some(name)) = (
+        tag.get("provider").and_then(Value::as_str),
+        tag.get("name").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    detection.provider = provider.to_lowercase();
+    detection.confidence = SOURCE_CONFIDENCE;
+    detection.reasons.push(format!("source:{name}"));
 }
 
 #[cfg(test)]
@@ -403,6 +443,34 @@ pub(crate) mod tests {
             detect(&headers(&["x-gitlab-event", "x-hub-signature"]), None).provider,
             "fireflies"
         );
+    }
+
+    #[test]
+    fn new_provider_headers() {
+        let d = detect(&headers(&["x-signature-ed25519", "x-signature-timestamp"]), None);
+        assert_eq!(d, det("discord", 0.95, &["header:x-signature-ed25519"]));
+        assert_eq!(detect(&headers(&["webhook-id"]), None).provider, "standard-webhooks");
+        assert_eq!(detect(&headers(&["svix-id"]), None).reasons, ["header:svix-id"]);
+        // A contract header keeps winning.
+        assert_eq!(
+            detect(&headers(&["webhook-id", "stripe-signature"]), None).provider,
+            "stripe"
+        );
+    }
+
+    #[test]
+    fn verified_source_names_the_provider() {
+        let mut d = detect(&headers(&["stripe-signature"]), None);
+        apply_hint(&mut d, Some("stripe-eu"));
+        let tag = json!({"name": "stripe-eu", "provider": "stripe", "scheme": "stripe"});
+        apply_verified_source(&mut d, Some(&tag));
+        assert_eq!(d, det("stripe", 1.0, &["header:stripe-signature", "source:stripe-eu"]));
+        let mut d = detect(&headers(&["webhook-id"]), None);
+        apply_verified_source(&mut d, Some(&json!({"name": "clerk", "provider": "Clerk"})));
+        assert_eq!(d.provider, "clerk");
+        let mut d = detect(&Map::new(), None);
+        apply_verified_source(&mut d, Some(&json!("stripe")));
+        assert_eq!(d.provider, "unknown");
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod multi_instance;
 mod readme;
 mod routing;
 mod seed_db;
+mod sources;
 mod store;
 mod worker;

@@ -48,8 +48,7 @@ pub fn verify(keys: &[VerifyingKey], tolerance: i64, d: &Delivery<'_>) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
 
@@ -68,11 +67,10 @@ mod tests {
     }
 
     fn check(sig: &str, ts: &str, body: &str, now: i64) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), (TIMESTAMP, ts)]);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now };
-        let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
-        verify(&[other, decode_public_key(RFC_PUBLIC).unwrap()], 300, &d)
+        deliver(&[(HEADER, sig), (TIMESTAMP, ts)], body, "/", now, |d| {
+            let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
+            verify(&[other, decode_public_key(RFC_PUBLIC).unwrap()], 300, d)
+        })
     }
 
     #[test]
@@ -81,10 +79,16 @@ mod tests {
         let body = r#"{"type":1,"id":"787053080478613555"}"#;
         let sig = hex::encode(signer.sign(format!("1700000000{body}").as_bytes()).to_bytes());
         assert!(check(&sig, "1700000000", body, 1_700_000_100).is_ok());
-        assert_eq!(check(&sig, "1700000000", &body.replace('1', "2"), 1_700_000_000), Err(Reject::Mismatch));
+        assert_eq!(
+            check(&sig, "1700000000", &body.replace('1', "2"), 1_700_000_000),
+            Err(Reject::Mismatch)
+        );
         assert_eq!(check(&sig, "1700000001", body, 1_700_000_000), Err(Reject::Mismatch));
         assert_eq!(check(&sig, "1700000000", body, 1_700_000_301), Err(Reject::Stale));
-        assert_eq!(check("abcd", "1700000000", body, 1_700_000_000), Err(Reject::Malformed(HEADER)));
+        assert_eq!(
+            check("abcd", "1700000000", body, 1_700_000_000),
+            Err(Reject::Malformed(HEADER))
+        );
         assert_eq!(decode_public_key("zz"), None);
     }
 }

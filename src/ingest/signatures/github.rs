@@ -28,15 +28,13 @@ pub fn verify(keys: &[Vec<u8>], d: &Delivery<'_>) -> Result<Verified, Reject> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     fn check(secret: &str, body: &str, sig: &str) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), ("x-github-delivery", "72d3162e")]);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now: 0 };
-        verify(&[secret.as_bytes().to_vec()], &d)
+        deliver(&[(HEADER, sig), ("x-github-delivery", "72d3162e")], body, "/", 0, |d| {
+            verify(&[secret.as_bytes().to_vec()], d)
+        })
     }
 
     #[test]
@@ -45,17 +43,28 @@ mod tests {
         // {"foo":"bar"} as GitHub formats it (2-space indent, trailing newline).
         let body = "{\n  \"foo\": \"bar\"\n}\n";
         let sig = "sha256=e3eccac34c43c7dc1cbb905488b1b81347fcc700a7b025697a9d07862256023f";
-        assert_eq!(check("mysecret", body, sig).unwrap().delivery_id.as_deref(), Some("72d3162e"));
+        assert_eq!(
+            check("mysecret", body, sig).unwrap().delivery_id.as_deref(),
+            Some("72d3162e")
+        );
         assert_eq!(check("foo", body, sig), Err(Reject::Mismatch));
         // docs.github.com "Validating webhook deliveries": "It's a Secret to Everybody".
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         assert!(check("It's a Secret to Everybody", "Hello, World!", sig).is_ok());
-        assert_eq!(check("It's a Secret to Everybody", "Hello, World?", sig), Err(Reject::Mismatch));
+        assert_eq!(
+            check("It's a Secret to Everybody", "Hello, World?", sig),
+            Err(Reject::Mismatch)
+        );
     }
 
     #[test]
     fn malformed_headers() {
-        for bad in ["foo", "sha1=abc", "sha256=xxxccac3", "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"] {
+        for bad in [
+            "foo",
+            "sha1=abc",
+            "sha256=xxxccac3",
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ] {
             assert_eq!(check("s", "b", bad), Err(Reject::Malformed(HEADER)), "{bad}");
         }
     }

@@ -59,27 +59,40 @@ impl HmacSpec {
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
     use super::super::mac::compute;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     fn check(spec: &HmacSpec, value: &str, body: &str) -> Result<Verified, Reject> {
-        let h = headers(&[(spec.header.as_str(), value)]);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now: 0 };
-        spec.verify(&[b"k".to_vec()], &d)
+        deliver(&[(spec.header.as_str(), value)], body, "/", 0, |d| {
+            spec.verify(&[b"k".to_vec()], d)
+        })
     }
 
     #[test]
     fn every_algorithm_and_encoding() {
         for alg in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
             let tag = compute(alg, b"k", &[b"body"]);
-            let hex_spec = HmacSpec { header: "x-sig".into(), algorithm: alg, encoding: Encoding::Hex, prefix: "v=".into() };
+            let hex_spec = HmacSpec {
+                header: "x-sig".into(),
+                algorithm: alg,
+                encoding: Encoding::Hex,
+                prefix: "v=".into(),
+            };
             assert!(check(&hex_spec, &format!("v={}", hex::encode(&tag)), "body").is_ok());
-            assert_eq!(check(&hex_spec, &hex::encode(&tag), "body"), Err(Reject::Malformed("hmac signature header")));
-            assert_eq!(check(&hex_spec, &format!("v={}", hex::encode(&tag)), "bodY"), Err(Reject::Mismatch));
-            let b64_spec = HmacSpec { encoding: Encoding::Base64, prefix: String::new(), ..hex_spec };
+            assert_eq!(
+                check(&hex_spec, &hex::encode(&tag), "body"),
+                Err(Reject::Malformed("hmac signature header"))
+            );
+            assert_eq!(
+                check(&hex_spec, &format!("v={}", hex::encode(&tag)), "bodY"),
+                Err(Reject::Mismatch)
+            );
+            let b64_spec = HmacSpec {
+                encoding: Encoding::Base64,
+                prefix: String::new(),
+                ..hex_spec
+            };
             let b64 = base64::engine::general_purpose::STANDARD.encode(&tag);
             assert!(check(&b64_spec, &b64, "body").is_ok());
         }

@@ -39,9 +39,8 @@ pub fn verify(keys: &[Vec<u8>], tolerance: i64, d: &Delivery<'_>) -> Result<Veri
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
     use super::super::mac::compute;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     // linear/linear, packages/sdk/src/_tests/LinearWebhooks.test.ts: secret "SECRET", a
@@ -50,10 +49,16 @@ mod tests {
     const NOW: i64 = 1677611643;
 
     fn check(secret: &str, body: &str, sig: &str, now: i64) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), ("linear-delivery", "234d1a4e-b617-4388-90fe-adc3633d6b72")]);
-        let fields = BodyFields::parse(body.as_bytes());
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now };
-        verify(&[secret.as_bytes().to_vec()], 60, &d)
+        deliver(
+            &[
+                (HEADER, sig),
+                ("linear-delivery", "234d1a4e-b617-4388-90fe-adc3633d6b72"),
+            ],
+            body,
+            "/",
+            now,
+            |d| verify(&[secret.as_bytes().to_vec()], 60, d),
+        )
     }
 
     fn sig(secret: &str, body: &str) -> String {
@@ -64,10 +69,19 @@ mod tests {
     fn signed_and_fresh() {
         let v = check("SECRET", BODY, &sig("SECRET", BODY), NOW + 59).unwrap();
         assert_eq!(v.delivery_id.as_deref(), Some("234d1a4e-b617-4388-90fe-adc3633d6b72"));
-        assert_eq!(check("SECRET", BODY, &sig("WRONG_SECRET", BODY), NOW), Err(Reject::Mismatch));
-        assert_eq!(check("SECRET", BODY, &sig("SECRET", BODY), NOW + 61), Err(Reject::Stale));
+        assert_eq!(
+            check("SECRET", BODY, &sig("WRONG_SECRET", BODY), NOW),
+            Err(Reject::Mismatch)
+        );
+        assert_eq!(
+            check("SECRET", BODY, &sig("SECRET", BODY), NOW + 61),
+            Err(Reject::Stale)
+        );
         let no_ts = r#"{"action":"create"}"#;
-        assert_eq!(check("SECRET", no_ts, &sig("SECRET", no_ts), NOW), Err(Reject::Missing("webhookTimestamp")));
+        assert_eq!(
+            check("SECRET", no_ts, &sig("SECRET", no_ts), NOW),
+            Err(Reject::Missing("webhookTimestamp"))
+        );
         assert_eq!(check("SECRET", BODY, "sha256=00", NOW), Err(Reject::Malformed(HEADER)));
     }
 }

@@ -79,9 +79,24 @@ mod tests {
             hex::encode(&tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert!(verify(Algorithm::Sha256, b"Jefe", &[b"what do ya want for nothing?"], &tag));
-        assert!(!verify(Algorithm::Sha256, b"Jefe", &[b"what do ya want for nothing!"], &tag));
-        assert!(!verify(Algorithm::Sha256, b"Jefe", &[b"what do ya want for nothing?"], &tag[..31]));
+        assert!(verify(
+            Algorithm::Sha256,
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &tag
+        ));
+        assert!(!verify(
+            Algorithm::Sha256,
+            b"Jefe",
+            &[b"what do ya want for nothing!"],
+            &tag
+        ));
+        assert!(!verify(
+            Algorithm::Sha256,
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &tag[..31]
+        ));
         // RFC 2202 test case 2 for HMAC-SHA1.
         assert_eq!(
             hex::encode(compute(Algorithm::Sha1, b"Jefe", &[b"what do ya want for nothing?"])),
@@ -94,7 +109,12 @@ mod tests {
     fn any_key_any_signature() {
         let good = compute(Algorithm::Sha256, b"new", &[b"body"]);
         let keys = vec![b"old".to_vec(), b"new".to_vec()];
-        assert!(any_matches(Algorithm::Sha256, &keys, &[b"body"], &[vec![1, 2], good.clone()]));
+        assert!(any_matches(
+            Algorithm::Sha256,
+            &keys,
+            &[b"body"],
+            &[vec![1, 2], good.clone()]
+        ));
         assert!(!any_matches(Algorithm::Sha256, &keys[..1], &[b"body"], &[good]));
     }
 }

@@ -10,6 +10,8 @@ pub mod github;
 pub mod hmac;
 pub mod linear;
 pub mod mac;
+#[cfg(test)]
+mod proptests;
 pub mod shopify;
 pub mod slack;
 pub mod standard_webhooks;
@@ -132,6 +134,27 @@ pub fn check_age(ts: i64, now: i64, tolerance: i64) -> Result<(), Reject> {
 #[cfg(test)]
 pub(crate) mod test_support {
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::{BodyFields, Delivery};
+
+    /// Runs `f` on a delivery of `body` with header `pairs` to `path` at `now`.
+    pub fn deliver<T>(
+        pairs: &[(&str, &str)],
+        body: &str,
+        path: &str,
+        now: i64,
+        f: impl FnOnce(&Delivery<'_>) -> T,
+    ) -> T {
+        let h = headers(pairs);
+        let fields = BodyFields::parse(body.as_bytes());
+        f(&Delivery {
+            headers: &h,
+            body: body.as_bytes(),
+            fields: &fields,
+            path_and_query: path,
+            now,
+        })
+    }
 
     /// A header map from `(name, value)` pairs.
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

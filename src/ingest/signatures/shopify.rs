@@ -29,15 +29,20 @@ pub fn verify(keys: &[Vec<u8>], d: &Delivery<'_>) -> Result<Verified, Reject> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     fn check(secret: &str, body: &str, sig: &str) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), ("x-shopify-webhook-id", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")]);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now: 0 };
-        verify(&[secret.as_bytes().to_vec()], &d)
+        deliver(
+            &[
+                (HEADER, sig),
+                ("x-shopify-webhook-id", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
+            ],
+            body,
+            "/",
+            0,
+            |d| verify(&[secret.as_bytes().to_vec()], d),
+        )
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn verify(keys: &[Vec<u8>], tolerance: i64, d: &Delivery<'_>) -> Result<Veri
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     // slackapi/python-slack-sdk, tests/slack_sdk/signature/test_signature_verifier.py
@@ -46,19 +46,24 @@ mod tests {
     const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     fn check(sig: &str, ts: &str, body: &str, now: i64) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), (TIMESTAMP, ts)]);
-        let fields = BodyFields::parse(body.as_bytes());
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now };
-        verify(&[SECRET.as_bytes().to_vec()], 300, &d)
+        deliver(&[(HEADER, sig), (TIMESTAMP, ts)], body, "/", now, |d| {
+            verify(&[SECRET.as_bytes().to_vec()], 300, d)
+        })
     }
 
     #[test]
     fn official_vector() {
         assert!(check(SIG, TS, BODY, 1531420618).is_ok());
-        assert_eq!(check(SIG, TS, &format!("{BODY}------"), 1531420618), Err(Reject::Mismatch));
+        assert_eq!(
+            check(SIG, TS, &format!("{BODY}------"), 1531420618),
+            Err(Reject::Mismatch)
+        );
         assert_eq!(check(SIG, TS, BODY, 1531420618 + 301), Err(Reject::Stale));
         assert_eq!(check(SIG, "1531420619", BODY, 1531420618), Err(Reject::Mismatch));
         assert_eq!(check("v1=a2", TS, BODY, 1531420618), Err(Reject::Malformed(HEADER)));
-        assert_eq!(check(SIG, "yesterday", BODY, 1531420618), Err(Reject::Malformed(TIMESTAMP)));
+        assert_eq!(
+            check(SIG, "yesterday", BODY, 1531420618),
+            Err(Reject::Malformed(TIMESTAMP))
+        );
     }
 }

@@ -64,8 +64,7 @@ pub fn verify(keys: &[Vec<u8>], tolerance: i64, d: &Delivery<'_>) -> Result<Veri
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     // svix/svix-webhooks, python/tests/test_webhooks.py (test_sign_function and the
@@ -77,10 +76,9 @@ mod tests {
     const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
     fn check(pairs: &[(&str, &str)], body: &str, now: i64) -> Result<Verified, Reject> {
-        let h = headers(pairs);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now };
-        verify(&[decode_secret(SECRET).unwrap()], 300, &d)
+        deliver(pairs, body, "/", now, |d| {
+            verify(&[decode_secret(SECRET).unwrap()], 300, d)
+        })
     }
 
     #[test]
@@ -98,11 +96,26 @@ mod tests {
     fn refusals() {
         let now = 1614265330;
         let wrong = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=";
-        assert_eq!(check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, wrong)], BODY, now), Err(Reject::Mismatch));
-        assert_eq!(check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], "{}", now), Err(Reject::Mismatch));
-        assert_eq!(check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now + 301), Err(Reject::Stale));
-        assert_eq!(check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now - 301), Err(Reject::Stale));
-        assert_eq!(check(&[(TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now), Err(Reject::Missing("svix-id")));
+        assert_eq!(
+            check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, wrong)], BODY, now),
+            Err(Reject::Mismatch)
+        );
+        assert_eq!(
+            check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], "{}", now),
+            Err(Reject::Mismatch)
+        );
+        assert_eq!(
+            check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now + 301),
+            Err(Reject::Stale)
+        );
+        assert_eq!(
+            check(&[(ID, ID_), (TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now - 301),
+            Err(Reject::Stale)
+        );
+        assert_eq!(
+            check(&[(TIMESTAMP, TS), (SIGNATURE, SIG)], BODY, now),
+            Err(Reject::Missing("svix-id"))
+        );
         assert_eq!(
             check(&[(ID, ID_), (TIMESTAMP, "hello"), (SIGNATURE, SIG)], BODY, now),
             Err(Reject::Malformed(TIMESTAMP))

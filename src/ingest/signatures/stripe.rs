@@ -64,7 +64,7 @@ pub fn sign(secret: &[u8], ts: i64, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     // stripe-python tests/test_webhook.py sign with "whsec_test_secret" and a current
@@ -74,11 +74,10 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn check(sig: &str, body: &str, keys: &[&[u8]]) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig)]);
-        let fields = BodyFields::parse(body.as_bytes());
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: "/", now: NOW };
-        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        verify(&keys, 300, &d)
+        deliver(&[(HEADER, sig)], body, "/", NOW, |d| {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+            verify(&keys, 300, d)
+        })
     }
 
     #[test]
@@ -90,7 +89,11 @@ mod tests {
     #[test]
     fn any_v1_and_any_secret() {
         let good = sign(SECRET, NOW, BODY.as_bytes());
-        let mixed = format!("t={NOW},v1={},v0=6ffbb59b,{}", "ab".repeat(32), good.split(',').nth(1).unwrap());
+        let mixed = format!(
+            "t={NOW},v1={},v0=6ffbb59b,{}",
+            "ab".repeat(32),
+            good.split(',').nth(1).unwrap()
+        );
         assert!(check(&mixed, BODY, &[SECRET]).is_ok());
         assert!(check(&good, BODY, &[b"whsec_old", SECRET]).is_ok());
         assert_eq!(check(&good, BODY, &[b"whsec_old"]), Err(Reject::Mismatch));
@@ -99,12 +102,18 @@ mod tests {
     #[test]
     fn refusals() {
         let good = sign(SECRET, NOW, BODY.as_bytes());
-        assert_eq!(check(&good, &BODY.replace("evt", "evu"), &[SECRET]), Err(Reject::Mismatch));
+        assert_eq!(
+            check(&good, &BODY.replace("evt", "evu"), &[SECRET]),
+            Err(Reject::Mismatch)
+        );
         let old = sign(SECRET, NOW - 301, BODY.as_bytes());
         assert_eq!(check(&old, BODY, &[SECRET]), Err(Reject::Stale));
         assert!(check(&sign(SECRET, NOW - 300, BODY.as_bytes()), BODY, &[SECRET]).is_ok());
         for bad in ["t=1", "v1=abcd", "garbage", "t=abc,v1=00", "t=,v1=zz"] {
-            assert!(matches!(check(bad, BODY, &[SECRET]), Err(Reject::Malformed(_))), "{bad}");
+            assert!(
+                matches!(check(bad, BODY, &[SECRET]), Err(Reject::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -68,21 +68,24 @@ pub fn verify(keys: &[Vec<u8>], base_url: &str, d: &Delivery<'_>) -> Result<Veri
 
 #[cfg(test)]
 mod tests {
-    use super::super::BodyFields;
-    use super::super::test_support::headers;
+    use super::super::test_support::deliver;
     use super::*;
 
     // twilio/twilio-python, tests/unit/test_request_validator.py: token "12345".
     const TOKEN: &[u8] = b"12345";
     const BASE: &str = "https://mycompany.com";
     const PATH: &str = "/myapp.php?foo=1&bar=2";
-    const FORM: &str = "CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309&To=%2B18005551212&Caller=%2B14158675309";
+    const FORM: &str =
+        "CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309&To=%2B18005551212&Caller=%2B14158675309";
 
     fn check(sig: &str, path: &str, body: &str) -> Result<Verified, Reject> {
-        let h = headers(&[(HEADER, sig), ("i-twilio-idempotency-token", "0b1c6d33-9a55")]);
-        let fields = BodyFields::default();
-        let d = Delivery { headers: &h, body: body.as_bytes(), fields: &fields, path_and_query: path, now: 0 };
-        verify(&[TOKEN.to_vec()], BASE, &d)
+        deliver(
+            &[(HEADER, sig), ("i-twilio-idempotency-token", "0b1c6d33-9a55")],
+            body,
+            path,
+            0,
+            |d| verify(&[TOKEN.to_vec()], BASE, d),
+        )
     }
 
     #[test]
@@ -96,13 +99,22 @@ mod tests {
         let body = "{\"property\": \"value\", \"boolean\": true}";
         let path = format!("{PATH}&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620");
         assert!(check("a9nBmqA0ju/hNViExpshrM61xv4=", &path, body).is_ok());
-        assert_eq!(check("a9nBmqA0ju/hNViExpshrM61xv4=", &path, "{}"), Err(Reject::Mismatch));
+        assert_eq!(
+            check("a9nBmqA0ju/hNViExpshrM61xv4=", &path, "{}"),
+            Err(Reject::Mismatch)
+        );
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(check("RSOYDt4T1cUTdK1PDd93/VVr8B8=", PATH, &FORM.replace("1234", "1235")), Err(Reject::Mismatch));
-        assert_eq!(check("RSOYDt4T1cUTdK1PDd93/VVr8B8=", "/myapp.php?foo=1", FORM), Err(Reject::Mismatch));
+        assert_eq!(
+            check("RSOYDt4T1cUTdK1PDd93/VVr8B8=", PATH, &FORM.replace("1234", "1235")),
+            Err(Reject::Mismatch)
+        );
+        assert_eq!(
+            check("RSOYDt4T1cUTdK1PDd93/VVr8B8=", "/myapp.php?foo=1", FORM),
+            Err(Reject::Mismatch)
+        );
         assert_eq!(check("not-base64", PATH, FORM), Err(Reject::Malformed(HEADER)));
     }
 }
