@@ -43,27 +43,50 @@ fn body_sha256(url: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// `base_url` as given plus, like Twilio's SDKs, the same URL with its port removed (when
+/// it has one) or with the scheme's default port added (when it has none).
+pub fn base_variants(base_url: &str) -> Vec<String> {
+    let mut out = vec![base_url.to_string()];
+    let Some((scheme, rest)) = base_url.split_once("://") else {
+        return out;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // An IPv6 literal's colons are inside brackets; a port follows the last `]`.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    match authority[host_end..].rfind(':') {
+        Some(i) => out.push(format!("{scheme}://{}{path}", &authority[..host_end + i])),
+        None => match scheme.to_ascii_lowercase().as_str() {
+            "https" => out.push(format!("{scheme}://{authority}:443{path}")),
+            "http" => out.push(format!("{scheme}://{authority}:80{path}")),
+            _ => {}
+        },
+    }
+    out
+}
+
 /// Verifies a Twilio request against `base_url` (no trailing slash); its id is
 /// `I-Twilio-Idempotency-Token`.
 pub fn verify(keys: &[Vec<u8>], base_url: &str, d: &Delivery<'_>) -> Result<Verified, Reject> {
     let given = parse_header(header(d.headers, HEADER)?)?;
-    let url = format!("{base_url}{}", d.path_and_query);
-    let text = match body_sha256(&url) {
-        Some(expected) => {
-            let actual = hex::encode(Sha256::digest(d.body));
-            if !bool::from(actual.as_bytes().ct_eq(expected.to_ascii_lowercase().as_bytes())) {
-                return Err(Reject::Mismatch);
+    for base in base_variants(base_url) {
+        let url = format!("{base}{}", d.path_and_query);
+        let text = match body_sha256(&url) {
+            Some(expected) => {
+                let actual = hex::encode(Sha256::digest(d.body));
+                if !bool::from(actual.as_bytes().ct_eq(expected.to_ascii_lowercase().as_bytes())) {
+                    return Err(Reject::Mismatch);
+                }
+                url
             }
-            url
+            None => signed_text(&url, d.body),
+        };
+        if any_matches(Algorithm::Sha1, keys, &[text.as_bytes()], std::slice::from_ref(&given)) {
+            return Ok(Verified {
+                delivery_id: header_id(d.headers, "i-twilio-idempotency-token"),
+            });
         }
-        None => signed_text(&url, d.body),
-    };
-    if !any_matches(Algorithm::Sha1, keys, &[text.as_bytes()], &[given]) {
-        return Err(Reject::Mismatch);
     }
-    Ok(Verified {
-        delivery_id: header_id(d.headers, "i-twilio-idempotency-token"),
-    })
+    Err(Reject::Mismatch)
 }
 
 #[cfg(test)]
@@ -79,12 +102,16 @@ mod tests {
         "CallSid=CA1234567890ABCDE&Digits=1234&From=%2B14158675309&To=%2B18005551212&Caller=%2B14158675309";
 
     fn check(sig: &str, path: &str, body: &str) -> Result<Verified, Reject> {
+        check_at(BASE, sig, path, body)
+    }
+
+    fn check_at(base: &str, sig: &str, path: &str, body: &str) -> Result<Verified, Reject> {
         deliver(
             &[(HEADER, sig), ("i-twilio-idempotency-token", "0b1c6d33-9a55")],
             body,
             path,
             0,
-            |d| verify(&[TOKEN.to_vec()], BASE, d),
+            |d| verify(&[TOKEN.to_vec()], base, d),
         )
     }
 
@@ -103,6 +130,21 @@ mod tests {
             check("a9nBmqA0ju/hNViExpshrM61xv4=", &path, "{}"),
             Err(Reject::Mismatch)
         );
+    }
+
+    #[test]
+    fn ports_as_the_sdks_treat_them() {
+        // Same file: test_validation_removes_port_on_https, _adds_port_on_https,
+        // _adds_port_on_http and _removes_port_on_http.
+        assert!(check_at("https://mycompany.com:1234", "RSOYDt4T1cUTdK1PDd93/VVr8B8=", PATH, FORM).is_ok());
+        assert!(check_at(BASE, "kvajT1Ptam85bY51eRf/AJRuM3w=", PATH, FORM).is_ok());
+        assert!(check_at("http://mycompany.com", "0ZXoZLH/DfblKGATFgpif+LLRf4=", PATH, FORM).is_ok());
+        assert!(check_at("http://mycompany.com:1234", "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=", PATH, FORM).is_ok());
+        assert_eq!(
+            base_variants("https://[::1]:8443/hooks"),
+            ["https://[::1]:8443/hooks", "https://[::1]/hooks"]
+        );
+        assert_eq!(base_variants("ftp://x"), ["ftp://x"]);
     }
 
     #[test]
