@@ -448,7 +448,9 @@ async fn config_sources_two_stripe_accounts() {
     let config = write_config(
         dir.path(),
         json!([{"name": "stripe-eu", "scheme": "stripe", "secrets": ["env:STRIPE_EU_SECRET"]},
-               {"name": "stripe-us", "scheme": "stripe", "secrets": ["whsec_us"], "tolerance_seconds": 60}]),
+               {"name": "stripe-us", "scheme": "stripe", "secrets": ["whsec_us"], "tolerance_seconds": 60},
+               {"name": "acme", "scheme": "hmac", "header": "X-Acme-Signature", "algorithm": "sha512",
+                "encoding": "base64", "prefix": "v1=", "secrets": ["acme-1", "acme-2"], "provider": "acme"}]),
     );
     let env = [
         ("APP_CONFIG_PATH", config.as_str()),
@@ -489,6 +491,42 @@ async fn config_sources_two_stripe_accounts() {
         .0,
         401
     );
+    // The generic hmac scheme: sha512, base64, with a prefix; either secret verifies.
+    let body = r#"{"order": 42}"#.to_string();
+    let acme_sig = |secret: &str| {
+        format!(
+            "v1={}",
+            B64.encode(compute(Algorithm::Sha512, secret.as_bytes(), &[body.as_bytes()]))
+        )
+    };
+    let acme = Delivery::json(body.clone(), vec![("x-acme-signature", acme_sig("acme-2"))]);
+    assert_eq!(send(&app, "/webhook/acme", &acme.tampered()).await.0, 401);
+    assert_eq!(
+        send(
+            &app,
+            "/webhook/acme",
+            &acme.with("x-acme-signature", &acme_sig("acme-3"))
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        send(
+            &app,
+            "/webhook/acme",
+            &acme.with("x-acme-signature", &acme_sig("acme-1")[3..])
+        )
+        .await
+        .0,
+        401
+    );
+    let (code, v) = send(&app, "/webhook/acme", &acme).await;
+    assert_eq!(code, 200, "{v}");
+    let ev = app
+        .wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(20))
+        .await;
+    assert_eq!(ev["event"]["result"]["router"]["provider"], "acme");
     for (path, d) in [("/webhook/stripe-eu", &eu), ("/webhook/stripe-us", &us)] {
         let (code, v) = send(&app, path, d).await;
         assert_eq!(code, 200, "{v}");

@@ -175,6 +175,13 @@ mod tests {
         );
         assert_eq!((s[1].secret_count(), s[1].tolerance), (1, Some(300)));
         assert_eq!(s[2].provider, "acme");
+        let plain = r#"{"name": "x", "scheme": "hmac", "header": "h", "secrets": ["k"]}"#;
+        assert_eq!(
+            parse_entry(&serde_json::from_str(plain).unwrap(), &env)
+                .unwrap()
+                .provider,
+            "hmac"
+        );
         assert!(matches!(&s[2].scheme, Scheme::Hmac(h) if h.header == "x-acme-sig" && h.prefix == "v1="));
         assert!(!format!("{:?}", s[0]).contains("whsec"), "Debug never shows secrets");
     }

@@ -148,10 +148,7 @@ impl Source {
             )?),
             _ => Keys::Mac(secrets.iter().map(|s| s.as_bytes().to_vec()).collect()),
         };
-        let provider = provider.unwrap_or_else(|| match scheme {
-            Scheme::Hmac(_) => name.to_string(),
-            _ => scheme.name().to_string(),
-        });
+        let provider = provider.unwrap_or_else(|| scheme.name().to_string());
         Ok(Source {
             name: name.to_string(),
             provider: provider.to_lowercase(),
