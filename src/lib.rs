@@ -50,8 +50,7 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
         command_timeout: Duration::from_secs_f64(s.command_timeout),
         ..handlers::HandlerConfig::default()
     };
-    cfg.env_remove
-        .retain(|name| !s.command_env_passthrough.iter().any(|p| p.trim() == name));
+    cfg.env_passthrough = s.command_env_passthrough.clone();
     cfg.llm_mode = s.llm_mode;
     cfg.llm_command = s.llm_command.clone();
     cfg.llm_system_prompt = s.llm_system_prompt.clone();
@@ -60,6 +59,7 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
         model: s.claude_agent_model.clone(),
         max_turns: s.claude_agent_max_turns,
         permission_mode: s.claude_agent_permission_mode.clone(),
+        default_tools: handlers::claude_cli::DefaultTools::parse(s.claude_agent_default_tools.as_deref().unwrap_or("")),
         timeout: Duration::from_secs_f64(s.claude_agent_timeout.or(s.action_agent_timeout).unwrap_or(90.0)),
         work_dir: None,
     };
@@ -72,10 +72,11 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
         openai_api_key: s.openai_api_key.clone(),
         openai_base_url: s.openai_base_url.clone(),
     };
-    cfg.http = handlers::http::HttpHandlerConfig {
-        secret: s.http_handler_secret.clone(),
-        timeout: Duration::from_secs_f64(s.http_handler_timeout),
-    };
+    cfg.http = handlers::http::HttpHandlerConfig::new(
+        s.http_handler_secret.clone(),
+        Duration::from_secs_f64(s.http_handler_timeout),
+        s.http_handler_allow_private,
+    );
     cfg
 }
 

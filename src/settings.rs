@@ -49,10 +49,12 @@ pub const ENV_VARS: &[&str] = &[
     "COMMAND_ENV_PASSTHROUGH",
     "HTTP_HANDLER_SECRET",
     "HTTP_HANDLER_TIMEOUT_SECONDS",
+    "HTTP_HANDLER_ALLOW_PRIVATE",
     "CLAUDE_CLI",
     "CLAUDE_AGENT_MODEL",
     "CLAUDE_AGENT_MAX_TURNS",
     "CLAUDE_AGENT_PERMISSION_MODE",
+    "CLAUDE_AGENT_DEFAULT_TOOLS",
     "CLAUDE_AGENT_TIMEOUT_SECONDS",
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_BASE_URL",
@@ -357,8 +359,16 @@ pub struct Settings {
     #[arg(long, env = "CLAUDE_AGENT_MAX_TURNS", value_name = "CLAUDE_AGENT_MAX_TURNS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub claude_agent_max_turns: u32,
     /// `--permission-mode` of the Claude Code CLI.
-    #[arg(long, env = "CLAUDE_AGENT_PERMISSION_MODE", value_name = "CLAUDE_AGENT_PERMISSION_MODE", default_value = "bypassPermissions", value_parser = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"], global = true)]
+    #[arg(long, env = "CLAUDE_AGENT_PERMISSION_MODE", value_name = "CLAUDE_AGENT_PERMISSION_MODE", default_value = "dontAsk", value_parser = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"], global = true)]
     pub claude_agent_permission_mode: String,
+    /// Tools of an agent whose file lists none: a comma-separated list, or `all` (default: none).
+    #[arg(
+        long,
+        env = "CLAUDE_AGENT_DEFAULT_TOOLS",
+        value_name = "CLAUDE_AGENT_DEFAULT_TOOLS",
+        global = true
+    )]
+    pub claude_agent_default_tools: Option<String>,
     /// Seconds an `agent` run may take before its process group is killed (default 90).
     #[arg(long, env = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_name = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds, global = true)]
     pub claude_agent_timeout: Option<f64>,
@@ -389,7 +399,10 @@ pub struct Settings {
     /// Seconds an `http` handler request may take.
     #[arg(long, env = "HTTP_HANDLER_TIMEOUT_SECONDS", value_name = "HTTP_HANDLER_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = positive_seconds, global = true)]
     pub http_handler_timeout: f64,
-    /// Comma-separated secret variables that handler children may still see.
+    /// Let the `http` handler reach loopback, private and link-local addresses (0 or 1).
+    #[arg(long, env = "HTTP_HANDLER_ALLOW_PRIVATE", value_name = "HTTP_HANDLER_ALLOW_PRIVATE", default_value = "0", value_parser = parse_flag, global = true)]
+    pub http_handler_allow_private: bool,
+    /// Comma-separated variables (or `PREFIX_*`) handler children see beyond the allowlist.
     #[arg(
         long,
         env = "COMMAND_ENV_PASSTHROUGH",

@@ -4,15 +4,17 @@
 //! `agents/<name>.md` (then the seed's `app/agents/<name>.md`) in the working directory,
 //! or a relative `.md` path. Anything that
 //! resolves outside the working directory (absolute paths, `..`, symlinks pointing out)
-//! is refused. Front matter `model` (unless `inherit`) and `tools` (→ `--allowedTools`)
-//! are honoured; the output is the agent's JSON object with the run's metadata under
-//! `_agent` (see [`claude_cli`]).
+//! is refused, and so is anything that is not a `.md` file (a target `./.env` must not
+//! become a system prompt sent to an API). Front matter `model` (unless `inherit`) is
+//! honoured; `tools` is the exact list of built-in tools the agent is offered — none when
+//! the file lists none, unless `CLAUDE_AGENT_DEFAULT_TOOLS` says otherwise. The output is
+//! the agent's JSON object with the run's metadata under `_agent` (see [`claude_cli`]).
 
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
-use super::claude_cli::{self, CliCall};
+use super::claude_cli::{self, CliCall, DefaultTools};
 use super::{HandlerConfig, HandlerError, HandlerInput};
 
 /// Largest system prompt passed to the CLI: Linux limits one argument to 128 KiB.
@@ -177,6 +179,11 @@ pub fn resolve(work_dir: &Path, target: &str) -> Result<PathBuf, HandlerError> {
         )));
     }
     let candidates: Vec<PathBuf> = if target.ends_with(".md") || target.contains('/') {
+        if !is_markdown(rel) {
+            return Err(HandlerError::permanent(format!(
+                "agent target '{target}' is not an agent file: a path must name a .md file"
+            )));
+        }
         vec![rel.to_path_buf()]
     } else {
         vec![
@@ -201,6 +208,13 @@ pub fn resolve(work_dir: &Path, target: &str) -> Result<PathBuf, HandlerError> {
                 "agent target '{target}' resolves outside the working directory"
             )));
         }
+        if !is_markdown(&real) {
+            // A symlink `agents/x.md -> ../.env` stays inside but is not an agent file.
+            return Err(HandlerError::permanent(format!(
+                "agent target '{target}' resolves to {}, which is not a .md file",
+                real.display()
+            )));
+        }
         if real.is_file() {
             return Ok(real);
         }
@@ -211,6 +225,11 @@ pub fn resolve(work_dir: &Path, target: &str) -> Result<PathBuf, HandlerError> {
         tried.join(", "),
         root.display()
     )))
+}
+
+/// True when `path` names a Markdown file (`.md`).
+fn is_markdown(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "md")
 }
 
 /// Runs the agent named by `target` with the handler input on stdin.
@@ -244,16 +263,19 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
     // names no model here: fall back to CLAUDE_AGENT_MODEL, else the CLI's default.
     let own_model = agent.model.as_deref().filter(|m| !m.eq_ignore_ascii_case("inherit"));
     let model = own_model.or(cfg.claude.model.as_deref());
+    let tools = match (&cfg.claude.default_tools, agent.tools.is_empty()) {
+        (_, false) => Some(agent.tools.as_slice()),
+        (DefaultTools::List(list), true) => Some(list.as_slice()),
+        (DefaultTools::All, true) => None,
+    };
     let call = CliCall {
         system_prompt: &agent.body,
         model,
-        tools: &agent.tools,
+        tools,
         json_schema: Some(&claude_cli::ANY_OBJECT),
-        no_tools: false,
         stdin,
         timeout: cfg.claude.timeout,
     };
-    // The CLI runs in `cfg.claude.work_dir`, or like us in the current directory: `work_dir`.
     claude_cli::run(cfg, &call).await
 }
 
@@ -300,6 +322,8 @@ mod tests {
         let a = parse_agent(&text);
         assert_eq!(a.name.as_deref(), Some("echo"));
         assert!(a.body.contains("exactly one JSON object"), "{}", a.body);
+        assert!(a.tools.is_empty(), "the shipped agent has no tools: {:?}", a.tools);
+        assert!(text.contains("\ntools: []\n"), "and says so");
     }
 
     #[test]
@@ -323,6 +347,13 @@ mod tests {
         for bad in ["../outside.md", "/etc/passwd", "agents/../../outside.md", "link"] {
             let err = resolve(&dir, bad).unwrap_err();
             assert!(err.message.contains("outside the working directory"), "{bad}: {err}");
+            assert!(err.permanent, "{bad}");
+        }
+        std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+        std::os::unix::fs::symlink(dir.join(".env"), dir.join("agents/env.md")).unwrap();
+        for bad in ["./.env", ".env/", "agents/a", "agents/a.txt", "env"] {
+            let err = resolve(&dir, bad).unwrap_err();
+            assert!(err.message.contains(".md"), "{bad}: {err}");
             assert!(err.permanent, "{bad}");
         }
         let err = resolve(&dir, "missing").unwrap_err();

@@ -5,18 +5,20 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::outbound::scrub_url_credentials;
 use super::process::{self, EnvPolicy, ProcessSpec};
 use super::{HandlerConfig, HandlerError};
 
 /// Runs `argv` with `stdin` under the handler limits (`ACTION_COMMAND_TIMEOUT_SECONDS`,
-/// the output cap, secrets removed from the environment). The answer is stdout when it is
-/// one JSON object, else the raw output as `<raw_prefix>stdout` / `<raw_prefix>stderr`;
+/// the output cap, the environment `env`). The answer is stdout when it is one JSON
+/// object, else the raw output (trimmed) as `<raw_prefix>stdout` / `<raw_prefix>stderr`;
 /// `what` names the child in errors.
 pub(crate) async fn run_json_child(
     cfg: &HandlerConfig,
     what: &str,
     argv: Vec<String>,
     stdin: Vec<u8>,
+    env: EnvPolicy,
     raw_prefix: &str,
 ) -> Result<Value, HandlerError> {
     let spec = ProcessSpec {
@@ -24,10 +26,7 @@ pub(crate) async fn run_json_child(
         stdin,
         timeout: cfg.command_timeout,
         max_output_bytes: cfg.max_output_bytes,
-        env: EnvPolicy {
-            remove: cfg.env_remove.clone(),
-            set: Vec::new(),
-        },
+        env,
         cwd: None,
     };
     let out = process::run(&spec).await.map_err(|e| process_failure(what, e))?;
@@ -54,8 +53,8 @@ pub(crate) fn tail(s: &str, max_chars: usize) -> String {
     format!("…{kept}")
 }
 
-/// How much of stderr goes into a failure message.
-const STDERR_TAIL_CHARS: usize = 2000;
+/// How much of stderr goes into a failure message (its end: where the error usually is).
+const STDERR_TAIL_CHARS: usize = 600;
 
 /// Parses stdout as a JSON object, or `None` when it is anything else.
 pub(crate) fn stdout_json_object(out: &process::ProcessOutput) -> Option<Value> {
@@ -71,15 +70,11 @@ pub(crate) fn stdout_json_object(out: &process::ProcessOutput) -> Option<Value> 
 
 /// Builds `{<prefix>stdout, <prefix>stderr}` (+ truncation flags) from raw output.
 pub(crate) fn raw_output(out: &process::ProcessOutput, prefix: &str) -> Value {
+    // Trimmed like the seed did: `"ok\n"` is stored as `"ok"`.
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes.trim_ascii()).into_owned();
     let mut obj = serde_json::Map::new();
-    obj.insert(
-        format!("{prefix}stdout"),
-        String::from_utf8_lossy(&out.stdout).into_owned().into(),
-    );
-    obj.insert(
-        format!("{prefix}stderr"),
-        String::from_utf8_lossy(&out.stderr).into_owned().into(),
-    );
+    obj.insert(format!("{prefix}stdout"), text(&out.stdout).into());
+    obj.insert(format!("{prefix}stderr"), text(&out.stderr).into());
     if out.stdout_truncated {
         obj.insert("stdout_truncated".into(), true.into());
     }
@@ -106,7 +101,7 @@ pub(crate) fn exit_failure(what: &str, out: &process::ProcessOutput) -> HandlerE
     } else {
         "; no output".to_owned()
     };
-    HandlerError::new(format!("{what} {how}{detail}")).with_kind("exit")
+    HandlerError::new(scrub_url_credentials(&format!("{what} {how}{detail}"))).with_kind("exit")
 }
 
 /// The failure for a child that could not be run to completion.
@@ -115,6 +110,36 @@ pub(crate) fn process_failure(what: &str, err: process::ProcessError) -> Handler
         process::ProcessError::Timeout { after, .. } => {
             HandlerError::new(format!("{what} timed out after {}", process::fmt_duration(after))).with_kind("timeout")
         }
-        other => HandlerError::new(format!("{what}: {other}")).with_kind("spawn"),
+        other => HandlerError::new(scrub_url_credentials(&format!("{what}: {other}"))).with_kind("spawn"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_output_is_trimmed_and_failures_keep_a_bounded_scrubbed_tail() {
+        let out = process::ProcessOutput {
+            status_code: Some(1),
+            signal: None,
+            stdout: b"not json at all\n".to_vec(),
+            stderr: format!("{}fatal: https://bob:s3cret@git.example/x.git\n", "x".repeat(5000)).into_bytes(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        };
+        let raw = raw_output(&out, "");
+        assert_eq!(raw["stdout"], "not json at all");
+        let err = exit_failure("command 'c'", &out);
+        assert!(
+            err.message.ends_with("fatal: https://[redacted]@git.example/x.git"),
+            "{err}"
+        );
+        assert!(
+            err.message.chars().count() < STDERR_TAIL_CHARS + 80,
+            "{}",
+            err.message.len()
+        );
+        assert!(!err.message.contains("s3cret"));
     }
 }

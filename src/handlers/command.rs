@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::child_env::ChildKind;
+use super::process::EnvPolicy;
 use super::{HandlerConfig, HandlerError, HandlerInput};
 
 /// Loads and validates `commands.json`: `{"name": ["argv0", "arg", …]}`.
@@ -109,7 +111,8 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
         )));
     };
     let stdin = super::encode_json("handler input", input)?;
-    super::run_json_child(cfg, &format!("command '{target}'"), argv.clone(), stdin, "").await
+    let env = EnvPolicy::allowlisted(ChildKind::Command, &cfg.env_passthrough);
+    super::run_json_child(cfg, &format!("command '{target}'"), argv.clone(), stdin, env, "").await
 }
 
 #[cfg(test)]
@@ -216,11 +219,11 @@ mod tests {
     async fn plain_stdout_is_wrapped() {
         let fx = Fixture::new(&[("plain", "echo hello; echo warn >&2")]);
         let out = fx.run("plain").await.unwrap();
-        assert_eq!(out, json!({"stdout": "hello\n", "stderr": "warn\n"}));
+        assert_eq!(out, json!({"stdout": "hello", "stderr": "warn"}));
         // A JSON value that is not an object is not "a JSON object" either.
         let fx = Fixture::new(&[("array", "echo '[1,2]'")]);
         let out = fx.run("array").await.unwrap();
-        assert_eq!(out, json!({"stdout": "[1,2]\n", "stderr": ""}));
+        assert_eq!(out, json!({"stdout": "[1,2]", "stderr": ""}));
     }
 
     #[tokio::test]
@@ -305,22 +308,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn secrets_are_not_passed_to_the_command() {
+    async fn only_allowlisted_variables_reach_the_command() {
         const NAME: &str = "SWITCHYARD_TEST_CMD_SECRET_91B2";
-        // SAFETY: the name is unique to this test and std serialises env access.
-        unsafe { std::env::set_var(NAME, "s3cr3t") };
+        const PASSED: &str = "SWITCHYARD_TEST_CMD_PASSED_91B2";
+        // SAFETY: the names are unique to this test and std serialises env access.
+        unsafe {
+            std::env::set_var(NAME, "s3cr3t");
+            std::env::set_var(PASSED, "visible");
+        }
         let mut fx = Fixture::new(&[("env", "env")]);
-        fx.cfg.env_remove.push(NAME.to_owned());
+        fx.cfg.env_passthrough = vec![PASSED.to_owned()];
         let out = fx.run("env").await.unwrap();
         let env = out["stdout"].as_str().unwrap();
         assert!(!env.contains("s3cr3t"), "{env}");
         assert!(env.contains("PATH="), "{env}");
+        assert!(env.contains(&format!("{PASSED}=visible")), "{env}");
     }
 
     #[tokio::test]
     async fn edits_apply_without_restart() {
         let fx = Fixture::new(&[("v", "echo one")]);
-        assert_eq!(fx.run("v").await.unwrap()["stdout"], json!("one\n"));
+        assert_eq!(fx.run("v").await.unwrap()["stdout"], json!("one"));
         let script = fx.dir.path().join("v2.sh");
         std::fs::write(&script, "echo two").unwrap();
         std::fs::write(
@@ -328,6 +336,6 @@ mod tests {
             json!({"v": ["/bin/sh", script.to_str().unwrap()]}).to_string(),
         )
         .unwrap();
-        assert_eq!(fx.run("v").await.unwrap()["stdout"], json!("two\n"));
+        assert_eq!(fx.run("v").await.unwrap()["stdout"], json!("two"));
     }
 }

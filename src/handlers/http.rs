@@ -3,7 +3,9 @@
 //! Headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256
 //! of "{id}.{timestamp}.{body}">` let the receiver verify and dedupe (the id is stable across
 //! retries of the same event and action). 2xx is success; 429 and 5xx are retryable and
-//! honour `Retry-After`; other statuses fail the attempt with the start of the reply.
+//! honour `Retry-After`; other statuses (3xx included: redirects are never followed) fail the
+//! attempt with the start of the reply. Destinations are limited by [`outbound`]: public
+//! addresses only unless `HTTP_HANDLER_ALLOW_PRIVATE=1`, replies capped at 1 MiB.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,10 +15,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::outbound::{self, MAX_REPLY_BYTES};
 use super::{HandlerError, HandlerInput};
 
-/// Most bytes of a reply kept in the output or an error message.
-const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// Most bytes of a reply quoted in an error message.
+const ERROR_REPLY_CHARS: usize = 500;
 
 /// Settings of the `http` handler.
 #[derive(Debug, Clone)]
@@ -25,6 +28,23 @@ pub struct HttpHandlerConfig {
     pub secret: Option<String>,
     /// Whole-request timeout.
     pub timeout: Duration,
+    /// Whether loopback, private and link-local destinations are allowed
+    /// (`HTTP_HANDLER_ALLOW_PRIVATE`).
+    pub allow_private: bool,
+    /// The client: no redirects, no proxies, the address policy in its resolver.
+    pub client: reqwest::Client,
+}
+
+impl HttpHandlerConfig {
+    /// Settings with a client that enforces `allow_private`.
+    pub fn new(secret: Option<String>, timeout: Duration, allow_private: bool) -> Self {
+        Self {
+            secret,
+            timeout,
+            allow_private,
+            client: outbound::handler_client(allow_private),
+        }
+    }
 }
 
 /// Decodes a Standard Webhooks secret: `whsec_<base64>` is decoded, anything else is raw bytes.
@@ -61,7 +81,6 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// POSTs the handler input to `target` and returns the receiver's answer.
 pub async fn run(
-    client: &reqwest::Client,
     cfg: &HttpHandlerConfig,
     target: Option<&str>,
     input: &HandlerInput<'_>,
@@ -70,12 +89,18 @@ pub async fn run(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| HandlerError::permanent("http handler needs a handler_target URL (http:// or https://)"))?;
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| HandlerError::permanent(format!("invalid http target '{url}': {e}")))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        let shown = outbound::scrub_url_credentials(url);
+        HandlerError::permanent(format!("invalid http target '{shown}': {e}"))
+    })?;
+    let shown = outbound::display_url(&parsed);
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(HandlerError::permanent(format!(
-            "http target '{url}' must use http or https"
+            "http target '{shown}' must use http or https"
         )));
+    }
+    if !cfg.allow_private {
+        outbound::check_literal(&parsed).map_err(|r| refused(&shown, &r))?;
     }
     let secret = cfg.secret.as_deref().ok_or_else(|| {
         HandlerError::permanent("HTTP_HANDLER_SECRET must be set to sign requests of the http handler")
@@ -93,7 +118,8 @@ pub async fn run(
         .unwrap_or(0);
     let signature = sign(&secret_bytes(secret), &id, timestamp, &body);
 
-    let response = client
+    let response = cfg
+        .client
         .post(parsed)
         .timeout(cfg.timeout)
         .header("content-type", "application/json")
@@ -103,28 +129,33 @@ pub async fn run(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            let kind = if e.is_timeout() { "timed out" } else { "failed" };
-            HandlerError::new(format!("POST {url} {kind}: {}", e.without_url()))
+        .map_err(|e| match outbound::refusal(&e) {
+            Some(r) => refused(&shown, r),
+            None => {
+                let kind = if e.is_timeout() { "timed out" } else { "failed" };
+                HandlerError::new(format!("POST {shown} {kind}: {}", e.without_url()))
+            }
         })?;
     let status = response.status();
     let wait = retry_after(response.headers());
-    let bytes = response
-        .bytes()
+    let bytes = outbound::read_capped(response, MAX_REPLY_BYTES)
         .await
-        .map_err(|e| HandlerError::new(format!("reading the reply of {url}: {e}")))?;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REPLY_BYTES)]).into_owned();
+        .map_err(|e| HandlerError::new(format!("POST {shown} answered HTTP {}, but {e}", status.as_u16())))?;
     if status.is_success() {
         return Ok(match serde_json::from_slice::<Value>(&bytes) {
             Ok(v @ Value::Object(_)) => v,
-            _ => json!({"status": status.as_u16(), "body": text}),
+            _ => json!({"status": status.as_u16(), "body": String::from_utf8_lossy(&bytes)}),
         });
     }
-    let message = format!(
-        "POST {url} answered HTTP {}: {}",
+    let text = String::from_utf8_lossy(&bytes);
+    let mut message = format!(
+        "POST {shown} answered HTTP {}: {}",
         status.as_u16(),
-        text.chars().take(500).collect::<String>()
+        text.chars().take(ERROR_REPLY_CHARS).collect::<String>()
     );
+    if status.is_redirection() {
+        message.push_str(" (redirects are not followed; use the final URL as the target)");
+    }
     let err = HandlerError::new(message);
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(match wait {
@@ -133,6 +164,12 @@ pub async fn run(
         });
     }
     Err(err)
+}
+
+/// The failure for a destination the address policy refused: permanent, since the
+/// address will not become public by retrying.
+fn refused(shown: &str, r: &outbound::Refused) -> HandlerError {
+    HandlerError::permanent(format!("POST {shown} refused: {r}")).with_kind("refused_address")
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 
 pub mod agent;
 mod child;
+pub mod child_env;
 pub mod command;
 mod error;
 pub mod http;
 pub mod llm;
 pub mod noop;
+pub mod outbound;
 pub mod process;
 pub mod shell_words;
 pub mod unrouted;
@@ -19,19 +21,6 @@ pub use crate::domain::{HandlerMode, LlmMode};
 pub(crate) use child::{encode_json, run_json_child};
 pub use error::HandlerError;
 pub use llm::claude_cli;
-
-/// Environment variables holding the service's secrets; never passed to children.
-pub const SECRET_ENV_VARS: &[&str] = &[
-    "INGRESS_SECRET",
-    "CRON_SECRET",
-    "ADMIN_SECRET",
-    "WEBHOOK_SECRET",
-    "FIREFLIES_WEBHOOK_SECRET",
-    "DATABASE_URL",
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "HTTP_HANDLER_SECRET",
-];
 
 /// Default cap on the bytes kept from each of a child's stdout and stderr (1 MiB).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -57,8 +46,9 @@ pub struct HandlerConfig {
     pub command_timeout: Duration,
     /// Bytes kept from each of a child's stdout and stderr.
     pub max_output_bytes: usize,
-    /// Environment variables removed from every child's environment.
-    pub env_remove: Vec<String>,
+    /// Variables children may see beyond the allowlist (`COMMAND_ENV_PASSTHROUGH`; see
+    /// [`child_env`]).
+    pub env_passthrough: Vec<String>,
     /// Generic LLM runner mode (`LLM_MODE`).
     pub llm_mode: LlmMode,
     /// Command line for `LLM_MODE=command` (`LLM_COMMAND`).
@@ -76,20 +66,17 @@ pub struct HandlerConfig {
 }
 
 impl Default for HandlerConfig {
-    /// The documented defaults: `commands.json`, 90 s, 1 MiB, the service's secrets removed.
+    /// The documented defaults: `commands.json`, 90 s, 1 MiB, the bare environment allowlist.
     fn default() -> Self {
         Self {
             commands_path: PathBuf::from("commands.json"),
             command_timeout: Duration::from_secs(90),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            env_remove: SECRET_ENV_VARS.iter().map(|s| (*s).to_owned()).collect(),
+            env_passthrough: Vec::new(),
             llm_mode: LlmMode::Noop,
             llm_command: None,
             llm_system_prompt: None,
-            http: http::HttpHandlerConfig {
-                secret: None,
-                timeout: Duration::from_secs(30),
-            },
+            http: http::HttpHandlerConfig::new(None, Duration::from_secs(30), false),
             client: reqwest::Client::new(),
             claude: claude_cli::ClaudeConfig::default(),
             llm: llm::LlmConfig::default(),
@@ -118,7 +105,7 @@ pub async fn run(
     match mode {
         HandlerMode::Noop => Ok(noop::run(input)),
         HandlerMode::Command => command::run(cfg, target, input).await,
-        HandlerMode::Http => http::run(&cfg.client, &cfg.http, target, input).await,
+        HandlerMode::Http => http::run(&cfg.http, target, input).await,
         HandlerMode::Agent => agent::run(cfg, target, input).await,
         HandlerMode::Llm => llm::run(cfg, target, input).await,
     }
@@ -162,11 +149,9 @@ mod tests {
     }
 
     #[test]
-    fn default_config_removes_every_secret() {
+    fn default_config_passes_nothing_extra() {
         let cfg = HandlerConfig::default();
-        for name in SECRET_ENV_VARS {
-            assert!(cfg.env_remove.iter().any(|n| n == name), "{name}");
-        }
+        assert!(cfg.env_passthrough.is_empty());
         assert_eq!(cfg.llm_mode, LlmMode::Noop);
     }
 

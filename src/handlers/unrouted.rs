@@ -54,7 +54,9 @@ async fn run_command(cfg: &HandlerConfig, prompt: &str, input: &Value) -> Result
         ));
     }
     let stdin = super::encode_json("LLM input", &json!({"prompt": prompt, "input": input}))?;
-    super::run_json_child(cfg, "LLM_COMMAND", argv, stdin, "raw_").await
+    // An LLM runner by purpose: the prototype's `LLM_COMMAND="claude -p -"` needs the key.
+    let env = claude_cli::llm_runner_env(cfg);
+    super::run_json_child(cfg, "LLM_COMMAND", argv, stdin, env, "raw_").await
 }
 
 #[cfg(test)]
@@ -116,7 +118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(LlmMode::Command, Some(script(&dir, "echo 'not json'; echo note >&2")));
         let out = run(&c, &json!({}), &json!({})).await.unwrap();
-        assert_eq!(out, json!({"raw_stdout": "not json\n", "raw_stderr": "note\n"}));
+        assert_eq!(out, json!({"raw_stdout": "not json", "raw_stderr": "note"}));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
+use switchyard::handlers::child_env::{self, ChildKind};
 use switchyard::handlers::{HandlerConfig, HandlerInput, llm};
 
 use crate::helpers::*;
@@ -22,11 +23,13 @@ case "$input" in
   *MODE_error*) m=error;;
   *MODE_garbage*) m=garbage;;
   *MODE_sleep*) m=sleep;;
+  *MODE_notools*) m=notools;;
   *) m=other;;
 esac
 printf '%s\0' "$@" > "$d/argv.$m"
 printf '%s' "$input" > "$d/stdin.$m"
 env > "$d/env.$m"
+pwd > "$d/cwd.$m"
 case $m in
   structured|inherit) printf '%s' '{"type":"result","is_error":false,"result":"ok","structured_output":{"echoed":true},"total_cost_usd":0.01,"session_id":"sess-1","num_turns":2}';;
   error) printf '%s' '{"type":"result","is_error":true,"result":"rate limit reached"}'; exit 1;;
@@ -37,6 +40,9 @@ esac
 "#;
 
 const ECHO_AGENT: &str = "---\nname: echo\ndescription: echoes\nmodel: fake-model-1\ntools: Read, Grep\n---\nYou are the ECHO-PROMPT agent.\n";
+
+/// An agent file that lists no tools: it gets none.
+const BARE_AGENT: &str = "---\nname: bare\n---\nYou have no tools.\n";
 
 /// What Claude Code's `/agents` writes for "same model as the main conversation".
 const INHERIT_AGENT: &str =
@@ -83,6 +89,28 @@ fn argv_of(fake: &Path, mode: &str) -> Vec<String> {
         .collect()
 }
 
+/// Like [`argv_of`], keeping empty arguments (`--tools ""`).
+fn argv_of_all(fake: &Path, mode: &str) -> Vec<String> {
+    let raw = std::fs::read(fake.join(format!("argv.{mode}"))).unwrap();
+    let mut args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.pop(); // after the last NUL
+    args
+}
+
+/// Fails when `env` output names a variable outside the allowlist of `kind` (the shell
+/// running the fake adds `PWD`, `SHLVL`, `OLDPWD` and `_` itself).
+fn assert_env_allowlisted(env: &str, kind: ChildKind) {
+    for name in env.lines().filter_map(|l| l.split_once('=').map(|(n, _)| n)) {
+        assert!(
+            child_env::allowed(name, kind, &[]) || ["PWD", "SHLVL", "OLDPWD", "_"].contains(&name),
+            "{name} is not allowlisted:\n{env}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn agent_end_to_end_with_a_fake_cli() {
     let fake = tempfile::tempdir().unwrap();
@@ -97,11 +125,17 @@ async fn agent_end_to_end_with_a_fake_cli() {
     map(&dir, "unknown", "agent", "echo");
     map(&dir, "escape", "agent", "../outside.md");
     map(&dir, "inh", "agent", "inherit");
+    std::fs::write(dir.join("agents/bare.md"), BARE_AGENT).unwrap();
+    map(&dir, "bare", "agent", "bare");
+    std::fs::write(dir.join(".env"), "SOMETHING=secret-in-dotenv\n").unwrap();
+    map(&dir, "dotenv", "agent", "./.env");
     let app = App::spawn_in(
         &dir,
         "serve",
         &[
             ("CLAUDE_CLI", &cli),
+            ("SWITCHYARD_SENTINEL_E2E", "sentinel-value"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
             ("CLAUDE_AGENT_TIMEOUT_SECONDS", "1.5"),
             ("CLAUDE_AGENT_MODEL", "fallback-model"),
             ("ADMIN_SECRET", "admin"),
@@ -127,12 +161,12 @@ async fn agent_end_to_end_with_a_fake_cli() {
     assert_eq!(argv[pos("--output-format") + 1], "json");
     assert_eq!(argv[pos("--system-prompt") + 1], "You are the ECHO-PROMPT agent.");
     assert_eq!(argv[pos("--model") + 1], "fake-model-1");
+    // Exactly the file's tools are offered, and pre-approved for `dontAsk`.
+    assert_eq!(argv[pos("--tools") + 1], "Read,Grep");
     assert_eq!(argv[pos("--allowedTools") + 1], "Read,Grep");
     assert_eq!(argv[pos("--json-schema") + 1], r#"{"type":"object"}"#);
-    // Agents keep their tools: `--tools` would restrict them (and drop structured output).
-    assert!(!argv.iter().any(|a| a == "--tools"), "{argv:?}");
     assert_eq!(argv[pos("--max-turns") + 1], "6");
-    assert_eq!(argv[pos("--permission-mode") + 1], "bypassPermissions");
+    assert_eq!(argv[pos("--permission-mode") + 1], "dontAsk");
     assert!(argv[pos("-p") + 1].contains("stdin"), "{argv:?}");
     let stdin: Value =
         serde_json::from_str(&std::fs::read_to_string(fake.path().join("stdin.structured")).unwrap()).unwrap();
@@ -146,6 +180,31 @@ async fn agent_end_to_end_with_a_fake_cli() {
         !env.contains("hidden-from-children") && !env.contains("ADMIN_SECRET"),
         "{env}"
     );
+    assert!(!env.contains("sentinel-value"), "{env}");
+    assert!(env.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"), "{env}");
+    assert_env_allowlisted(&env, ChildKind::LlmRunner);
+    // It runs in a fresh scratch directory, not the service's (where .env lives).
+    let cwd = std::fs::read_to_string(fake.path().join("cwd.structured")).unwrap();
+    let cwd = Path::new(cwd.trim());
+    assert!(
+        !cwd.starts_with(&dir) && !cwd.starts_with(dir.canonicalize().unwrap()),
+        "{cwd:?}"
+    );
+    assert!(!cwd.exists(), "the scratch directory {cwd:?} is removed after the run");
+
+    // A file without `tools` gets none: `--tools ""`, nothing pre-approved.
+    let id = post(&app, "/webhook/bare", json!({"mode": "MODE_notools"})).await;
+    app.wait_status(id, "done", within).await;
+    let argv = argv_of_all(fake.path(), "notools");
+    let at = argv.iter().position(|a| a == "--tools").expect("--tools");
+    assert_eq!(argv[at + 1], "", "{argv:?}");
+    assert!(!argv.iter().any(|a| a == "--allowedTools"), "{argv:?}");
+
+    // A target that is not a .md file never becomes a system prompt.
+    let id = post(&app, "/webhook/dotenv", json!({"mode": "MODE_structured"})).await;
+    let ev = app.wait_status(id, "error", within).await;
+    let err = ev["event"]["last_error"].as_str().unwrap();
+    assert!(err.contains("not an agent file") && err.contains(".md"), "{err}");
 
     // is_error → a retry carrying the CLI's message.
     let id = post(&app, "/webhook", json!({"mode": "MODE_error"})).await;
@@ -204,7 +263,7 @@ async fn agent_end_to_end_with_a_fake_cli() {
 }
 
 #[tokio::test]
-async fn example_config_routes_unknown_payloads_to_the_echo_agent() {
+async fn example_config_routes_the_echo_hint_to_the_tool_less_echo_agent() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fake = tempfile::tempdir().unwrap();
     let cli = write_fake_claude(fake.path());
@@ -220,7 +279,12 @@ async fn example_config_routes_unknown_payloads_to_the_echo_agent() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let app = App::spawn_in(dir.path(), "serve", &[("CLAUDE_CLI", &cli), ("ADMIN_SECRET", "admin")]);
-    let id = post(&app, "/webhook", json!({"any": "payload", "mode": "MODE_structured"})).await;
+    let id = post(
+        &app,
+        "/webhook/echo",
+        json!({"any": "payload", "mode": "MODE_structured"}),
+    )
+    .await;
     let ev = app.wait_status(id, "done", Duration::from_secs(15)).await;
     let result = &ev["event"]["result"];
     assert_eq!(result["router"]["mapped_action"], "echo_action");
@@ -234,6 +298,21 @@ async fn example_config_routes_unknown_payloads_to_the_echo_agent() {
         .expect("--system-prompt");
     assert_eq!(argv[at + 1], body);
     assert!(!argv.iter().any(|a| a == "--model"), "echo.md names no model: {argv:?}");
+    let at = argv.iter().position(|a| a == "--tools").expect("--tools");
+    assert_eq!(
+        argv.get(at + 1).map(String::as_str).unwrap_or(""),
+        "",
+        "echo.md has no tools: {argv:?}"
+    );
+    assert_eq!(
+        argv[argv.iter().position(|a| a == "--permission-mode").unwrap() + 1],
+        "dontAsk"
+    );
+
+    // Other payloads are not sent to the agent.
+    let id = post(&app, "/webhook", json!({"other": "payload"})).await;
+    let ev = app.wait_status(id, "done", Duration::from_secs(15)).await;
+    assert_eq!(ev["event"]["result"]["result"], json!({"note": "no mapping"}));
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! TEST_DATABASE_URL is set, a fresh PostgreSQL schema) per test.
 
 mod api;
+mod claude_e2e;
 mod cli;
+mod command;
 mod helpers;
 mod http_handler;
 mod llm;

@@ -20,6 +20,8 @@ fn instance_env(pg: &PgSchema, name: &str, extra: &[(&str, &str)]) -> Vec<(Strin
         ("DATABASE_URL".to_string(), pg.url_as(&app_name(pg, name))),
         ("DATABASE_POOL_SIZE".to_string(), "4".to_string()),
         ("SY_INSTANCE".to_string(), name.to_string()),
+        // Handler children see only allowlisted variables; the test's commands need this one.
+        ("COMMAND_ENV_PASSTHROUGH".to_string(), "SY_INSTANCE".to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env

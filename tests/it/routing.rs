@@ -367,7 +367,7 @@ async fn command_outputs_and_idempotent_replay() {
         .await;
     assert_eq!(
         ev["event"]["result"]["result"],
-        json!({"stdout": "hello\n", "stderr": "warn\n"})
+        json!({"stdout": "hello", "stderr": "warn"})
     );
 
     let (_, v) = app.post("/webhook", r#"{"kind":"json"}"#, &[]).await;
@@ -451,5 +451,5 @@ async fn llm_mode_echo_and_command_for_unrouted_events() {
     let ev = app
         .wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(10))
         .await;
-    assert_eq!(ev["event"]["result"]["result"]["raw_stdout"], "not-json\n");
+    assert_eq!(ev["event"]["result"]["result"]["raw_stdout"], "not-json");
 }

@@ -1,9 +1,10 @@
-//! The HTTP exchange shared by the API back-ends: send, classify failures, read JSON.
+//! The HTTP exchange shared by the API back-ends: send, classify failures, read JSON
+//! (at most 1 MiB of it).
 
 use serde_json::Value;
 
 use super::answer::{scrub, start_of};
-use crate::handlers::HandlerError;
+use crate::handlers::{HandlerError, outbound};
 
 /// Sends `request`, returning the JSON body of a 2xx reply; errors are scrubbed of `key`.
 pub(super) async fn send(name: &str, key: &str, request: reqwest::RequestBuilder) -> Result<Value, HandlerError> {
@@ -22,10 +23,13 @@ pub(super) async fn send(name: &str, key: &str, request: reqwest::RequestBuilder
         .map_err(|e| failed(&format!("{name} request"), e))?;
     let status = response.status();
     let wait = crate::handlers::http::retry_after(response.headers());
-    let bytes = response
-        .bytes()
+    let bytes = outbound::read_capped(response, outbound::MAX_REPLY_BYTES)
         .await
-        .map_err(|e| failed(&format!("reading the {name} reply"), e))?;
+        .map_err(|e| match e {
+            outbound::ReadError::Http(e) => failed(&format!("reading the {name} reply"), e),
+            too_large => HandlerError::new(format!("{name} answered HTTP {}, but {too_large}", status.as_u16()))
+                .with_kind("invalid_response"),
+        })?;
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     if !status.is_success() {
         let message = body

@@ -9,15 +9,18 @@
 //! a JSON result gives `{"raw_result": <stdout>}` (CONTRACT §5).
 //!
 //! The argv is `claude -p <instruction> --output-format json --system-prompt <prompt>
-//! --max-turns N --permission-mode M [--model X] [--json-schema S] [--tools ""]
-//! [--allowedTools a,b]`. `--system-prompt` *replaces* Claude Code's own system prompt,
-//! which is what a sub-agent file means (its body is the whole prompt).
-//! `--json-schema` asks for a `structured_output` (Claude Code 2.x); `--tools ""` (no
-//! built-in tools) is used for the plain LLM calls (`llm` handler, classifier,
-//! `LLM_MODE=claude`), whose input is an untrusted webhook payload that must not be able
-//! to talk a tool-enabled model into running commands. It is not used for agents: their
-//! front-matter `tools` go to `--allowedTools`, and Claude Code drops structured output
-//! when `--tools` restricts an agent.
+//! --max-turns N --permission-mode M [--model X] [--json-schema S] [--tools a,b
+//! [--allowedTools a,b]]`. `--system-prompt` *replaces* Claude Code's own system prompt,
+//! which is what a sub-agent file means (its body is the whole prompt). `--json-schema`
+//! asks for a `structured_output` (Claude Code 2.x delivers it through a tool of its own,
+//! `StructuredOutput`, which it adds whatever `--tools` says).
+//!
+//! Safe by default (CONTRACT §11): `--tools` limits the built-in tools the model is offered
+//! to exactly the given list (`""`: none); the same list goes to `--allowedTools`, because
+//! the default permission mode `dontAsk` denies every tool not pre-approved. Plain LLM
+//! calls (the `llm` handler, the classifier, `LLM_MODE=claude`) get no tools at all. The
+//! CLI runs in a fresh scratch directory (removed afterwards), not the service's, with the
+//! allowlisted environment of an LLM runner ([`super::child_env`]).
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::answer::{parse_json_answer, scrub};
+use crate::handlers::child_env::ChildKind;
 use crate::handlers::process::{self, EnvPolicy, ProcessSpec};
 use crate::handlers::{HandlerConfig, HandlerError};
 
@@ -46,6 +50,33 @@ const META_FIELDS: &[&str] = &["total_cost_usd", "usage", "session_id", "num_tur
 /// How much of an unexpected stdout goes into an error message.
 const STDOUT_START_CHARS: usize = 500;
 
+/// Which built-in tools an agent is offered when its file lists none
+/// (`CLAUDE_AGENT_DEFAULT_TOOLS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultTools {
+    /// Every built-in tool of the CLI (`all`): no `--tools` flag.
+    All,
+    /// Exactly these (empty: none).
+    List(Vec<String>),
+}
+
+impl DefaultTools {
+    /// Parses the setting: `all`, or a comma-separated list of tool names.
+    pub fn parse(value: &str) -> Self {
+        if value.trim().eq_ignore_ascii_case("all") {
+            return Self::All;
+        }
+        Self::List(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+}
+
 /// Settings of the Claude Code CLI.
 #[derive(Debug, Clone)]
 pub struct ClaudeConfig {
@@ -57,20 +88,24 @@ pub struct ClaudeConfig {
     pub max_turns: u32,
     /// `--permission-mode` (`CLAUDE_AGENT_PERMISSION_MODE`).
     pub permission_mode: String,
+    /// Tools of an agent whose file lists none (`CLAUDE_AGENT_DEFAULT_TOOLS`).
+    pub default_tools: DefaultTools,
     /// Limit of an `agent` run (`CLAUDE_AGENT_TIMEOUT_SECONDS`, else `ACTION_AGENT_TIMEOUT_SECONDS`).
     pub timeout: Duration,
-    /// Directory agents are looked up in and the CLI runs in; `None` = the current one.
+    /// Directory agent files are looked up in; `None` = the current one. (The CLI itself
+    /// always runs in a fresh scratch directory.)
     pub work_dir: Option<PathBuf>,
 }
 
 impl Default for ClaudeConfig {
-    /// `claude`, 6 turns, `bypassPermissions`, 90 s.
+    /// `claude`, 6 turns, `dontAsk`, no default tools, 90 s.
     fn default() -> Self {
         Self {
             program: "claude".into(),
             model: None,
             max_turns: 6,
-            permission_mode: "bypassPermissions".into(),
+            permission_mode: "dontAsk".into(),
+            default_tools: DefaultTools::List(Vec::new()),
             timeout: Duration::from_secs(90),
             work_dir: None,
         }
@@ -84,12 +119,11 @@ pub struct CliCall<'a> {
     pub system_prompt: &'a str,
     /// `--model`, when set.
     pub model: Option<&'a str>,
-    /// `--allowedTools`, when not empty.
-    pub tools: &'a [String],
+    /// The built-in tools offered (`--tools`, and `--allowedTools` when not empty);
+    /// `None` offers every tool the CLI has.
+    pub tools: Option<&'a [String]>,
     /// `--json-schema`: the shape of the `structured_output` asked for.
     pub json_schema: Option<&'a Value>,
-    /// `--tools ""`: no built-in tools at all (plain LLM calls on untrusted input).
-    pub no_tools: bool,
     /// Bytes written to stdin.
     pub stdin: Vec<u8>,
     /// Wall-clock limit.
@@ -109,9 +143,8 @@ impl<'a> CliCall<'a> {
         CliCall {
             system_prompt,
             model,
-            tools: &[],
+            tools: Some(&[]),
             json_schema: Some(json_schema),
-            no_tools: true,
             stdin,
             timeout,
         }
@@ -141,15 +174,26 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
         argv.push("--json-schema".into());
         argv.push(schema.to_string());
     }
-    if call.no_tools {
+    if let Some(tools) = call.tools {
+        let list = tools.join(",");
         argv.push("--tools".into());
-        argv.push(String::new());
-    }
-    if !call.tools.is_empty() {
-        argv.push("--allowedTools".into());
-        argv.push(call.tools.join(","));
+        argv.push(list.clone());
+        if !tools.is_empty() {
+            argv.push("--allowedTools".into());
+            argv.push(list);
+        }
     }
     argv
+}
+
+/// The environment of an LLM runner child (the CLI, `LLM_COMMAND`): the allowlist, plus
+/// the API key when it was given as a flag rather than in our environment.
+pub fn llm_runner_env(cfg: &HandlerConfig) -> EnvPolicy {
+    let env = EnvPolicy::allowlisted(ChildKind::LlmRunner, &cfg.env_passthrough);
+    match cfg.llm.anthropic_api_key.as_deref().filter(|k| !k.is_empty()) {
+        Some(key) => env.with("ANTHROPIC_API_KEY", key),
+        None => env,
+    }
 }
 
 /// Runs the CLI and returns the answer object (with `_agent` metadata).
@@ -166,28 +210,23 @@ pub async fn run(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, Handl
 
 async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
     let claude = &cfg.claude;
-    // The CLI needs its API key; every other secret stays hidden. Set it explicitly too,
-    // so a key given as `--anthropic-api-key` (not in our environment) still reaches it.
-    let remove = cfg
-        .env_remove
-        .iter()
-        .filter(|n| n.as_str() != "ANTHROPIC_API_KEY")
-        .cloned()
-        .collect();
-    let set = cfg
-        .llm
-        .anthropic_api_key
-        .iter()
-        .filter(|k| !k.is_empty())
-        .map(|k| ("ANTHROPIC_API_KEY".to_owned(), k.clone()))
-        .collect();
+    // A fresh directory per run: the CLI's file tools start there, not among our files
+    // (`.env`, the database). Removed when this function returns.
+    let scratch = tempfile::Builder::new()
+        .prefix("switchyard-claude-")
+        .tempdir()
+        .map_err(|e| {
+            HandlerError::new(format!(
+                "cannot create a scratch directory for the Claude Code CLI: {e}"
+            ))
+        })?;
     let spec = ProcessSpec {
         argv: argv(claude, call),
         stdin: call.stdin.clone(),
         timeout: call.timeout,
         max_output_bytes: cfg.max_output_bytes,
-        env: EnvPolicy { remove, set },
-        cwd: claude.work_dir.clone(),
+        env: llm_runner_env(cfg),
+        cwd: Some(scratch.path().to_path_buf()),
     };
     let what = format!("Claude Code CLI '{}' (CLAUDE_CLI)", claude.program);
     let out = process::run(&spec).await.map_err(|e| match e {
@@ -300,9 +339,8 @@ pub(crate) mod tests {
         let call = CliCall {
             system_prompt: "be kind",
             model: Some("opus"),
-            tools: &tools,
+            tools: Some(&tools),
             json_schema: Some(&ANY_OBJECT),
-            no_tools: false,
             stdin: Vec::new(),
             timeout: Duration::from_secs(1),
         };
@@ -320,20 +358,21 @@ pub(crate) mod tests {
                 "--max-turns",
                 "6",
                 "--permission-mode",
-                "bypassPermissions",
+                "dontAsk",
                 "--model",
                 "opus",
                 "--json-schema",
                 r#"{"type":"object"}"#,
+                "--tools",
+                "Read,Bash",
                 "--allowedTools",
                 "Read,Bash"
             ]
         );
         let call = CliCall {
             model: None,
-            tools: &[],
+            tools: Some(&[]),
             json_schema: None,
-            no_tools: true,
             ..call
         };
         let a = argv(&claude, &call);
@@ -343,6 +382,18 @@ pub(crate) mod tests {
             "{a:?}"
         );
         assert_eq!(a[a.len() - 2..], ["--tools", ""]);
+        let a = argv(&claude, &CliCall { tools: None, ..call });
+        assert!(!a.iter().any(|a| a == "--tools" || a == "--allowedTools"), "{a:?}");
+    }
+
+    #[test]
+    fn default_tools_setting() {
+        assert_eq!(DefaultTools::parse(" ALL "), DefaultTools::All);
+        assert_eq!(
+            DefaultTools::parse("Read, Grep,,"),
+            DefaultTools::List(vec!["Read".into(), "Grep".into()])
+        );
+        assert_eq!(DefaultTools::parse(""), DefaultTools::List(Vec::new()));
     }
 
     fn output(stdout: &str, code: i32) -> process::ProcessOutput {
@@ -392,9 +443,8 @@ pub(crate) mod tests {
                 let call = CliCall {
                     system_prompt: "s",
                     model: None,
-                    tools: &[],
+                    tools: Some(&[]),
                     json_schema: None,
-                    no_tools: false,
                     stdin,
                     timeout: Duration::from_secs(30),
                 };

@@ -21,6 +21,7 @@
 mod capture;
 mod group;
 
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use capture::{Capture, drain, write_stdin};
 use group::{GroupGuard, wait_for_exit};
+
+use super::child_env::{self, ChildKind};
 
 /// How long to keep reading pipes after the main child exited (and its group was killed).
 pub const PIPE_GRACE: Duration = Duration::from_secs(2);
@@ -52,13 +55,27 @@ pub struct ProcessSpec {
     pub cwd: Option<PathBuf>,
 }
 
-/// Which environment the child gets: the parent's minus `remove` names, plus `set` pairs.
-#[derive(Debug, Clone, Default)]
+/// The child's whole environment: nothing of ours is inherited beyond `vars`.
+#[derive(Debug, Clone)]
 pub struct EnvPolicy {
-    /// Variable names removed from the inherited environment.
-    pub remove: Vec<String>,
-    /// Variables set (after removal, so `set` wins over `remove`).
-    pub set: Vec<(String, String)>,
+    /// Every variable the child gets.
+    pub vars: Vec<(OsString, OsString)>,
+}
+
+impl EnvPolicy {
+    /// The allowlisted part of our environment for a child of `kind` (see [`child_env`]).
+    pub fn allowlisted(kind: ChildKind, passthrough: &[String]) -> Self {
+        Self {
+            vars: child_env::child_env(kind, passthrough),
+        }
+    }
+
+    /// Sets `name` to `value`, replacing an inherited value.
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// What came back.
@@ -199,12 +216,7 @@ fn spawn(spec: &ProcessSpec, program: &str) -> Result<Child, ProcessError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    for name in &spec.env.remove {
-        cmd.env_remove(name);
-    }
-    for (name, value) in &spec.env.set {
-        cmd.env(name, value);
-    }
+    cmd.env_clear().envs(spec.env.vars.iter().map(|(n, v)| (n, v)));
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
@@ -315,7 +327,7 @@ pub(crate) mod tests {
             stdin: Vec::new(),
             timeout: Duration::from_secs(60),
             max_output_bytes: 1 << 20,
-            env: EnvPolicy::default(),
+            env: EnvPolicy::allowlisted(ChildKind::Command, &[]),
             cwd: None,
         }
     }
@@ -451,23 +463,26 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn env_remove_hides_parent_vars_and_set_adds() {
+    async fn child_gets_exactly_the_policy_environment() {
         const NAME: &str = "SWITCHYARD_TEST_SECRET_7F3A";
         // SAFETY: the name is unique to this test and std serialises env access.
         unsafe { std::env::set_var(NAME, "hunter2") };
         let mut spec = sh("env");
-        let visible = run(&spec).await.unwrap();
-        assert!(String::from_utf8_lossy(&visible.stdout).contains("hunter2"));
-
-        spec.env = EnvPolicy {
-            remove: vec![NAME.into()],
-            set: vec![("SWITCHYARD_TEST_SET".into(), "set-value".into())],
-        };
+        spec.env = EnvPolicy::allowlisted(ChildKind::Command, &[]).with("SWITCHYARD_TEST_SET", "set-value");
         let out = run(&spec).await.unwrap();
         let env = String::from_utf8_lossy(&out.stdout);
         assert!(!env.contains(NAME), "{env}");
         assert!(!env.contains("hunter2"), "{env}");
         assert!(env.contains("SWITCHYARD_TEST_SET=set-value"), "{env}");
+        let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(n, _)| n)).collect();
+        // `sh` adds PWD (and may add OLDPWD/SHLVL/_) itself; nothing else of ours leaks.
+        for name in names {
+            assert!(
+                child_env::allowed(name, ChildKind::Command, &[])
+                    || ["SWITCHYARD_TEST_SET", "PWD", "OLDPWD", "SHLVL", "_"].contains(&name),
+                "{name} leaked: {env}"
+            );
+        }
     }
 
     #[tokio::test]
