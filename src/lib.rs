@@ -213,3 +213,20 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_defaults_are_the_safe_ones() {
+        let cfg = handler_config(&Settings::defaults());
+        assert_eq!(cfg.claude.permission_mode, "dontAsk");
+        assert_eq!(
+            cfg.claude.default_tools,
+            handlers::claude_cli::DefaultTools::List(Vec::new())
+        );
+        assert!(!cfg.http.allow_private);
+        assert!(cfg.env_passthrough.is_empty());
+    }
+}

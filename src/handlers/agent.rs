@@ -227,6 +227,16 @@ pub fn resolve(work_dir: &Path, target: &str) -> Result<PathBuf, HandlerError> {
     )))
 }
 
+/// The built-in tools an agent is offered: its file's list, else `CLAUDE_AGENT_DEFAULT_TOOLS`
+/// (none by default; `None` = every tool).
+pub fn offered_tools<'a>(listed: &'a [String], default: &'a DefaultTools) -> Option<&'a [String]> {
+    match default {
+        _ if !listed.is_empty() => Some(listed),
+        DefaultTools::List(list) => Some(list),
+        DefaultTools::All => None,
+    }
+}
+
 /// True when `path` names a Markdown file (`.md`).
 fn is_markdown(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "md")
@@ -263,15 +273,10 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
     // names no model here: fall back to CLAUDE_AGENT_MODEL, else the CLI's default.
     let own_model = agent.model.as_deref().filter(|m| !m.eq_ignore_ascii_case("inherit"));
     let model = own_model.or(cfg.claude.model.as_deref());
-    let tools = match (&cfg.claude.default_tools, agent.tools.is_empty()) {
-        (_, false) => Some(agent.tools.as_slice()),
-        (DefaultTools::List(list), true) => Some(list.as_slice()),
-        (DefaultTools::All, true) => None,
-    };
     let call = CliCall {
         system_prompt: &agent.body,
         model,
-        tools,
+        tools: offered_tools(&agent.tools, &cfg.claude.default_tools),
         json_schema: Some(&claude_cli::ANY_OBJECT),
         stdin,
         timeout: cfg.claude.timeout,
@@ -314,6 +319,18 @@ mod tests {
         let a = parse_agent("---\nunterminated: yes\n");
         assert_eq!(a.body, "---\nunterminated: yes");
         assert!(a.tools.is_empty());
+    }
+
+    #[test]
+    fn the_file_decides_the_tools_else_the_default_else_none() {
+        let listed = vec!["Read".to_owned()];
+        let none = DefaultTools::List(Vec::new());
+        let grep = DefaultTools::List(vec!["Grep".to_owned()]);
+        assert_eq!(offered_tools(&listed, &DefaultTools::All), Some(listed.as_slice()));
+        assert_eq!(offered_tools(&listed, &grep), Some(listed.as_slice()));
+        assert_eq!(offered_tools(&[], &none), Some(&[][..]));
+        assert_eq!(offered_tools(&[], &grep), Some(&["Grep".to_owned()][..]));
+        assert_eq!(offered_tools(&[], &DefaultTools::All), None);
     }
 
     #[test]
