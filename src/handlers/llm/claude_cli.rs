@@ -9,7 +9,7 @@
 //! a JSON result gives `{"raw_result": <stdout>}` (CONTRACT §5).
 //!
 //! The argv is `claude -p <instruction> --output-format json --system-prompt <prompt>
-//! --max-turns N --permission-mode M [--model X] [--json-schema S] [--tools a,b
+//! --max-turns N --permission-mode M --strict-mcp-config [--model X] [--json-schema S] [--tools a,b
 //! [--allowedTools a,b]]`. `--system-prompt` *replaces* Claude Code's own system prompt,
 //! which is what a sub-agent file means (its body is the whole prompt). `--json-schema`
 //! asks for a `structured_output` (Claude Code 2.x delivers it through a tool of its own,
@@ -165,6 +165,8 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
         claude.max_turns.to_string(),
         "--permission-mode".into(),
         claude.permission_mode.clone(),
+        // MCP servers from the user's Claude config would add tools beyond `--tools`.
+        "--strict-mcp-config".into(),
     ];
     if let Some(model) = call.model.map(str::trim).filter(|m| !m.is_empty()) {
         argv.push("--model".into());
@@ -359,6 +361,7 @@ pub(crate) mod tests {
                 "6",
                 "--permission-mode",
                 "dontAsk",
+                "--strict-mcp-config",
                 "--model",
                 "opus",
                 "--json-schema",
