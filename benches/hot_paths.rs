@@ -11,10 +11,11 @@ use std::hint::black_box;
 use axum::http::{HeaderMap, HeaderValue};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
+use switchyard::domain::{HandlerMode, Mapping, Rule};
 use switchyard::ingest::envelope::{RequestParts, build};
 use switchyard::ingest::event_id::derive_event_id;
 use switchyard::routing::detect::{apply_hint, detect};
-use switchyard::routing::{Condition, Mapping, Rule, decide};
+use switchyard::routing::{CompiledRule, Condition, decide};
 
 /// The ~500-byte body of bench/ingest.lua with one id filled in.
 fn bench_body() -> Vec<u8> {
@@ -93,24 +94,27 @@ fn payload_of(hint: Option<&str>, headers: &HeaderMap, body: &[u8]) -> (String, 
     (env.payload_json, v)
 }
 
-fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> Rule {
-    Rule {
+fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> CompiledRule {
+    let rule = Rule {
         id,
         provider: provider.into(),
         name: name.into(),
         priority,
-        conditions: Condition::parse(&cond).unwrap_or(Condition::Any(Vec::new())),
-        conditions_json: cond,
+        conditions_json: cond.to_string(),
         action: action.into(),
-        handler_mode: "noop".into(),
+        handler_mode: HandlerMode::Noop,
         handler_target: None,
         enabled: true,
+    };
+    CompiledRule {
+        conditions: Condition::parse(&cond).unwrap_or(Condition::Any(Vec::new())),
+        rule,
     }
 }
 
 /// Ten GitHub rules; the push to main is matched by the last one, so `decide` evaluates all.
-fn github_rules() -> Vec<Rule> {
-    let mut rules: Vec<Rule> = (0..9)
+fn github_rules() -> Vec<CompiledRule> {
+    let mut rules: Vec<CompiledRule> = (0..9)
         .map(|i| {
             rule(
                 i,
@@ -239,7 +243,7 @@ fn routing(c: &mut Criterion) {
     let noop = Mapping {
         provider: "unknown".into(),
         action: "bench_noop".into(),
-        handler_mode: "noop".into(),
+        handler_mode: HandlerMode::Noop,
         handler_target: None,
         enabled: true,
     };

@@ -1303,7 +1303,7 @@ async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
                     body: body.as_bytes(),
                 });
                 db.enqueue(NewEvent {
-                    source: "webhook".into(),
+                    source: switchyard::domain::Source::Webhook,
                     event_id: env.event_id,
                     payload_json: env.payload_json,
                 })

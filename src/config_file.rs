@@ -4,8 +4,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::domain::{HandlerMode, Mapping};
 use crate::ingest::sources::{self, Source};
-use crate::routing::{Condition, Mapping, validate_handler_mode};
+use crate::routing::Condition;
 use crate::store::{Db, RoutingChanges, RuleUpsert, StoreError};
 
 /// Why a config file was refused.
@@ -150,10 +151,11 @@ fn enabled(obj: &Map<String, Value>) -> Result<bool, String> {
     }
 }
 
-fn handler_mode(obj: &Map<String, Value>) -> Result<String, String> {
-    let mode = optional_string(obj, "handler_mode")?.unwrap_or_else(|| "noop".into());
-    validate_handler_mode(&mode)?;
-    Ok(mode)
+fn handler_mode(obj: &Map<String, Value>) -> Result<HandlerMode, String> {
+    match optional_string(obj, "handler_mode")? {
+        Some(mode) => mode.parse().map_err(|e: crate::domain::UnknownValue| e.to_string()),
+        None => Ok(HandlerMode::Noop),
+    }
 }
 
 fn mapping(entry: &Value) -> Result<Mapping, String> {

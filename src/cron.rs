@@ -11,7 +11,7 @@ pub fn event_for(job: &str, at: DateTime<Utc>) -> NewEvent {
     let scheduled_at = format_seconds(at.trunc_subsecs(0));
     let payload = json!({"job": job, "source_hint": "cron", "scheduled_at": scheduled_at});
     NewEvent {
-        source: "cron".into(),
+        source: crate::domain::Source::Cron,
         event_id: format!("cron:{job}:{scheduled_at}"),
         payload_json: payload.to_string(),
     }

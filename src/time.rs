@@ -7,6 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::time::Duration;
 
+use crate::domain::Timestamp;
+
 /// The current time as stored text.
 pub fn now() -> String {
     format(Utc::now())
@@ -15,6 +17,11 @@ pub fn now() -> String {
 /// A time `d` from now, as stored text.
 pub fn after(d: Duration) -> String {
     format(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+}
+
+/// A time `d` from now.
+pub fn timestamp_after(d: Duration) -> Timestamp {
+    Timestamp::from_stored(after(d))
 }
 
 /// Formats a time as stored text.

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::domain::EventStatus;
 use crate::settings::Settings;
 
 /// `events` subcommands.
@@ -13,9 +14,9 @@ use crate::settings::Settings;
 pub enum EventsCommand {
     /// Recent events, newest first, one JSON object per line.
     List {
-        /// Only this status (pending, processing, retry, done, error).
+        /// Only this status.
         #[arg(long)]
-        status: Option<String>,
+        status: Option<EventStatus>,
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,

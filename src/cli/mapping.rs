@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::routing::{Condition, Mapping, validate_handler_mode};
+use crate::domain::{HandlerMode, Mapping};
+use crate::routing::Condition;
 use crate::settings::Settings;
 use crate::store::{RoutingChanges, RuleUpsert};
 
@@ -78,6 +79,11 @@ fn target(t: Option<String>) -> Option<String> {
     t.map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
+/// Parses `--handler-mode`, reporting an unknown mode on stderr.
+fn parse_mode(mode: &str) -> Option<HandlerMode> {
+    mode.parse().map_err(|e| eprintln!("error: --handler-mode: {e}")).ok()
+}
+
 /// Runs a `mapping` subcommand.
 pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
     // Validate before opening the database so a typo never creates files.
@@ -89,15 +95,14 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
             handler_target,
             disabled,
         } => {
-            if let Err(e) = validate_handler_mode(handler_mode) {
-                eprintln!("error: --handler-mode: {e}");
+            let Some(handler_mode) = parse_mode(handler_mode) else {
                 return Ok(ExitCode::from(2));
-            }
+            };
             Some(RoutingChanges {
                 mappings: vec![Mapping {
                     provider: provider.trim().to_lowercase(),
                     action: action.trim().to_string(),
-                    handler_mode: handler_mode.clone(),
+                    handler_mode,
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],
@@ -118,10 +123,9 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                 eprintln!("error: --conditions-json: {e}");
                 return Ok(ExitCode::from(2));
             }
-            if let Err(e) = validate_handler_mode(handler_mode) {
-                eprintln!("error: --handler-mode: {e}");
+            let Some(handler_mode) = parse_mode(handler_mode) else {
                 return Ok(ExitCode::from(2));
-            }
+            };
             // Store the canonical (compact) form of what was validated.
             let canonical: serde_json::Value = serde_json::from_str(conditions_json)?;
             Some(RoutingChanges {
@@ -132,7 +136,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                     priority: *priority,
                     conditions_json: canonical.to_string(),
                     action: action.trim().to_string(),
-                    handler_mode: handler_mode.clone(),
+                    handler_mode,
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],

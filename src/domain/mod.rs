@@ -9,11 +9,13 @@
 #[macro_use]
 mod text_enum;
 mod modes;
+mod routing;
 mod settings;
 mod status;
 mod timestamp;
 
 pub use modes::{HandlerMode, LlmMode, LlmProvider};
+pub use routing::{Mapping, RoutingChanges, Rule, RuleUpsert};
 pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};
 pub use text_enum::UnknownValue;

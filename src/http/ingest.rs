@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::{AppState, require_secret};
+use crate::domain::Source;
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
 use crate::ingest::signature::verify_hmac_sha256;
@@ -97,7 +98,7 @@ async fn ingest(
     let outcome = state
         .db
         .enqueue(NewEvent {
-            source: "webhook".into(),
+            source: Source::Webhook,
             event_id: env.event_id.clone(),
             payload_json: env.payload_json,
         })

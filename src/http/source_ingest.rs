@@ -66,7 +66,7 @@ pub(super) async fn ingest(
     let outcome = state
         .db
         .enqueue(NewEvent {
-            source: "webhook".into(),
+            source: crate::domain::Source::Webhook,
             event_id: env.event_id.clone(),
             payload_json,
         })

@@ -12,14 +12,14 @@ use serde_json::Value;
 
 use super::ai::AiClassifier;
 use super::detect::{apply_hint, apply_verified_source, detect};
-use super::{Mapping, RouteDecision, Rule, decide};
+use super::{CompiledRule, Mapping, RouteDecision, decide};
 use crate::store::{Db, StoreError};
 
 /// Rules grouped by provider in evaluation order, and mappings by provider.
 #[derive(Default)]
 struct Tables {
     version: Option<i64>,
-    rules: HashMap<String, Vec<Rule>>,
+    rules: HashMap<String, Vec<CompiledRule>>,
     mappings: HashMap<String, Mapping>,
 }
 
@@ -62,10 +62,17 @@ impl RoutingCache {
             ..Tables::default()
         };
         for rule in loaded.rules {
-            tables.rules.entry(rule.provider.clone()).or_default().push(rule);
+            // A rule edited by hand into invalid conditions is skipped, not fatal to every event.
+            let (id, provider, name) = (rule.id, rule.provider.clone(), rule.name.clone());
+            match CompiledRule::compile(rule) {
+                Ok(r) => tables.rules.entry(provider).or_default().push(r),
+                Err(e) => {
+                    tracing::warn!(rule_id = id, provider, rule = name, error = %e, "skipping stored rule with invalid conditions")
+                }
+            }
         }
         for rules in tables.rules.values_mut() {
-            rules.sort_by_key(|r| (r.priority, r.id));
+            rules.sort_by_key(|r| (r.rule.priority, r.rule.id));
         }
         for m in loaded.mappings {
             tables.mappings.insert(m.provider.clone(), m);

@@ -11,59 +11,23 @@ pub use rules::{Condition, RuleError};
 
 use serde::{Deserialize, Serialize};
 
-/// The handler modes a mapping or rule may name (CONTRACT §5).
-pub const HANDLER_MODES: &[&str] = &["noop", "command", "agent", "llm", "http"];
+pub use crate::domain::{HandlerMode, Mapping, Rule};
 
-/// Checks a handler mode against [`HANDLER_MODES`]; the error message lists the valid ones.
-pub fn validate_handler_mode(mode: &str) -> Result<(), String> {
-    if HANDLER_MODES.contains(&mode) {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown handler mode '{mode}' (expected one of: {})",
-            HANDLER_MODES.join(", ")
-        ))
-    }
-}
-
-/// A routing rule as stored (conditions already parsed).
+/// A stored rule with its conditions compiled, ready to evaluate.
 #[derive(Debug, Clone)]
-pub struct Rule {
-    /// Row id; breaks priority ties (lower first).
-    pub id: i64,
-    /// Lower-case provider the rule belongs to.
-    pub provider: String,
-    /// Rule name, unique per provider; reported as `matched_rule`.
-    pub name: String,
-    /// Lower runs first.
-    pub priority: i64,
-    /// When the rule applies.
+pub struct CompiledRule {
+    /// The rule as stored.
+    pub rule: Rule,
+    /// Its conditions, parsed from `rule.conditions_json`.
     pub conditions: Condition,
-    /// The conditions as stored (JSON), for listing and export; routing uses `conditions`.
-    pub conditions_json: serde_json::Value,
-    /// Action chosen on a match.
-    pub action: String,
-    /// Handler mode chosen on a match.
-    pub handler_mode: String,
-    /// Handler target chosen on a match.
-    pub handler_target: Option<String>,
-    /// Disabled rules are skipped.
-    pub enabled: bool,
 }
 
-/// A provider-level mapping.
-#[derive(Debug, Clone, Serialize)]
-pub struct Mapping {
-    /// Lower-case provider.
-    pub provider: String,
-    /// Action for every event of the provider no rule claimed.
-    pub action: String,
-    /// Handler mode.
-    pub handler_mode: String,
-    /// Handler target.
-    pub handler_target: Option<String>,
-    /// A disabled mapping routes nothing.
-    pub enabled: bool,
+impl CompiledRule {
+    /// Parses the rule's stored conditions; the error says where they are wrong.
+    pub fn compile(rule: Rule) -> Result<CompiledRule, RuleError> {
+        let conditions = Condition::parse_str(&rule.conditions_json)?;
+        Ok(CompiledRule { rule, conditions })
+    }
 }
 
 /// What the router decided, serialised exactly as the contract's `router` object.
@@ -84,7 +48,7 @@ pub struct RouteDecision {
     pub mapped_action: Option<String>,
     /// Chosen handler mode.
     #[serde(default)]
-    pub handler_mode: Option<String>,
+    pub handler_mode: Option<HandlerMode>,
     /// Chosen handler target.
     #[serde(default)]
     pub handler_target: Option<String>,
@@ -103,7 +67,7 @@ pub struct RouteDecision {
 pub fn decide(
     payload: &serde_json::Value,
     detection: Detection,
-    rules: &[Rule],
+    rules: &[CompiledRule],
     mapping: Option<&Mapping>,
 ) -> RouteDecision {
     let Detection {
@@ -123,28 +87,28 @@ pub fn decide(
         ai_detection: None,
     };
 
-    let mut candidates: Vec<&Rule> = rules
+    let mut candidates: Vec<&CompiledRule> = rules
         .iter()
-        .filter(|r| r.enabled && r.provider.eq_ignore_ascii_case(&decision.provider))
+        .filter(|r| r.rule.enabled && r.rule.provider.eq_ignore_ascii_case(&decision.provider))
         .collect();
     // Stable sort: already-ordered input (the store's usual order) costs one pass.
-    candidates.sort_by_key(|r| (r.priority, r.id));
+    candidates.sort_by_key(|r| (r.rule.priority, r.rule.id));
 
     let hit = candidates
         .into_iter()
-        .find_map(|r| r.conditions.evaluate(payload).map(|signals| (r, signals)));
+        .find_map(|r| r.conditions.evaluate(payload).map(|signals| (&r.rule, signals)));
     if let Some((rule, signals)) = hit {
         reasons.reserve(1 + signals.len());
         reasons.push(format!("rule:{}", rule.name));
         reasons.extend(signals);
         decision.matched_rule = Some(rule.name.clone());
         decision.mapped_action = Some(rule.action.clone());
-        decision.handler_mode = Some(rule.handler_mode.clone());
+        decision.handler_mode = Some(rule.handler_mode);
         decision.handler_target = rule.handler_target.clone();
     } else if let Some(m) = mapping.filter(|m| m.enabled && m.provider.eq_ignore_ascii_case(&decision.provider)) {
         reasons.push(format!("mapping:{}", m.provider));
         decision.mapped_action = Some(m.action.clone());
-        decision.handler_mode = Some(m.handler_mode.clone());
+        decision.handler_mode = Some(m.handler_mode);
         decision.handler_target = m.handler_target.clone();
     }
     decision.reasons = reasons;
@@ -173,22 +137,22 @@ mod tests {
         d
     }
 
-    fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> Rule {
-        Rule {
+    fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> CompiledRule {
+        CompiledRule::compile(Rule {
             id,
             provider: provider.into(),
             name: name.into(),
             priority,
-            conditions: Condition::parse(&cond).expect("test condition"),
-            conditions_json: cond,
+            conditions_json: cond.to_string(),
             action: action.into(),
-            handler_mode: "noop".into(),
+            handler_mode: HandlerMode::Noop,
             handler_target: None,
             enabled: true,
-        }
+        })
+        .expect("test condition")
     }
 
-    fn push_rule() -> Rule {
+    fn push_rule() -> CompiledRule {
         rule(
             1,
             "github",
@@ -203,7 +167,7 @@ mod tests {
         Mapping {
             provider: provider.into(),
             action: action.into(),
-            handler_mode: "agent".into(),
+            handler_mode: HandlerMode::Agent,
             handler_target: Some("echo".into()),
             enabled: true,
         }
@@ -255,7 +219,7 @@ mod tests {
     fn other_providers_and_disabled_rules_are_ignored() {
         let any = json!({"all": []});
         let mut disabled = rule(1, "github", "disabled", 1, any.clone(), "disabled");
-        disabled.enabled = false;
+        disabled.rule.enabled = false;
         let rules = [
             rule(2, "stripe", "stripe_rule", 1, any.clone(), "stripe"),
             disabled,
@@ -283,7 +247,7 @@ mod tests {
         let d = decide(&p, detect_payload(&p), &[push_rule()], Some(&m));
         assert_eq!(d.matched_rule, None);
         assert_eq!(d.mapped_action.as_deref(), Some("generic"));
-        assert_eq!(d.handler_mode.as_deref(), Some("agent"));
+        assert_eq!(d.handler_mode, Some(HandlerMode::Agent));
         assert_eq!(d.handler_target.as_deref(), Some("echo"));
         assert_eq!(d.reasons, ["header:x-github-event", "mapping:github"]);
     }
@@ -328,19 +292,6 @@ mod tests {
         assert_eq!(d.provider, "fireflies");
         assert_eq!(d.confidence, 0.6);
         assert_eq!(d.reasons, ["path:source_hint", "rule:meet", "json_path_exists:meeting"]);
-    }
-
-    #[test]
-    fn handler_modes() {
-        for m in HANDLER_MODES {
-            assert_eq!(validate_handler_mode(m), Ok(()));
-        }
-        let e = validate_handler_mode("shell").unwrap_err();
-        assert_eq!(
-            e,
-            "unknown handler mode 'shell' (expected one of: noop, command, agent, llm, http)"
-        );
-        assert!(validate_handler_mode("NOOP").is_err());
     }
 
     #[test]

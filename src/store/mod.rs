@@ -4,7 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
-mod rows;
+pub(crate) mod rows;
 mod types;
 
 pub mod postgres;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use types::*;
 
-use crate::routing::{Mapping, Rule};
+use crate::domain::EventStatus;
 
 /// A boxed future returned by store methods (keeps the trait usable as `dyn Store`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -78,7 +78,7 @@ pub trait Store: Send + Sync + 'static {
     fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>>;
 
     /// Recent events, newest first, optionally only one status.
-    fn list_events(&self, status: Option<String>, limit: i64) -> StoreFuture<'_, Vec<EventRow>>;
+    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>>;
 
     /// Puts an event back to `pending` now, with a fresh attempt budget.
     fn replay(&self, row_id: i64) -> StoreFuture<'_, bool>;

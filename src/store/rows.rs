@@ -1,10 +1,53 @@
 //! Row → value mapping shared by both backends (same columns, same decoding).
+//!
+//! This is the one place where stored text becomes the domain's enums: a word that is
+//! not one of an enum's spellings is an error naming the table, the row and the column,
+//! never a default.
+
+use std::fmt::Display;
+use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{ActionRunRow, EventRow};
-use crate::routing::{Condition, Mapping, Rule};
+use crate::domain::{HandlerMode, Mapping, Rule, UnknownValue};
 use crate::time;
+
+/// The error for a row that cannot be read as stored: names the table, row and column.
+pub(crate) fn unreadable(table: &str, row: impl Display, column: &str, why: impl Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{table} row {row}: column {column}: {why}").into())
+}
+
+/// Parses an enumerated column's text (see [`unreadable`] for the error).
+pub(crate) fn parse_word<T: FromStr<Err = UnknownValue>>(
+    text: &str,
+    table: &str,
+    row: impl Display,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    text.parse().map_err(|e| unreadable(table, row, column, e))
+}
+
+/// Reads a nullable enumerated column.
+fn word<R, T>(r: &R, table: &str, row: impl Display, name: &str) -> Result<Option<T>, sqlx::Error>
+where
+    R: Row,
+    T: FromStr<Err = UnknownValue>,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    text(r, name)?.map(|t| parse_word(&t, table, row, name)).transpose()
+}
+
+/// Reads the `handler_mode` of a routing row; the seed's NULL means `noop`.
+fn handler_mode<R>(r: &R, table: &str, row: impl Display) -> Result<HandlerMode, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    Ok(word(r, table, row, "handler_mode")?.unwrap_or(HandlerMode::Noop))
+}
 
 fn text<R>(r: &R, name: &str) -> Result<Option<String>, sqlx::Error>
 where
@@ -42,12 +85,13 @@ where
     for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
     for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
 {
+    let id = int(r, "id")?.unwrap_or_default();
     Ok(EventRow {
-        id: int(r, "id")?.unwrap_or_default(),
-        source: text(r, "source")?,
+        id,
+        source: word(r, "events", id, "source")?,
         event_id: text(r, "event_id")?,
         received_at: ts(r, "received_at")?,
-        status: text(r, "status")?,
+        status: word(r, "events", id, "status")?,
         attempt_count: int(r, "attempt_count")?.unwrap_or(0),
         next_attempt_at: ts(r, "next_attempt_at")?,
         processing_started_at: ts(r, "processing_started_at")?,
@@ -66,15 +110,16 @@ where
     for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
     for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
 {
+    let id = int(r, "id")?.unwrap_or_default();
     Ok(ActionRunRow {
-        id: int(r, "id")?.unwrap_or_default(),
+        id,
         event_row_id: int(r, "event_row_id")?.unwrap_or_default(),
         started_at: ts(r, "started_at")?,
         finished_at: ts(r, "finished_at")?,
-        status: text(r, "status")?,
+        status: word(r, "action_runs", id, "status")?,
         provider: text(r, "provider")?,
         action: text(r, "action")?,
-        handler_mode: text(r, "handler_mode")?,
+        handler_mode: word(r, "action_runs", id, "handler_mode")?,
         handler_target: text(r, "handler_target")?,
         input_json: text(r, "input_json")?,
         output_json: text(r, "output_json")?,
@@ -90,44 +135,35 @@ where
     for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
     for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
 {
+    let provider = text(r, "provider")?.unwrap_or_default();
     Ok(Mapping {
-        provider: text(r, "provider")?.unwrap_or_default(),
+        handler_mode: handler_mode(r, "provider_mappings", format_args!("'{provider}'"))?,
+        provider,
         action: text(r, "action")?.unwrap_or_default(),
-        handler_mode: text(r, "handler_mode")?.unwrap_or_else(|| "noop".into()),
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
     })
 }
 
-/// Maps a `routing_rules` row; a row whose stored conditions no longer parse (edited by
-/// hand) is skipped with a warning rather than failing every event.
-pub(crate) fn rule<R>(r: &R) -> Result<Option<Rule>, sqlx::Error>
+/// Maps a `routing_rules` row (its conditions are compiled by the router, which skips a
+/// rule whose stored conditions no longer parse).
+pub(crate) fn rule<R>(r: &R) -> Result<Rule, sqlx::Error>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
     for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
     for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
 {
-    let name = text(r, "name")?.unwrap_or_default();
-    let provider = text(r, "provider")?.unwrap_or_default();
-    let source = text(r, "conditions_json")?.unwrap_or_default();
-    let conditions = match Condition::parse_str(&source) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(provider, rule = name, error = %e, "skipping stored rule with invalid conditions");
-            return Ok(None);
-        }
-    };
-    Ok(Some(Rule {
-        id: int(r, "id")?.unwrap_or_default(),
-        provider,
-        name,
+    let id = int(r, "id")?.unwrap_or_default();
+    Ok(Rule {
+        id,
+        provider: text(r, "provider")?.unwrap_or_default(),
+        name: text(r, "name")?.unwrap_or_default(),
         priority: int(r, "priority")?.unwrap_or(100),
-        conditions,
-        conditions_json: serde_json::from_str(&source).unwrap_or_default(),
+        conditions_json: text(r, "conditions_json")?.unwrap_or_default(),
         action: text(r, "action")?.unwrap_or_default(),
-        handler_mode: text(r, "handler_mode")?.unwrap_or_else(|| "noop".into()),
+        handler_mode: handler_mode(r, "routing_rules", id)?,
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
-    }))
+    })
 }

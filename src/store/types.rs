@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::routing::{Mapping, Rule};
+use crate::domain::{EventStatus, HandlerMode, RunStatus, Source, Timestamp};
+pub use crate::domain::{Mapping, RoutingChanges, Rule, RuleUpsert};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,8 @@ pub enum StoreError {
 /// An event to queue.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    /// `webhook` or `cron`.
-    pub source: String,
+    /// Where it came from.
+    pub source: Source,
     /// The dedupe key within `source`.
     pub event_id: String,
     /// The stored payload envelope, as JSON text.
@@ -58,8 +59,8 @@ impl Enqueued {
 pub struct ClaimedEvent {
     /// Row id.
     pub id: i64,
-    /// `webhook` or `cron`.
-    pub source: String,
+    /// Where it came from.
+    pub source: Source,
     /// Dedupe key.
     pub event_id: String,
     /// Attempts including this one; the fencing token of the claim.
@@ -111,8 +112,8 @@ pub enum Outcome {
     Retry {
         /// Why it failed.
         error: String,
-        /// When to try again (stored timestamp text).
-        next_attempt_at: String,
+        /// When to try again.
+        next_attempt_at: Timestamp,
     },
     /// Failure with no attempts left.
     Failed {
@@ -141,14 +142,14 @@ pub struct ActionRunRecord {
     pub started_at: String,
     /// When it finished (None while running).
     pub finished_at: Option<String>,
-    /// `running`, `done` or `error`.
-    pub status: String,
+    /// Where the run stands.
+    pub status: RunStatus,
     /// Detected provider.
     pub provider: String,
     /// Routed action.
     pub action: String,
     /// Handler mode.
-    pub handler_mode: String,
+    pub handler_mode: HandlerMode,
     /// Handler target.
     pub handler_target: Option<String>,
     /// What the handler received, as JSON text.
@@ -164,14 +165,14 @@ pub struct ActionRunRecord {
 pub struct EventRow {
     /// Row id.
     pub id: i64,
-    /// `webhook` or `cron`.
-    pub source: Option<String>,
+    /// Where it came from.
+    pub source: Option<Source>,
     /// Dedupe key.
     pub event_id: Option<String>,
     /// When it arrived.
     pub received_at: Option<String>,
-    /// pending, processing, retry, done or error.
-    pub status: Option<String>,
+    /// Where it stands.
+    pub status: Option<EventStatus>,
     /// Attempts so far.
     pub attempt_count: i64,
     /// When it is next due.
@@ -199,14 +200,14 @@ pub struct ActionRunRow {
     pub started_at: Option<String>,
     /// When it finished.
     pub finished_at: Option<String>,
-    /// running, done or error.
-    pub status: Option<String>,
+    /// Where the run stands.
+    pub status: Option<RunStatus>,
     /// Detected provider.
     pub provider: Option<String>,
     /// Routed action.
     pub action: Option<String>,
     /// Handler mode.
-    pub handler_mode: Option<String>,
+    pub handler_mode: Option<HandlerMode>,
     /// Handler target.
     pub handler_target: Option<String>,
     /// Input as JSON text.
@@ -224,34 +225,4 @@ pub struct RoutingTables {
     pub rules: Vec<Rule>,
     /// All mappings.
     pub mappings: Vec<Mapping>,
-}
-
-/// A rule to upsert by `(provider, name)`; `conditions_json` is already validated.
-#[derive(Debug, Clone)]
-pub struct RuleUpsert {
-    /// Provider (lower-case).
-    pub provider: String,
-    /// Rule name.
-    pub name: String,
-    /// Lower runs first.
-    pub priority: i64,
-    /// Validated condition JSON text.
-    pub conditions_json: String,
-    /// Action name.
-    pub action: String,
-    /// Handler mode.
-    pub handler_mode: String,
-    /// Handler target.
-    pub handler_target: Option<String>,
-    /// Whether the rule is considered.
-    pub enabled: bool,
-}
-
-/// Mappings and rules to upsert together.
-#[derive(Debug, Clone, Default)]
-pub struct RoutingChanges {
-    /// Mappings, upserted by provider.
-    pub mappings: Vec<Mapping>,
-    /// Rules, upserted by `(provider, name)`.
-    pub rules: Vec<RuleUpsert>,
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::backoff;
+use crate::domain::RunStatus;
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
@@ -78,7 +79,7 @@ impl Processor {
                 Outcome::Failed { error: e.message }
             }
             Err(e) => Outcome::Retry {
-                next_attempt_at: time::after(backoff::delay(event.attempt_count, e.retry_after)),
+                next_attempt_at: time::timestamp_after(backoff::delay(event.attempt_count, e.retry_after)),
                 error: e.message,
             },
         };
@@ -89,7 +90,7 @@ impl Processor {
                     row_id = event.id,
                     attempt = event.attempt_count,
                     error,
-                    next_attempt_at,
+                    next_attempt_at = next_attempt_at.as_str(),
                     "attempt failed; will retry"
                 )
             }
@@ -157,7 +158,7 @@ impl Processor {
                 .unwrap_or(Value::Null);
             return (Ok(output), None, true);
         }
-        let mode = decision.handler_mode.as_deref().unwrap_or(HandlerMode::Noop.as_str());
+        let mode = decision.handler_mode.unwrap_or(HandlerMode::Noop);
         let target = decision.handler_target.as_deref();
         let input = HandlerInput {
             action,
@@ -169,33 +170,30 @@ impl Processor {
             event_row_id: event.id,
             started_at: time::now(),
             finished_at: None,
-            status: "running".into(),
+            status: RunStatus::Running,
             provider: decision.provider.clone(),
             action: action.to_string(),
-            handler_mode: mode.to_string(),
+            handler_mode: mode,
             handler_target: target.map(str::to_string),
             input_json,
             output_json: None,
             error: None,
         };
         // noop finishes at once; anything slower gets a visible `running` row first.
-        if mode != HandlerMode::Noop.as_str()
+        if mode != HandlerMode::Noop
             && let Err(e) = self.db.start_action_run(record.clone()).await
         {
             tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
         }
-        let attempt = match mode.parse::<HandlerMode>() {
-            Ok(mode) => handlers::run(&self.handlers, mode, target, &input).await,
-            Err(e) => Err(HandlerError::new(e.to_string())),
-        };
+        let attempt = handlers::run(&self.handlers, mode, target, &input).await;
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {
-                record.status = "done".into();
+                record.status = RunStatus::Done;
                 record.output_json = Some(output.to_string());
             }
             Err(e) => {
-                record.status = "error".into();
+                record.status = RunStatus::Error;
                 record.error = Some(e.message.clone());
             }
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor};
-use switchyard::routing::Mapping;
+use switchyard::domain::{EventStatus, HandlerMode, Mapping, Source, Timestamp};
 use switchyard::settings::Settings;
 use switchyard::store::postgres::{PgOptions, PgStore};
 use switchyard::store::{
@@ -236,6 +236,7 @@ macro_rules! store_tests {
 }
 
 store_tests!(
+    unreadable_rows_are_errors_naming_the_row,
     enqueue_dedupes_on_source_and_event_id,
     concurrent_identical_enqueues_make_one_row,
     concurrent_large_enqueues_each_land_once,
@@ -255,7 +256,7 @@ store_tests!(
 
 fn event(id: &str) -> NewEvent {
     NewEvent {
-        source: "webhook".into(),
+        source: Source::Webhook,
         event_id: id.into(),
         payload_json: format!(r#"{{"n":"{id}"}}"#),
     }
@@ -291,7 +292,7 @@ fn retry_at(claim: ClaimRef, next_attempt_at: String) -> Finish {
         claim,
         outcome: Outcome::Retry {
             error: "boom".into(),
-            next_attempt_at,
+            next_attempt_at: Timestamp::from_stored(next_attempt_at),
         },
         action_run: None,
     }
@@ -302,10 +303,10 @@ fn run(event_row_id: i64, action: &str, status: &str) -> ActionRunRecord {
         event_row_id,
         started_at: time::now(),
         finished_at: (status != "running").then(time::now),
-        status: status.into(),
+        status: status.parse().expect("a run status"),
         provider: "github".into(),
         action: action.into(),
-        handler_mode: "command".into(),
+        handler_mode: HandlerMode::Command,
         handler_target: Some("job".into()),
         input_json: r#"{"in":1}"#.into(),
         output_json: (status == "done").then(|| r#"{"out":1}"#.into()),
@@ -314,7 +315,7 @@ fn run(event_row_id: i64, action: &str, status: &str) -> ActionRunRecord {
 }
 
 async fn status(db: &Db, row: i64) -> String {
-    db.event(row).await.unwrap().unwrap().status.unwrap()
+    db.event(row).await.unwrap().unwrap().status.unwrap().to_string()
 }
 
 /// So that a zero-length lease set a moment ago is strictly in the past.
@@ -335,7 +336,7 @@ async fn enqueue_dedupes_on_source_and_event_id(t: TestStore) {
     let row = enqueue(db, "evt-1").await;
     assert_eq!(db.enqueue(event("evt-1")).await.unwrap(), Enqueued::Duplicate(row));
     let mut cron = event("evt-1");
-    cron.source = "cron".into();
+    cron.source = Source::Cron;
     let cron_row = db.enqueue(cron).await.unwrap();
     assert!(
         matches!(cron_row, Enqueued::Queued(r) if r != row),
@@ -343,9 +344,9 @@ async fn enqueue_dedupes_on_source_and_event_id(t: TestStore) {
     );
 
     let e = db.event(row).await.unwrap().expect("stored");
-    assert_eq!(e.source.as_deref(), Some("webhook"));
+    assert_eq!(e.source.map(|v| v.as_str()), Some("webhook"));
     assert_eq!(e.event_id.as_deref(), Some("evt-1"));
-    assert_eq!(e.status.as_deref(), Some("pending"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("pending"));
     assert_eq!(e.attempt_count, 0);
     assert_eq!(e.payload_json.as_deref(), Some(r#"{"n":"evt-1"}"#));
     let received = e.received_at.clone().unwrap();
@@ -448,7 +449,7 @@ async fn claims_take_the_oldest_due_first_up_to_the_limit(t: TestStore) {
     assert_eq!(first[0].event_id, "c0");
     assert_eq!(first[0].payload_json, r#"{"n":"c0"}"#);
     let e = db.event(rows[0]).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("processing"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("processing"));
     assert_eq!(e.attempt_count, 1);
     assert_timestamp(e.processing_started_at.as_deref().unwrap());
 
@@ -527,7 +528,7 @@ async fn finish_is_fenced_by_the_attempt(t: TestStore) {
     finish.action_run = Some(run(row, "act", "done"));
     assert!(db.finish(finish).await.unwrap());
     let e = db.event(row).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("done"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("done"));
     assert_eq!(e.result_json.as_deref(), Some(r#"{"ok":true}"#));
     assert_timestamp(e.processed_at.as_deref().unwrap());
     assert_eq!(db.action_runs(row).await.unwrap().len(), 1);
@@ -603,20 +604,20 @@ async fn finish_many_stores_each_outcome_as_finish_would(t: TestStore) {
         assert_eq!(runs[0].input_json.as_deref(), Some(big_input.as_str()));
         match row % 3 {
             0 => {
-                assert_eq!(e.status.as_deref(), Some("done"));
+                assert_eq!(e.status.map(|v| v.as_str()), Some("done"));
                 assert_eq!(e.result_json.as_deref(), Some(r#"{"ok":true}"#));
                 assert_eq!(e.last_error, None);
                 assert_timestamp(e.processed_at.as_deref().unwrap());
-                assert_eq!(runs[0].status.as_deref(), Some("done"));
+                assert_eq!(runs[0].status.map(|v| v.as_str()), Some("done"));
             }
             1 => {
-                assert_eq!(e.status.as_deref(), Some("retry"));
+                assert_eq!(e.status.map(|v| v.as_str()), Some("retry"));
                 assert_eq!(e.last_error.as_deref(), Some("boom"));
                 assert_eq!(e.next_attempt_at.as_deref(), Some(later.as_str()));
                 assert_eq!((e.processed_at.as_deref(), e.result_json.as_deref()), (None, None));
             }
             _ => {
-                assert_eq!(e.status.as_deref(), Some("error"));
+                assert_eq!(e.status.map(|v| v.as_str()), Some("error"));
                 assert_eq!(e.last_error.as_deref(), Some("gave up"));
                 assert_timestamp(e.processed_at.as_deref().unwrap());
                 assert_eq!(e.result_json, None);
@@ -661,7 +662,7 @@ async fn expired_leases_go_to_retry_then_error(t: TestStore) {
     tick().await;
     assert_eq!(db.reclaim_expired(2).await.unwrap(), 1, "the live lease is left alone");
     let e = db.event(row).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("retry"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("retry"));
     assert_eq!(e.attempt_count, 1);
     assert!(
         e.last_error.as_deref().unwrap().contains("lease expired"),
@@ -677,7 +678,7 @@ async fn expired_leases_go_to_retry_then_error(t: TestStore) {
     tick().await;
     assert_eq!(db.reclaim_expired(2).await.unwrap(), 1);
     let e = db.event(row).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("error"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("error"));
     assert_timestamp(e.processed_at.as_deref().unwrap());
     assert!(claim(db, 5, LEASE).await.is_empty());
     assert_eq!(status(db, live).await, "processing");
@@ -691,7 +692,7 @@ async fn release_gives_the_attempt_back(t: TestStore) {
     assert_eq!(db.release(Vec::new()).await.unwrap(), 0);
     assert_eq!(db.release(vec![c]).await.unwrap(), 1);
     let e = db.event(row).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("retry"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("retry"));
     assert_eq!(e.attempt_count, 0);
     let again = claim(db, 1, LEASE).await;
     assert_eq!(ids(&again), [row], "a released event is claimable at once");
@@ -705,7 +706,7 @@ async fn retry_waits_for_its_due_time(t: TestStore) {
     let due = time::after(Duration::from_secs(3600));
     assert!(db.finish(retry_at(c, due.clone())).await.unwrap());
     let e = db.event(later).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("retry"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("retry"));
     assert_eq!(e.next_attempt_at.as_deref(), Some(due.as_str()));
     assert_eq!(e.last_error.as_deref(), Some("boom"));
     assert!(
@@ -735,7 +736,7 @@ async fn action_runs_are_one_per_event_and_action(t: TestStore) {
     db.start_action_run(run(row, "act", "running")).await.unwrap();
     db.start_action_run(run(row, "act", "running")).await.unwrap();
     let started = db.action_run(row, "act").await.unwrap().expect("running row");
-    assert_eq!(started.status.as_deref(), Some("running"));
+    assert_eq!(started.status.map(|v| v.as_str()), Some("running"));
     assert!(started.finished_at.is_none());
     assert_timestamp(started.started_at.as_deref().unwrap());
 
@@ -745,7 +746,7 @@ async fn action_runs_are_one_per_event_and_action(t: TestStore) {
     let runs = db.action_runs(row).await.unwrap();
     assert_eq!(runs.len(), 1, "one row per (event, action)");
     assert_eq!(runs[0].id, started.id, "upserted in place");
-    assert_eq!(runs[0].status.as_deref(), Some("done"));
+    assert_eq!(runs[0].status.map(|v| v.as_str()), Some("done"));
     assert_eq!(runs[0].output_json.as_deref(), Some(r#"{"out":1}"#));
     assert_eq!(runs[0].provider.as_deref(), Some("github"));
     assert_eq!(runs[0].handler_target.as_deref(), Some("job"));
@@ -763,7 +764,7 @@ fn mapping(provider: &str, action: &str, enabled: bool) -> Mapping {
     Mapping {
         provider: provider.into(),
         action: action.into(),
-        handler_mode: "command".into(),
+        handler_mode: HandlerMode::Command,
         handler_target: Some("job".into()),
         enabled,
     }
@@ -776,7 +777,7 @@ fn rule(provider: &str, name: &str, priority: i64) -> RuleUpsert {
         priority,
         conditions_json: r#"{"op":"header_present","name":"x-github-event"}"#.into(),
         action: format!("do_{name}"),
-        handler_mode: "noop".into(),
+        handler_mode: HandlerMode::Noop,
         handler_target: None,
         enabled: true,
     }
@@ -872,6 +873,46 @@ async fn apply_is_all_or_nothing(t: TestStore) {
     assert_eq!(db.rules("stripe").await.unwrap().len(), 2);
 }
 
+async fn unreadable_rows_are_errors_naming_the_row(t: TestStore) {
+    let db = &t.db;
+    let row = enqueue(db, "bogus-status").await;
+    db.apply(RoutingChanges {
+        mappings: vec![mapping("acme", "a", true)],
+        rules: vec![rule("acme", "r1", 1)],
+    })
+    .await
+    .unwrap();
+    let sql = format!("UPDATE events SET status = 'finished' WHERE id = {row}");
+    t.exec(&sql, &sql).await;
+    let err = db.event(row).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("events row {row}")) && err.contains("status"),
+        "{err}"
+    );
+    assert!(err.contains("'finished'"), "{err}");
+    assert!(
+        db.list_events(None, 10).await.is_err(),
+        "a listing does not skip the row"
+    );
+
+    let sql = "UPDATE provider_mappings SET handler_mode = 'shell' WHERE provider = 'acme'";
+    t.exec(sql, sql).await;
+    let err = db.mapping("acme").await.unwrap_err().to_string();
+    assert!(
+        err.contains("provider_mappings row 'acme'") && err.contains("'shell'"),
+        "{err}"
+    );
+
+    let sql = "UPDATE routing_rules SET handler_mode = 'Noop' WHERE name = 'r1'";
+    t.exec(sql, sql).await;
+    let err = db.rules("acme").await.unwrap_err().to_string();
+    assert!(
+        err.contains("routing_rules row ") && err.contains("handler_mode"),
+        "{err}"
+    );
+    assert!(db.routing_tables().await.is_err(), "the router never reads it as noop");
+}
+
 async fn list_and_replay(t: TestStore) {
     let db = &t.db;
     let a = enqueue(db, "la").await;
@@ -884,16 +925,16 @@ async fn list_and_replay(t: TestStore) {
     let listed = |v: Vec<switchyard::store::EventRow>| v.iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(listed(db.list_events(None, 10).await.unwrap()), [c, b, a]);
     assert_eq!(listed(db.list_events(None, 2).await.unwrap()), [c, b]);
-    assert_eq!(listed(db.list_events(Some("done".into()), 10).await.unwrap()), [a]);
+    assert_eq!(listed(db.list_events(Some(EventStatus::Done), 10).await.unwrap()), [a]);
     assert_eq!(
-        listed(db.list_events(Some("pending".into()), 10).await.unwrap()),
+        listed(db.list_events(Some(EventStatus::Pending), 10).await.unwrap()),
         [c, b]
     );
-    assert!(db.list_events(Some("error".into()), 10).await.unwrap().is_empty());
+    assert!(db.list_events(Some(EventStatus::Error), 10).await.unwrap().is_empty());
 
     assert!(db.replay(a).await.unwrap());
     let e = db.event(a).await.unwrap().unwrap();
-    assert_eq!(e.status.as_deref(), Some("pending"));
+    assert_eq!(e.status.map(|v| v.as_str()), Some("pending"));
     assert_eq!(e.attempt_count, 0);
     assert!(e.processed_at.is_none() && e.last_error.is_none());
     // Replayed now, so due after the two that waited since before.
@@ -1188,7 +1229,7 @@ async fn sqlite_action_runs_without_the_unique_key_get_it_on_open() {
     let runs = db.action_runs(row).await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].id, 1, "the existing row is updated in place");
-    assert_eq!(runs[0].status.as_deref(), Some("done"));
+    assert_eq!(runs[0].status.map(|v| v.as_str()), Some("done"));
     drop(db);
 
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
-use crate::store::{ClaimRef, ClaimedEvent, DoneRun};
+use crate::store::{ClaimRef, ClaimedEvent, DoneRun, rows};
 use crate::time;
 
 /// The `last_error` of an event whose lease expired (same text as SQLite).
@@ -47,7 +47,12 @@ pub(super) async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> R
             let id = r.try_get("id")?;
             Ok(ClaimedEvent {
                 id,
-                source: r.try_get::<Option<String>, _>("source")?.unwrap_or_default(),
+                source: rows::parse_word(
+                    r.try_get::<Option<&str>, _>("source")?.unwrap_or_default(),
+                    "events",
+                    id,
+                    "source",
+                )?,
                 event_id: r.try_get::<Option<String>, _>("event_id")?.unwrap_or_default(),
                 attempt_count: r.try_get("attempt_count")?,
                 payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),

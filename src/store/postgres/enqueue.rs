@@ -168,7 +168,7 @@ async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueu
     let mut out = Vec::with_capacity(events.len());
     let mut answered_new: HashSet<(&str, &str)> = HashSet::new();
     for e in events {
-        let key = (e.source.clone(), e.event_id.clone());
+        let key = (e.source.as_str().to_owned(), e.event_id.clone());
         let short = (e.source.as_str(), e.event_id.as_str());
         let outcome = match (new_ids.get(&key), existing.get(&key)) {
             (Some(&id), _) if answered_new.insert(short) => Enqueued::Queued(id),

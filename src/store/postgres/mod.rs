@@ -36,7 +36,6 @@ use tokio::task::JoinHandle;
 pub use connect::PgOptions;
 
 use super::*;
-use crate::routing::{Mapping, Rule};
 use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases, replay_event};
 use connect::retry_lost;
 use enqueue::EnqueueRequest;
@@ -249,7 +248,7 @@ impl Store for PgStore {
         })
     }
 
-    fn list_events(&self, status: Option<String>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
+    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
         Box::pin(async move {
             // LIMIT NULL is no limit, like SQLite's negative LIMIT (PostgreSQL refuses negatives).
             let limit = (limit >= 0).then_some(limit);
@@ -257,7 +256,7 @@ impl Store for PgStore {
                 Some(s) => {
                     let q = concat!(event_select!(), " WHERE status = $1 ORDER BY id DESC LIMIT $2");
                     retry_lost("list events", || {
-                        sqlx::query(q).bind(s).bind(limit).fetch_all(&self.pool)
+                        sqlx::query(q).bind(s.as_str()).bind(limit).fetch_all(&self.pool)
                     })
                     .await?
                 }

@@ -2,8 +2,7 @@
 
 use sqlx::postgres::{PgPool, PgRow};
 
-use crate::routing::Rule;
-use crate::store::{RoutingChanges, rows};
+use crate::store::{RoutingChanges, Rule, rows};
 use crate::time;
 
 pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Result<(), sqlx::Error> {
@@ -18,7 +17,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
         )
         .bind(&m.provider)
         .bind(&m.action)
-        .bind(&m.handler_mode)
+        .bind(m.handler_mode.as_str())
         .bind(&m.handler_target)
         .bind(i64::from(m.enabled))
         .bind(&now)
@@ -39,7 +38,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
         .bind(r.priority)
         .bind(&r.conditions_json)
         .bind(&r.action)
-        .bind(&r.handler_mode)
+        .bind(r.handler_mode.as_str())
         .bind(&r.handler_target)
         .bind(i64::from(r.enabled))
         .bind(&now)
@@ -49,12 +48,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
     tx.commit().await
 }
 
+/// Reads rule rows (an unreadable row is an error naming it).
 pub(super) fn rules_from_rows(rows: &[PgRow]) -> Result<Vec<Rule>, sqlx::Error> {
-    let mut rules = Vec::with_capacity(rows.len());
-    for r in rows {
-        if let Some(rule) = rows::rule(r)? {
-            rules.push(rule);
-        }
-    }
-    Ok(rules)
+    rows.iter().map(rows::rule).collect()
 }

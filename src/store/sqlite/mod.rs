@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::rows;
 use super::*;
-use crate::routing::{Mapping, Rule};
 use writer::{Op, OpResult, WriteOp};
 
 /// The schema, oldest first (embedded in the binary).
@@ -222,14 +221,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_events(&self, status: Option<String>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
+    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
         Box::pin(async move {
             let rows = match status {
                 Some(s) => {
                     sqlx::query(AssertSqlSafe(format!(
                         "{EVENT_COLUMNS} WHERE status = ? ORDER BY id DESC LIMIT ?"
                     )))
-                    .bind(s)
+                    .bind(s.as_str())
                     .bind(limit)
                     .fetch_all(&self.read)
                     .await?
@@ -261,14 +260,10 @@ impl Store for SqliteStore {
                 sqlx::query("SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings")
                     .fetch_all(&self.read)
                     .await?;
-            let mut tables = RoutingTables::default();
-            for r in &rules {
-                if let Some(rule) = rows::rule(r)? {
-                    tables.rules.push(rule);
-                }
-            }
-            tables.mappings = mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?;
-            Ok(tables)
+            Ok(RoutingTables {
+                rules: rules.iter().map(rows::rule).collect::<Result<_, _>>()?,
+                mappings: mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?,
+            })
         })
     }
 
@@ -294,13 +289,7 @@ impl Store for SqliteStore {
             .bind(provider)
             .fetch_all(&self.read)
             .await?;
-            let mut rules = Vec::with_capacity(rows.len());
-            for r in &rows {
-                if let Some(rule) = rows::rule(r)? {
-                    rules.push(rule);
-                }
-            }
-            Ok(rules)
+            Ok(rows.iter().map(rows::rule).collect::<Result<_, _>>()?)
         })
     }
 

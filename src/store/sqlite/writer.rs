@@ -193,14 +193,16 @@ fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<En
             "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
              VALUES (?1, ?2, ?3, 'pending', 0, ?3, ?4) ON CONFLICT DO NOTHING RETURNING id",
         )?
-        .query_row(params![e.source, e.event_id, now, e.payload_json], |r| r.get(0))
+        .query_row(params![e.source.as_str(), e.event_id, now, e.payload_json], |r| {
+            r.get(0)
+        })
         .optional()?;
     if let Some(id) = inserted {
         return Ok(Enqueued::Queued(id));
     }
     let id = tx
         .prepare_cached("SELECT id FROM events WHERE source = ?1 AND event_id = ?2")?
-        .query_row(params![e.source, e.event_id], |r| r.get(0))?;
+        .query_row(params![e.source.as_str(), e.event_id], |r| r.get(0))?;
     Ok(Enqueued::Duplicate(id))
 }
 
@@ -217,9 +219,12 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![now, time::after(lease), limit], |r| {
+        let id = r.get(0)?;
+        let source = r.get_ref(1)?.as_str_or_null()?.unwrap_or_default();
         Ok(ClaimedEvent {
-            id: r.get(0)?,
-            source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            id,
+            source: rows::parse_word(source, "events", id, "source")
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
             event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             attempt_count: r.get(3)?,
             payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
@@ -258,7 +263,7 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
                 "UPDATE events SET status = 'retry', next_attempt_at = ?1, last_error = ?2, \
                  lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
             )?
-            .execute(params![next_attempt_at, error, id, attempt])?,
+            .execute(params![next_attempt_at.as_str(), error, id, attempt])?,
         Outcome::Failed { error } => tx
             .prepare_cached(
                 "UPDATE events SET status = 'error', processed_at = ?1, last_error = ?2, \
@@ -289,9 +294,9 @@ fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::R
     .execute(params![
         run.started_at,
         run.finished_at,
-        run.status,
+        run.status.as_str(),
         run.provider,
-        run.handler_mode,
+        run.handler_mode.as_str(),
         run.handler_target,
         run.input_json,
         run.output_json,
@@ -313,7 +318,7 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
         mapping.execute(params![
             m.provider,
             m.action,
-            m.handler_mode,
+            m.handler_mode.as_str(),
             m.handler_target,
             i64::from(m.enabled),
             now
@@ -334,7 +339,7 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
             r.priority,
             r.conditions_json,
             r.action,
-            r.handler_mode,
+            r.handler_mode.as_str(),
             r.handler_target,
             i64::from(r.enabled),
             now
