@@ -1276,7 +1276,7 @@ fn bench_body(id: &str) -> String {
 /// Queues `n` webhooks as ingest would (same envelope) through the library's store:
 /// the real enqueue path, group commit included, minus HTTP.
 async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
-    let db = switchyard::store::open(&t.settings()).await?;
+    let db = switchyard::store::open(&t.settings().store_config()).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     // Enough concurrent enqueues to fill the writer's batches.

@@ -108,7 +108,7 @@ pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
 
 /// Opens the store and applies `APP_CONFIG_PATH` when set (refusing to start on a bad file).
 pub async fn open_store(s: &Settings) -> anyhow::Result<Db> {
-    let db = store::open(s).await.context("opening the database")?;
+    let db = store::open(&s.store_config()).await.context("opening the database")?;
     if let Some(path) = &s.config_path {
         let (m, r) = config_file::apply_file(&db, path).await?;
         tracing::info!(path = %path.display(), mappings = m, rules = r, "applied config file");

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::domain::{LlmMode, LlmProvider};
+use crate::domain::{LlmMode, LlmProvider, SqliteSynchronous};
+use crate::store::StoreConfig;
+use crate::store::postgres::PgOptions;
 
 /// Environment variables this program reads; used to trim them and treat empty as unset.
 pub const ENV_VARS: &[&str] = &[
@@ -269,8 +271,14 @@ pub struct Settings {
     pub shutdown_grace: f64,
 
     /// SQLite `synchronous` pragma: `normal` survives a process crash, `full` also a power loss.
-    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_name = "SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["off", "normal", "full", "extra"], global = true)]
-    pub sqlite_synchronous: String,
+    #[arg(
+        long,
+        env = "SQLITE_SYNCHRONOUS",
+        value_name = "SQLITE_SYNCHRONOUS",
+        default_value = "normal",
+        global = true
+    )]
+    pub sqlite_synchronous: SqliteSynchronous,
     /// PostgreSQL connection pool size.
     #[arg(long, env = "DATABASE_POOL_SIZE", value_name = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub database_pool_size: u32,
@@ -538,6 +546,20 @@ impl Settings {
     /// The idle poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_secs_f64(self.poll_interval)
+    }
+
+    /// Where and how to open the store.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            database_url: self.database_url.clone(),
+            sqlite_path: self.db_path.clone(),
+            sqlite_synchronous: self.sqlite_synchronous,
+            postgres: PgOptions {
+                pool_size: self.database_pool_size.max(1),
+                statement_timeout: Duration::from_secs_f64(self.database_statement_timeout),
+                connect_timeout: Duration::from_secs_f64(self.database_connect_timeout),
+            },
+        }
     }
 
     /// How long a claim holds.

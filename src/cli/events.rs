@@ -35,7 +35,9 @@ pub enum EventsCommand {
 
 /// Runs an `events` subcommand.
 pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
-    let db = crate::store::open(s).await.context("opening the database")?;
+    let db = crate::store::open(&s.store_config())
+        .await
+        .context("opening the database")?;
     match cmd {
         EventsCommand::List { status, limit } => {
             for e in db.list_events(status, limit.clamp(1, 10_000)).await? {

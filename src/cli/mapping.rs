@@ -156,7 +156,9 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         }
     }
 
-    let db = crate::store::open(s).await.context("opening the database")?;
+    let db = crate::store::open(&s.store_config())
+        .await
+        .context("opening the database")?;
     match cmd {
         MappingCommand::Set { .. } | MappingCommand::RuleSet { .. } => {
             db.apply(changes.unwrap_or_default()).await?;

@@ -56,7 +56,9 @@ async fn serve(s: Settings, role: Role) -> anyhow::Result<ExitCode> {
 async fn cron_enqueue(s: &Settings, job: &str) -> anyhow::Result<ExitCode> {
     let job = job.trim();
     anyhow::ensure!(!job.is_empty(), "--job must not be empty");
-    let db = crate::store::open(s).await.context("opening the database")?;
+    let db = crate::store::open(&s.store_config())
+        .await
+        .context("opening the database")?;
     let event = crate::cron::event_for(job, chrono::Utc::now());
     let event_id = event.event_id.clone();
     let outcome = db.enqueue(event).await?;

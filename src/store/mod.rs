@@ -17,7 +17,9 @@ use std::time::Duration;
 
 pub use types::*;
 
-use crate::domain::EventStatus;
+use std::path::PathBuf;
+
+use crate::domain::{EventStatus, SqliteSynchronous};
 
 /// A boxed future returned by store methods (keeps the trait usable as `dyn Store`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -131,16 +133,30 @@ pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::mig
     }
 }
 
+/// Where and how to open the store: plain data, built from the settings
+/// (`Settings::store_config`). No `Debug`: the URL may hold a password.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `DATABASE_URL`: `postgres://…`, `postgresql://…` or `sqlite:…`; `None` means `sqlite_path`.
+    pub database_url: Option<String>,
+    /// `APP_DB_PATH`: the SQLite file used when `database_url` is unset.
+    pub sqlite_path: PathBuf,
+    /// `SQLITE_SYNCHRONOUS`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// PostgreSQL connection settings.
+    pub postgres: postgres::PgOptions,
+}
+
 /// Opens the configured backend, creating or migrating its schema.
-pub async fn open(settings: &crate::settings::Settings) -> Result<Db, StoreError> {
-    match settings.database_url.as_deref() {
+pub async fn open(config: &StoreConfig) -> Result<Db, StoreError> {
+    match config.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = postgres::PgStore::connect(url, &postgres::PgOptions::from_settings(settings)).await?;
+            let store = postgres::PgStore::connect(url, &config.postgres).await?;
             Ok(Arc::new(store))
         }
         Some(url) if url.starts_with("sqlite:") => {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            let store = sqlite::SqliteStore::open(path.as_ref(), &settings.sqlite_synchronous).await?;
+            let store = sqlite::SqliteStore::open(path.as_ref(), config.sqlite_synchronous).await?;
             Ok(Arc::new(store))
         }
         Some(other) => Err(StoreError::Config(format!(
@@ -148,7 +164,7 @@ pub async fn open(settings: &crate::settings::Settings) -> Result<Db, StoreError
             other.split(':').next().unwrap_or("")
         ))),
         None => {
-            let store = sqlite::SqliteStore::open(&settings.db_path, &settings.sqlite_synchronous).await?;
+            let store = sqlite::SqliteStore::open(&config.sqlite_path, config.sqlite_synchronous).await?;
             Ok(Arc::new(store))
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, Executor};
 use switchyard::domain::{EventStatus, HandlerMode, Mapping, Source, Timestamp};
 use switchyard::settings::Settings;
-use switchyard::store::postgres::{PgOptions, PgStore};
+use switchyard::store::postgres::PgStore;
 use switchyard::store::{
     ActionRunRecord, ClaimRef, ClaimedEvent, Db, Enqueued, Finish, NewEvent, Outcome, RoutingChanges, RuleUpsert,
 };
@@ -160,7 +160,9 @@ impl TestStore {
         let mut settings = Settings::defaults();
         settings.database_url = None;
         settings.db_path = path.clone();
-        let db = switchyard::store::open(&settings).await.expect("open SQLite store");
+        let db = switchyard::store::open(&settings.store_config())
+            .await
+            .expect("open SQLite store");
         assert_eq!(db.backend(), "sqlite");
         TestStore {
             db,
@@ -178,7 +180,9 @@ impl TestStore {
         let mut settings = Settings::defaults();
         settings.database_url = Some(pg.url.clone());
         settings.database_connect_timeout = 10.0;
-        let db = switchyard::store::open(&settings).await.expect("open PostgreSQL store");
+        let db = switchyard::store::open(&settings.store_config())
+            .await
+            .expect("open PostgreSQL store");
         assert_eq!(db.backend(), "postgres");
         Some(TestStore {
             db,
@@ -192,7 +196,7 @@ impl TestStore {
 
     /// Another handle on the same database (as a second instance would open it).
     pub async fn open_again(&self) -> Db {
-        switchyard::store::open(&self.settings)
+        switchyard::store::open(&self.settings.store_config())
             .await
             .expect("open the store again")
     }
@@ -958,7 +962,7 @@ fn pg_settings(url: &str) -> Settings {
 
 /// Opening errors as a user sees them (`{:#}` of the error chain).
 async fn open_error(s: &Settings) -> String {
-    match switchyard::store::open(s).await {
+    match switchyard::store::open(&s.store_config()).await {
         Ok(_) => panic!("opening {:?} should fail", s.database_url),
         Err(e) => e.to_string(),
     }
@@ -1007,7 +1011,7 @@ async fn postgres_instances_starting_together_migrate_once() {
     let Some(pg) = PgSchema::create("store::postgres_instances_starting_together_migrate_once").await else {
         return;
     };
-    let options = PgOptions::from_settings(&pg_settings(&pg.url));
+    let options = pg_settings(&pg.url).store_config().postgres;
     let mut opens = tokio::task::JoinSet::new();
     for _ in 0..6 {
         opens.spawn(PgStore::connect(&pg.url, &options));
@@ -1048,8 +1052,12 @@ async fn postgres_survives_killed_connections_and_listens_again() {
     };
     let app_a = format!("{}_a", pg.name);
     let app_b = format!("{}_b", pg.name);
-    let a = switchyard::store::open(&pg_settings(&pg.url_as(&app_a))).await.unwrap();
-    let b = switchyard::store::open(&pg_settings(&pg.url_as(&app_b))).await.unwrap();
+    let a = switchyard::store::open(&pg_settings(&pg.url_as(&app_a)).store_config())
+        .await
+        .unwrap();
+    let b = switchyard::store::open(&pg_settings(&pg.url_as(&app_b)).store_config())
+        .await
+        .unwrap();
     let wake = |db: &Db, within: Duration| {
         let db = db.clone();
         async move {
@@ -1101,7 +1109,7 @@ async fn postgres_statement_timeout_applies_to_pooled_connections() {
     };
     let mut s = pg_settings(&pg.url);
     s.database_statement_timeout = 0.2;
-    let db = switchyard::store::open(&s).await.unwrap();
+    let db = switchyard::store::open(&s.store_config()).await.unwrap();
     // Hold the routing_version row: an apply's trigger then waits for it.
     let mut locker = pg.connect().await;
     locker.execute("BEGIN").await.unwrap();
@@ -1218,7 +1226,9 @@ async fn sqlite_action_runs_without_the_unique_key_get_it_on_open() {
     let path = dir.path().join("events.sqlite3");
     action_runs_without_unique_key(&path, &[(1, "act")]).await;
 
-    let db = switchyard::store::open(&sqlite_settings(&path)).await.expect("open");
+    let db = switchyard::store::open(&sqlite_settings(&path).store_config())
+        .await
+        .expect("open");
     let row = enqueue(&db, "k").await;
     assert_eq!(row, 1);
     let c = claim(&db, 1, LEASE).await.remove(0).claim_ref();
@@ -1250,7 +1260,7 @@ async fn sqlite_duplicate_action_runs_refuse_to_open_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.sqlite3");
     action_runs_without_unique_key(&path, &[(1, "act"), (1, "act")]).await;
-    let err = match switchyard::store::open(&sqlite_settings(&path)).await {
+    let err = match switchyard::store::open(&sqlite_settings(&path).store_config()).await {
         Ok(_) => panic!("a file with duplicate action runs should be refused"),
         Err(e) => e.to_string(),
     };

@@ -34,27 +34,6 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
 }
 
-impl Default for PgOptions {
-    fn default() -> PgOptions {
-        PgOptions {
-            pool_size: 10,
-            statement_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl PgOptions {
-    /// From the service settings.
-    pub fn from_settings(s: &crate::settings::Settings) -> PgOptions {
-        PgOptions {
-            pool_size: s.database_pool_size.max(1),
-            statement_timeout: Duration::from_secs_f64(s.database_statement_timeout),
-            connect_timeout: Duration::from_secs_f64(s.database_connect_timeout),
-        }
-    }
-}
-
 impl PgStore {
     /// Connects (retrying while the server is not up yet), migrates, and starts the
     /// enqueue collector.

@@ -42,7 +42,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
-    pub async fn open(path: &Path, synchronous: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn open(path: &Path, synchronous: crate::domain::SqliteSynchronous) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -53,7 +53,7 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let sync = SqliteSynchronous::from_str(synchronous)
+        let sync = SqliteSynchronous::from_str(synchronous.as_str())
             .map_err(|_| StoreError::Config(format!("invalid SQLITE_SYNCHRONOUS '{synchronous}'")))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -74,7 +74,7 @@ impl SqliteStore {
         migrator(MIGRATIONS).run_direct(None, &mut migrate, false).await?;
         ensure_action_run_key(&mut migrate).await?;
         migrate.close().await?;
-        let writer = writer::start(path, synchronous)?;
+        let writer = writer::start(path, synchronous.as_str())?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(4)
