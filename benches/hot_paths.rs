@@ -89,6 +89,7 @@ fn payload_of(hint: Option<&str>, headers: &HeaderMap, body: &[u8]) -> (String, 
         query: None,
         headers,
         body,
+        store_sensitive_headers: false,
     });
     let v = serde_json::from_str(&env.payload_json).unwrap_or(Value::Null);
     (env.payload_json, v)
@@ -154,6 +155,7 @@ fn ingest(c: &mut Criterion) {
                 query: None,
                 headers: &headers,
                 body: &body,
+                store_sensitive_headers: false,
             }))
         })
     });
@@ -168,6 +170,7 @@ fn ingest(c: &mut Criterion) {
                 query: Some("a=1&b=2"),
                 headers: &gh_headers,
                 body: &gh_body,
+                store_sensitive_headers: false,
             }))
         })
     });

@@ -1301,6 +1301,7 @@ async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
                     query: None,
                     headers: &headers,
                     body: body.as_bytes(),
+                    store_sensitive_headers: false,
                 });
                 db.enqueue(NewEvent {
                     source: switchyard::domain::Source::Webhook,

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 413 `payload too large`.
     #[error("payload too large (limit {0} bytes)")]
     PayloadTooLarge(u64),
+    /// 408: the body did not arrive within `BODY_READ_TIMEOUT_SECONDS`.
+    #[error("request body not received within {0} seconds")]
+    BodyTimeout(f64),
     /// 503: the store failed; details are logged, not leaked.
     #[error("storage unavailable")]
     Store(#[from] StoreError),
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -136,6 +136,7 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = settings.normalized();
     let sources = Arc::new(load_sources(&settings)?);
     let db = open_store(&settings).await?;
     let settings = Arc::new(settings);
@@ -160,6 +161,7 @@ pub async fn run(
         (_, None) => anyhow::bail!("an HTTP role needs a listener"),
         (_, Some(listener)) => {
             let addr = listener.local_addr()?;
+            http::server::warn_unprotected(addr, &settings);
             tracing::info!(%addr, backend = db.backend(), "switchyard listening");
             let state = http::AppState {
                 db: db.clone(),
@@ -175,11 +177,14 @@ pub async fn run(
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let timeout = Duration::from_secs_f64(settings.header_read_timeout);
+            let limits = http::server::ConnLimits {
+                header_read_timeout: Duration::from_secs_f64(settings.header_read_timeout),
+                max_connections: settings.max_connections as usize,
+            };
             Some(tokio::spawn(http::server::serve(
                 listener,
                 http::router(state),
-                timeout,
+                limits,
                 stopped,
             )))
         }

@@ -12,7 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     prepare_environment();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.settings = cli.settings.normalized();
     switchyard::logging::init(&cli.settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -32,6 +32,9 @@ pub const ENV_VARS: &[&str] = &[
     "SHUTDOWN_GRACE_SECONDS",
     "MAX_BODY_BYTES",
     "HEADER_READ_TIMEOUT_SECONDS",
+    "BODY_READ_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
+    "STORE_SENSITIVE_HEADERS",
     "SQLITE_SYNCHRONOUS",
     "DATABASE_POOL_SIZE",
     "DATABASE_STATEMENT_TIMEOUT_SECONDS",
@@ -253,6 +256,15 @@ pub struct Settings {
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", value_name = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10.0, value_parser = positive_seconds, global = true)]
     pub header_read_timeout: f64,
+    /// Seconds a client has to send its whole request body (a stalled upload is closed).
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECONDS", value_name = "BODY_READ_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = positive_seconds, global = true)]
+    pub body_read_timeout: f64,
+    /// Most client connections open at once; further ones wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
+    /// Store Authorization, Cookie, Proxy-Authorization and Set-Cookie as received instead of "[redacted]" (0 or 1).
+    #[arg(long, env = "STORE_SENSITIVE_HEADERS", value_name = "STORE_SENSITIVE_HEADERS", default_value = "0", value_parser = parse_flag, global = true)]
+    pub store_sensitive_headers: bool,
 
     /// Idle poll interval in seconds (new events wake workers at once; this is the fallback).
     #[arg(long = "poll-interval", env = "WORKER_POLL_INTERVAL", value_name = "WORKER_POLL_INTERVAL", default_value_t = 1.0, value_parser = positive_seconds, global = true)]
@@ -541,6 +553,35 @@ impl Settings {
             // The defaults are constants of this file; failing here is a programming error.
             Err(e) => panic!("default settings do not parse: {e}"),
         }
+    }
+
+    /// These settings with empty or blank optional strings (e.g. `--ingress-secret ''`)
+    /// turned into "unset", as the environment's are: an empty secret must not mean
+    /// "authenticate requests that send an empty header".
+    pub fn normalized(mut self) -> Settings {
+        for value in [
+            &mut self.database_url,
+            &mut self.ingress_secret,
+            &mut self.cron_secret,
+            &mut self.admin_secret,
+            &mut self.webhook_secret,
+            &mut self.fireflies_webhook_secret,
+            &mut self.llm_command,
+            &mut self.llm_system_prompt,
+            &mut self.llm_model,
+            &mut self.anthropic_api_key,
+            &mut self.openai_api_key,
+            &mut self.claude_agent_model,
+            &mut self.http_handler_secret,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        if self.config_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            self.config_path = None;
+        }
+        self
     }
 
     /// The idle poll interval.

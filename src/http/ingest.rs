@@ -4,13 +4,14 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::body::{BodyLimits, read_body};
 use super::{AppState, require_secret};
 use crate::domain::Source;
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
+use crate::ingest::limits::{MAX_JSON_DEPTH, json_too_deep};
 use crate::ingest::signature::verify_hmac_sha256;
 use crate::store::{Enqueued, NewEvent};
 
@@ -37,23 +38,6 @@ pub async fn webhook_hint(
     ingest(state, Some(hint), method, uri, headers, body).await
 }
 
-/// Reads the body up to `limit` bytes; a larger body is refused without reading it all.
-pub(super) async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<bytes::Bytes, ApiError> {
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
-        Err(e) => Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
-    }
-}
-
 async fn ingest(
     state: AppState,
     hint: Option<String>,
@@ -68,10 +52,11 @@ async fn ingest(
     }
     let s = &state.settings;
     require_secret(s.ingress_secret.as_deref(), &headers, "x-ingress-secret")?;
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let body = read_body(body, &headers, BodyLimits::from_settings(s)).await?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body".into()));
     }
+    refuse_deep_json(&headers, &body)?;
     if let Some(secret) = &s.webhook_secret {
         let sig = headers.get("x-signature").and_then(|v| v.to_str().ok());
         if !sig.is_some_and(|sig| verify_hmac_sha256(secret.as_bytes(), &body, sig)) {
@@ -80,6 +65,7 @@ async fn ingest(
     }
     if let Some(secret) = &s.fireflies_webhook_secret
         && let Some(sig) = headers.get("x-hub-signature")
+        && !is_github_sha1(sig)
     {
         let sig = sig.to_str().unwrap_or("");
         if !verify_hmac_sha256(secret.as_bytes(), &body, sig) {
@@ -94,6 +80,7 @@ async fn ingest(
         query: uri.query(),
         headers: &headers,
         body: &body,
+        store_sensitive_headers: s.store_sensitive_headers,
     });
     let outcome = state
         .db
@@ -104,6 +91,26 @@ async fn ingest(
         })
         .await?;
     Ok(Json(enqueue_reply(&state, outcome, &env.event_id)))
+}
+
+/// GitHub still sends its legacy `X-Hub-Signature: sha1=…` next to `X-Hub-Signature-256`;
+/// it is not a Fireflies signature and is left to GitHub's own source scheme.
+fn is_github_sha1(sig: &axum::http::HeaderValue) -> bool {
+    sig.as_bytes().trim_ascii_start().starts_with(b"sha1=")
+}
+
+/// 400 for a JSON body nested deeper than [`MAX_JSON_DEPTH`]: stored, it could not be read
+/// back (CONTRACT §11).
+fn refuse_deep_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if envelope::is_json_content_type(ct) && json_too_deep(body, MAX_JSON_DEPTH) {
+        return Err(ApiError::BadRequest(format!(
+            "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 /// The reply to an enqueue (webhook or cron), waking workers for a new event.

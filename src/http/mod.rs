@@ -1,5 +1,6 @@
 //! The HTTP API (CONTRACT §2): one router, one module per route group.
 
+pub mod body;
 mod cron;
 pub mod events;
 mod health;

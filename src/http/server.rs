@@ -1,9 +1,13 @@
-//! The accept loop: hyper's HTTP/1 server with a header-read timeout and graceful shutdown.
+//! The accept loop: hyper's HTTP/1 server with a header-read timeout, a connection cap and
+//! graceful shutdown.
 //!
-//! `axum::serve` has no header-read timeout, so a client that trickles its headers could
-//! pin a connection forever; hyper's builder with a timer closes it.
+//! `axum::serve` has neither a header-read timeout nor a connection cap, so a client that
+//! trickles its headers could pin a connection forever and many clients could exhaust the
+//! process's file descriptors; hyper's builder with a timer and a semaphore bound both.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,20 +16,59 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::settings::Settings;
 
 /// How long open connections get to finish their request after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Limits of every client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Time a client has to send its request headers (`HEADER_READ_TIMEOUT_SECONDS`).
+    pub header_read_timeout: Duration,
+    /// Most connections served at once (`MAX_CONNECTIONS`); further ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// Warns once per unset `INGRESS_SECRET` / `ADMIN_SECRET` when `addr` is reachable from
+/// other machines: the routes they guard are then open to anyone who can connect.
+pub fn warn_unprotected(addr: SocketAddr, settings: &Settings) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if settings.ingress_secret.is_none() {
+        tracing::warn!(%addr, "INGRESS_SECRET is unset: anyone who can reach this address can queue webhooks and cron events");
+    }
+    if settings.admin_secret.is_none() {
+        tracing::warn!(%addr, "ADMIN_SECRET is unset: anyone who can reach this address can read every stored event");
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut at_cap = false;
     loop {
+        // A slot first, then accept: at the cap new clients wait in the kernel's backlog
+        // instead of costing us a descriptor and a task each.
+        if slots.available_permits() == 0 && !at_cap {
+            tracing::warn!(
+                max = limits.max_connections,
+                "MAX_CONNECTIONS reached; new connections wait"
+            );
+        }
+        at_cap = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            () = &mut shutdown => break,
+        };
+        // The semaphore is never closed, so this only guards against a future change.
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = &mut shutdown => break,
@@ -43,12 +86,13 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone());
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
+            .header_read_timeout(limits.header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // Errors here are client-side (reset, timeout, malformed request).
             let _ = conn.await;
+            drop(slot);
         });
     }
     drop(listener);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::event_id::derive_event_id;
+use super::redact::{HeaderPolicy, REDACTED, header_policy};
 
 /// The parts of an HTTP request the envelope is made from.
 pub struct RequestParts<'a> {
@@ -23,6 +24,8 @@ pub struct RequestParts<'a> {
     pub headers: &'a HeaderMap,
     /// Raw body.
     pub body: &'a [u8],
+    /// `STORE_SENSITIVE_HEADERS`: keep credential headers instead of redacting them.
+    pub store_sensitive_headers: bool,
 }
 
 /// A webhook ready to store.
@@ -50,23 +53,52 @@ struct Stored<'a> {
     raw_body_base64: Option<String>,
 }
 
-/// Only the `id` of a JSON object; parsing into it still validates the whole body
-/// without building a tree.
+/// The fields of a JSON object the event id is derived from; parsing into it still
+/// validates the whole body without building a tree.
 #[derive(Deserialize)]
 struct IdProbe<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "clientReferenceId")]
+    client_reference_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "meetingId")]
+    meeting_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "eventType")]
+    event_type: Option<&'a RawValue>,
+}
+
+/// The names of [`IdProbe`]'s fields in the body.
+const ID_FIELDS: [&str; 4] = ["id", "clientReferenceId", "meetingId", "eventType"];
+
+impl IdProbe<'_> {
+    /// The string-valued id fields as a small JSON object for [`derive_event_id`].
+    fn into_fields(self) -> Option<serde_json::Value> {
+        let values = [self.id, self.client_reference_id, self.meeting_id, self.event_type];
+        let fields: serde_json::Map<String, serde_json::Value> = ID_FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(name, raw)| {
+                let text = serde_json::from_str::<String>(raw?.get()).ok()?;
+                Some((name.to_string(), serde_json::Value::String(text)))
+            })
+            .collect();
+        (!fields.is_empty()).then_some(serde_json::Value::Object(fields))
+    }
 }
 
 /// How the body was understood.
 enum Body<'a> {
-    Object { raw: &'a RawValue, id: Option<String> },
+    Object {
+        raw: &'a RawValue,
+        ids: Option<serde_json::Value>,
+    },
     NonObject,
     Invalid,
     NotJson,
 }
 
-fn is_json_content_type(ct: Option<&str>) -> bool {
+/// True for `application/json` and `application/*+json` (parameters ignored).
+pub fn is_json_content_type(ct: Option<&str>) -> bool {
     let Some(ct) = ct else { return false };
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
@@ -83,16 +115,20 @@ fn classify(body: &[u8], json_type: bool) -> Body<'_> {
         if let Ok(probe) = serde_json::from_str::<IdProbe>(text)
             && let Ok(raw) = serde_json::from_str::<&RawValue>(text)
         {
-            let id = probe.id.and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-            return Body::Object { raw, id };
+            return Body::Object {
+                raw,
+                ids: probe.into_fields(),
+            };
         }
-        // A valid object the probe refused (a repeated "id" key): read it the slow way,
+        // A valid object the probe refused (a repeated id key): read it the slow way,
         // last key winning as in most JSON parsers.
         if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
-            let id = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
-            return Body::Object { raw, id };
+            let ids = serde_json::from_str::<serde_json::Value>(text).ok().map(|v| {
+                let keep = |(k, _): &(&String, &serde_json::Value)| ID_FIELDS.contains(&k.as_str());
+                let fields = v.as_object().into_iter().flatten().filter(keep);
+                serde_json::Value::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect())
+            });
+            return Body::Object { raw, ids };
         }
         return Body::Invalid;
     }
@@ -106,26 +142,21 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Builds the stored envelope and the event id of a webhook request.
-pub fn build(parts: &RequestParts<'_>) -> Envelope {
-    let content_type = header_str(parts.headers, "content-type");
-    let body = classify(parts.body, is_json_content_type(content_type));
-
-    let json_id = match &body {
-        Body::Object { id: Some(id), .. } => Some(serde_json::Value::String(id.clone())),
-        _ => None,
-    };
-    let event_id = derive_event_id(
-        header_str(parts.headers, "x-event-id"),
-        header_str(parts.headers, "x-github-delivery"),
-        json_id.as_ref().map(|id| serde_json::json!({ "id": id })).as_ref(),
-        parts.body,
-    );
-
-    let mut headers: BTreeMap<&str, String> = BTreeMap::new();
-    for (name, value) in parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        headers
+/// The headers as stored: lower-cased names, repeated headers joined with `", "`, the
+/// service's secret headers left out and credentials redacted (CONTRACT §11).
+fn stored_headers(headers: &HeaderMap, store_sensitive: bool) -> BTreeMap<&str, String> {
+    let mut stored: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = match header_policy(name.as_str(), store_sensitive) {
+            HeaderPolicy::Drop => continue,
+            // One marker for a repeated credential header, not "[redacted], [redacted]".
+            HeaderPolicy::Redact => {
+                stored.insert(name.as_str(), REDACTED.to_string());
+                continue;
+            }
+            HeaderPolicy::Keep => String::from_utf8_lossy(value.as_bytes()),
+        };
+        stored
             .entry(name.as_str())
             .and_modify(|v| {
                 v.push_str(", ");
@@ -133,6 +164,25 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
             })
             .or_insert_with(|| value.into_owned());
     }
+    stored
+}
+
+/// Builds the stored envelope and the event id of a webhook request.
+pub fn build(parts: &RequestParts<'_>) -> Envelope {
+    let content_type = header_str(parts.headers, "content-type");
+    let body = classify(parts.body, is_json_content_type(content_type));
+
+    let ids = match &body {
+        Body::Object { ids, .. } => ids.as_ref(),
+        _ => None,
+    };
+    let event_id = derive_event_id(
+        header_str(parts.headers, "x-event-id"),
+        header_str(parts.headers, "x-github-delivery"),
+        ids,
+        parts.body,
+    );
+    let headers = stored_headers(parts.headers, parts.store_sensitive_headers);
     let query = parts
         .query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -183,6 +233,7 @@ mod tests {
             query: Some("a=1&b=x%20y"),
             headers: &headers,
             body,
+            store_sensitive_headers: false,
         });
         let v: Value = serde_json::from_str(&e.payload_json).unwrap();
         (e, v)
@@ -241,5 +292,37 @@ mod tests {
             &[("x-event-id", "E1")],
         );
         assert_eq!(e.event_id, "E1");
+    }
+
+    #[test]
+    fn secret_headers_dropped_and_credentials_redacted() {
+        let extra = [
+            ("x-ingress-secret", "s3cret-ingress"),
+            ("x-admin-secret", "s3cret-admin"),
+            ("x-cron-secret", "s3cret-cron"),
+            ("authorization", "Bearer t0k"),
+            ("cookie", "s=1"),
+            ("cookie", "t=2"),
+            ("x-github-event", "push"),
+        ];
+        let (_, v) = env(Some("application/json"), b"{}", &extra);
+        let text = v.to_string();
+        for secret in ["s3cret", "t0k", "s=1", "t=2"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(v["headers"].get("x-ingress-secret").is_none());
+        assert_eq!(v["headers"]["authorization"], "[redacted]");
+        assert_eq!(v["headers"]["cookie"], "[redacted]");
+        assert_eq!(v["headers"]["x-github-event"], "push");
+    }
+
+    #[test]
+    fn fireflies_body_gives_the_seed_id() {
+        let body = br#"{"meetingId":"m-42","eventType":"Transcription completed"}"#;
+        let (e, _) = env(Some("application/json"), body, &[("x-hub-signature", "sha256=00")]);
+        assert_eq!(e.event_id, "fireflies:m-42:Transcription completed");
+        let body = br#"{"meetingId":"m-42","eventType":"x","clientReferenceId":"r-1","clientReferenceId":"r-2"}"#;
+        let (e, _) = env(Some("application/json"), body, &[]);
+        assert_eq!(e.event_id, "fireflies_ref:r-2");
     }
 }

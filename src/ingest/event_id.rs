@@ -3,9 +3,11 @@
 use sha2::{Digest, Sha256};
 
 /// Derives the event id, first match: `X-Event-Id`; `X-GitHub-Delivery`; the top-level
-/// JSON `id` when it is a string of at least 8 characters after trimming; else
-/// `sha256:<hex of the raw body>`. A JSON `id` holding control characters (NUL cannot be
-/// stored in PostgreSQL text) is not used; headers cannot carry them.
+/// JSON `id` when it is a string of at least 8 characters after trimming; Fireflies'
+/// `clientReferenceId` (`fireflies_ref:<id>`), else its `meetingId` and `eventType`
+/// (`fireflies:<meetingId>:<eventType>`), as the seed derived them; else
+/// `sha256:<hex of the raw body>`. JSON strings holding control characters (NUL cannot be
+/// stored in PostgreSQL text) are not used; headers cannot carry them.
 pub fn derive_event_id(
     x_event_id: Option<&str>,
     github_delivery: Option<&str>,
@@ -16,11 +18,22 @@ pub fn derive_event_id(
     if let Some(id) = header(x_event_id).or_else(|| header(github_delivery)) {
         return id;
     }
-    if let Some(id) = json.and_then(|j| j.get("id")).and_then(|v| v.as_str()).map(str::trim)
+    let field = |name: &str| {
+        json.and_then(|j| j.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
+    };
+    if let Some(id) = field("id")
         && id.chars().count() >= 8
-        && !id.chars().any(char::is_control)
     {
         return id.to_string();
+    }
+    if let Some(reference) = field("clientReferenceId") {
+        return format!("fireflies_ref:{reference}");
+    }
+    if let (Some(meeting), Some(kind)) = (field("meetingId"), field("eventType")) {
+        return format!("fireflies:{meeting}:{kind}");
     }
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
@@ -50,8 +63,31 @@ mod tests {
         );
         assert!(derive_event_id(None, None, Some(&json!({"id": "evt_\u{0}_12345"})), b"x").starts_with("sha256:"));
         assert_eq!(
+            derive_event_id(None, None, Some(&json!({"id": "short", "n": 1})), b"x").len(),
+            71
+        );
+        assert_eq!(
             derive_event_id(None, None, None, b"hello"),
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+    }
+
+    #[test]
+    fn fireflies_ids_as_the_seed_derives_them() {
+        let both = json!({"meetingId": "m-1", "eventType": "Transcription completed", "clientReferenceId": "ref-9"});
+        assert_eq!(derive_event_id(None, None, Some(&both), b"x"), "fireflies_ref:ref-9");
+        let meeting = json!({"meetingId": "m-1", "eventType": "Transcription completed"});
+        assert_eq!(
+            derive_event_id(None, None, Some(&meeting), b"x"),
+            "fireflies:m-1:Transcription completed"
+        );
+        // Header and a long JSON id still come first; half a pair falls through to the hash.
+        assert_eq!(derive_event_id(Some("E"), None, Some(&both), b"x"), "E");
+        let with_id = json!({"id": "evt_12345678", "meetingId": "m-1", "eventType": "t"});
+        assert_eq!(derive_event_id(None, None, Some(&with_id), b"x"), "evt_12345678");
+        let half = json!({"meetingId": "m-1"});
+        assert!(derive_event_id(None, None, Some(&half), b"x").starts_with("sha256:"));
+        let blank = json!({"clientReferenceId": "  ", "meetingId": "m", "eventType": 3});
+        assert!(derive_event_id(None, None, Some(&blank), b"x").starts_with("sha256:"));
     }
 }

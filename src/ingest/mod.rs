@@ -1,9 +1,11 @@
-//! Pure functions of ingest: the stored envelope, the event id, signatures.
+//! Pure functions of ingest: the stored envelope, the event id, redaction, limits, signatures.
 //!
 //! Nothing here does I/O, so every rule of CONTRACT §2 is unit-tested in isolation.
 
 pub mod envelope;
 pub mod event_id;
+pub mod limits;
+pub mod redact;
 pub mod signature;
 pub mod signatures;
 pub mod sources;

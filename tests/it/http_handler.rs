@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
 /// Receivers in these tests listen on 127.0.0.1, which the handler refuses by default.
 const ALLOW_PRIVATE: (&str, &str) = ("HTTP_HANDLER_ALLOW_PRIVATE", "1");
 
 /// A receiver answering with `status` (and Retry-After when given), capturing requests.
-async fn receiver(status: u16, retry_after: Option<&'static str>) -> (String, Seen) {
+pub(crate) async fn receiver(status: u16, retry_after: Option<&'static str>) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let sink = seen.clone();
     let app = axum::Router::new().route(

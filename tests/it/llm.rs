@@ -48,14 +48,14 @@ const BARE_AGENT: &str = "---\nname: bare\n---\nYou have no tools.\n";
 const INHERIT_AGENT: &str =
     "---\nname: inherit\ndescription: inherits\ntools:\n  - Read\nmodel: inherit\ncolor: blue\n---\nInherit.\n";
 
-fn write_fake_claude(dir: &Path) -> String {
+pub(crate) fn write_fake_claude(dir: &Path) -> String {
     let path = dir.join("claude");
     std::fs::write(&path, FAKE_CLAUDE).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     path.display().to_string()
 }
 
-fn map(dir: &Path, provider: &str, mode: &str, target: &str) {
+pub(crate) fn map(dir: &Path, provider: &str, mode: &str, target: &str) {
     let out = run_cli(
         dir,
         &[

@@ -6,6 +6,7 @@
 mod checkpoint;
 mod writer;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +35,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Creates the database file readable by its owner only (0600) when it does not exist yet;
+/// SQLite gives its `-wal` and `-shm` files the same mode. An existing file is left as is.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create SQLite database {} (APP_DB_PATH): {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
@@ -46,13 +66,19 @@ impl SqliteStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Config(format!(
-                    "cannot create directory {} for APP_DB_PATH: {e}",
-                    parent.display()
-                ))
-            })?;
+            // Directories created here are private (0700): the database holds every payload.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| {
+                    StoreError::Config(format!(
+                        "cannot create directory {} for APP_DB_PATH: {e}",
+                        parent.display()
+                    ))
+                })?;
         }
+        create_private_file(path)?;
         let sync = SqliteSynchronous::from_str(synchronous.as_str())
             .map_err(|_| StoreError::Config(format!("invalid SQLITE_SYNCHRONOUS '{synchronous}'")))?;
         let options = SqliteConnectOptions::new()
