@@ -4,9 +4,9 @@
 //! a connection (and its memory) forever: the whole body must arrive before a deadline
 //! (`BODY_READ_TIMEOUT_SECONDS`). A body over `MAX_BODY_BYTES` is refused; but a client
 //! that writes its whole body before reading the reply (Python's `urllib` and `requests`
-//! do) would see a connection reset instead of the 413 if we closed on unread data, so a
-//! bounded amount of the excess is read and thrown away first, as HTTP servers' "lingering
-//! close" does.
+//! do) would see a connection reset instead of the 413 if we closed on unread data, so
+//! after the 413 is sent a bounded amount of the excess is read and thrown away, as HTTP
+//! servers' "lingering close" does.
 
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimits) -> R
             .get(axum::http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if !waits && n <= limits.max_bytes.saturating_add(OVERSIZE_DRAIN_BYTES) {
-            drain(body, n, deadline).await;
+            tokio::spawn(drain(body, n, deadline));
         }
         return Err(ApiError::PayloadTooLarge(limits.max_bytes));
     }
@@ -72,7 +72,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimits) -> R
         let Ok(data) = frame.into_data() else { continue };
         total += data.len() as u64;
         if total > limits.max_bytes {
-            drain(body, OVERSIZE_DRAIN_BYTES, deadline).await;
+            tokio::spawn(drain(body, OVERSIZE_DRAIN_BYTES, deadline));
             return Err(ApiError::PayloadTooLarge(limits.max_bytes));
         }
         // The usual single-chunk body is returned without a copy.
@@ -93,7 +93,9 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimits) -> R
     })
 }
 
-/// Reads and discards up to `budget` bytes of `body`, giving up at `deadline`.
+/// Reads and discards up to `budget` bytes of `body`, giving up at `deadline`. Spawned
+/// beside the 413: the reply goes out at once and the connection stays open until the
+/// upload is consumed, so closing it does not reset what the client has yet to read.
 async fn drain(mut body: Body, budget: u64, deadline: Instant) {
     let discard = async {
         let mut seen: u64 = 0;

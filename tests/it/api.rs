@@ -210,7 +210,9 @@ async fn fireflies_signature_checked_when_present() {
 
 #[tokio::test]
 async fn empty_and_oversized_bodies_store_nothing() {
-    let app = App::spawn("http", &[("ADMIN_SECRET", "admin")]);
+    // After a 413 the server reads (and discards) the refused upload until the body
+    // timeout, so that the client can read its reply; a short timeout keeps this test quick.
+    let app = App::spawn("http", &[("ADMIN_SECRET", "admin"), ("BODY_READ_TIMEOUT_SECONDS", "2")]);
     let (code, v) = app.post("/webhook", "", &[]).await;
     assert_eq!((code, v["ok"].clone()), (400, json!(false)));
     let big = format!("\"{}\"", "a".repeat(2 * 1024 * 1024 - 1)); // exactly 2 MiB + 1
