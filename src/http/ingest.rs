@@ -101,7 +101,7 @@ fn is_github_sha1(sig: &axum::http::HeaderValue) -> bool {
 
 /// 400 for a JSON body nested deeper than [`MAX_JSON_DEPTH`]: stored, it could not be read
 /// back (CONTRACT §11).
-fn refuse_deep_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+pub(super) fn refuse_deep_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

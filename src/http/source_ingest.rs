@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::ingest::{enqueue_reply, read_body};
+use super::body::{BodyLimits, read_body};
+use super::ingest::{enqueue_reply, refuse_deep_json};
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
 use crate::ingest::signatures::{BodyFields, Delivery};
@@ -26,10 +27,11 @@ pub(super) async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = read_body(body, headers, state.settings.max_body_bytes).await?;
+    let body = read_body(body, headers, BodyLimits::from_settings(&state.settings)).await?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body".into()));
     }
+    refuse_deep_json(headers, &body)?;
     let fields = BodyFields::parse(&body);
     let delivery = Delivery {
         headers,
@@ -53,6 +55,7 @@ pub(super) async fn ingest(
         query: uri.query(),
         headers,
         body: &body,
+        store_sensitive_headers: state.settings.store_sensitive_headers,
     });
     // §8: the provider's delivery id comes after X-Event-Id, before the generic rules.
     let has_event_id_header = headers
