@@ -16,7 +16,7 @@ type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 const ALLOW_PRIVATE: (&str, &str) = ("HTTP_HANDLER_ALLOW_PRIVATE", "1");
 
 /// A receiver answering with `status` (and Retry-After when given), capturing requests.
-async fn receiver(status: u16, retry_after: Option<&'static str>) -> (String, Seen) {
+pub(crate) async fn receiver(status: u16, retry_after: Option<&'static str>) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let sink = seen.clone();
     let app = axum::Router::new().route(
