@@ -47,6 +47,29 @@ pub fn child_env(kind: ChildKind, passthrough: &[String]) -> Vec<(OsString, OsSt
         .collect()
 }
 
+/// The child's whole environment: nothing of ours is inherited beyond `vars`.
+#[derive(Debug, Clone)]
+pub struct EnvPolicy {
+    /// Every variable the child gets.
+    pub vars: Vec<(OsString, OsString)>,
+}
+
+impl EnvPolicy {
+    /// The allowlisted part of our environment for a child of `kind` (see [`child_env()`]).
+    pub fn allowlisted(kind: ChildKind, passthrough: &[String]) -> Self {
+        Self {
+            vars: child_env(kind, passthrough),
+        }
+    }
+
+    /// Sets `name` to `value`, replacing an inherited value.
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on 127.0.0.1:0 with a fresh SQLite file (and, when
 //! TEST_DATABASE_URL is set, a fresh PostgreSQL schema) per test.
 
+mod agent;
 mod api;
 mod claude_e2e;
 mod cli;

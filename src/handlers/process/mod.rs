@@ -21,7 +21,6 @@
 mod capture;
 mod group;
 
-use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -33,7 +32,7 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use capture::{Capture, drain, write_stdin};
 use group::{GroupGuard, wait_for_exit};
 
-use super::child_env::{self, ChildKind};
+pub use super::child_env::EnvPolicy;
 
 /// How long to keep reading pipes after the main child exited (and its group was killed).
 pub const PIPE_GRACE: Duration = Duration::from_secs(2);
@@ -53,29 +52,6 @@ pub struct ProcessSpec {
     pub env: EnvPolicy,
     /// Working directory; `None` inherits ours.
     pub cwd: Option<PathBuf>,
-}
-
-/// The child's whole environment: nothing of ours is inherited beyond `vars`.
-#[derive(Debug, Clone)]
-pub struct EnvPolicy {
-    /// Every variable the child gets.
-    pub vars: Vec<(OsString, OsString)>,
-}
-
-impl EnvPolicy {
-    /// The allowlisted part of our environment for a child of `kind` (see [`child_env`]).
-    pub fn allowlisted(kind: ChildKind, passthrough: &[String]) -> Self {
-        Self {
-            vars: child_env::child_env(kind, passthrough),
-        }
-    }
-
-    /// Sets `name` to `value`, replacing an inherited value.
-    pub fn with(mut self, name: &str, value: &str) -> Self {
-        self.vars.retain(|(n, _)| n != name);
-        self.vars.push((name.into(), value.into()));
-        self
-    }
 }
 
 /// What came back.
@@ -318,6 +294,7 @@ async fn supervise(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::handlers::child_env::{self, ChildKind};
     use std::path::Path;
 
     /// A spec for `sh -c <script>` with generous defaults.
