@@ -14,4 +14,5 @@ mod routing;
 mod seed_db;
 mod sources;
 mod store;
+mod ui;
 mod worker;
