@@ -23,6 +23,7 @@ pub const ENV_VARS: &[&str] = &[
     "INGRESS_SECRET",
     "CRON_SECRET",
     "ADMIN_SECRET",
+    "DASHBOARD",
     "WEBHOOK_SECRET",
     "FIREFLIES_WEBHOOK_SECRET",
     "WORKER_POLL_INTERVAL",
@@ -232,6 +233,9 @@ pub struct Settings {
         global = true
     )]
     pub admin_secret: Option<String>,
+    /// Serve the operator dashboard at /ui (0 disables it).
+    #[arg(long, env = "DASHBOARD", value_name = "DASHBOARD", default_value = "1", value_parser = parse_flag, global = true)]
+    pub dashboard: bool,
     /// HMAC-SHA256 key for X-Signature; when set, every webhook must be signed.
     #[arg(
         long,

@@ -7,6 +7,7 @@ mod health;
 mod ingest;
 pub mod server;
 mod source_ingest;
+pub mod ui;
 
 pub use events::event_json;
 
@@ -35,6 +36,11 @@ pub struct AppState {
 
 /// Builds the router of the whole API.
 pub fn router(state: AppState) -> Router {
+    let ui = if state.settings.dashboard {
+        ui::router(state.clone())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/webhook", post(ingest::webhook))
@@ -45,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(ui)
 }
 
 async fn not_found() -> ApiError {

@@ -11,8 +11,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use super::ai::AiClassifier;
-use super::detect::{apply_hint, apply_verified_source, detect};
-use super::{CompiledRule, Mapping, RouteDecision, decide};
+use super::{CompiledRule, Mapping, RouteDecision, decide, detect_payload};
 use crate::store::{Db, StoreError};
 
 /// Rules grouped by provider in evaluation order, and mappings by provider.
@@ -83,12 +82,7 @@ impl RoutingCache {
 
     /// Detects the provider of a stored payload and decides its action.
     pub async fn route(&self, payload: &Value) -> RouteDecision {
-        let empty = serde_json::Map::new();
-        let headers = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
-        let json = payload.get("json").filter(|j| j.is_object());
-        let mut detection = detect(headers, json);
-        apply_hint(&mut detection, payload.get("source_hint").and_then(Value::as_str));
-        apply_verified_source(&mut detection, payload.get("verified_source"));
+        let mut detection = detect_payload(payload);
         let ai = match &self.ai {
             Some(ai) if ai.wanted(&detection) => ai.classify(payload, &mut detection).await,
             _ => None,

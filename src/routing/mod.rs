@@ -6,7 +6,7 @@ pub mod cache;
 pub mod detect;
 pub mod rules;
 
-pub use detect::{Detection, apply_hint, detect};
+pub use detect::{Detection, apply_hint, apply_verified_source, detect};
 pub use rules::{Condition, RuleError};
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,23 @@ pub struct RouteDecision {
     /// The AI classifier's raw answer, when it ran.
     #[serde(default)]
     pub ai_detection: Option<serde_json::Value>,
+}
+
+/// Detects the provider of a stored payload envelope (headers, JSON body, path hint).
+pub fn detect_payload(payload: &serde_json::Value) -> Detection {
+    let empty = serde_json::Map::new();
+    let headers = payload
+        .get("headers")
+        .and_then(serde_json::Value::as_object)
+        .unwrap_or(&empty);
+    let json = payload.get("json").filter(|j| j.is_object());
+    let mut detection = detect(headers, json);
+    apply_hint(
+        &mut detection,
+        payload.get("source_hint").and_then(serde_json::Value::as_str),
+    );
+    apply_verified_source(&mut detection, payload.get("verified_source"));
+    detection
 }
 
 /// Chooses the action: rules of the provider (enabled only, sorted by priority then id, first match: reasons get "rule:<name>" then the rule's signals), else the enabled mapping (reason "mapping:<provider>"), else no route (mapped_action None).
@@ -127,14 +144,6 @@ mod tests {
             "headers": {"x-github-event": "push", "x-github-delivery": "d-1", "x-hub-signature": "sha1=0"},
             "json": {"ref": "refs/heads/main", "action": "opened"}
         })
-    }
-
-    fn detect_payload(p: &Value) -> Detection {
-        let empty = serde_json::Map::new();
-        let headers = p.get("headers").and_then(Value::as_object).unwrap_or(&empty);
-        let mut d = detect(headers, p.get("json"));
-        apply_hint(&mut d, p.get("source_hint").and_then(Value::as_str));
-        d
     }
 
     fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action: &str) -> CompiledRule {

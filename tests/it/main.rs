@@ -18,4 +18,5 @@ mod seed_compat;
 mod seed_db;
 mod sources;
 mod store;
+mod ui;
 mod worker;

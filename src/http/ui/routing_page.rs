@@ -1,0 +1,181 @@
+//! The routing page: mappings and rules in evaluation order, and the "try it" box.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::UiState;
+use super::auth::Session;
+use super::layout::{csrf_field, page, pretty_json};
+use super::try_route::{Outcome, Trial, envelope_for, trial};
+use crate::error::ApiError;
+use crate::store::RoutingTables;
+
+/// The "try it" form: a stored event, or a pasted webhook.
+#[derive(Deserialize, Default)]
+pub struct TryForm {
+    /// Row id of a stored event (wins when given).
+    #[serde(default)]
+    event: String,
+    /// `/webhook/<hint>` of the pasted webhook.
+    #[serde(default)]
+    hint: String,
+    /// Pasted headers, one `Name: value` per line.
+    #[serde(default)]
+    headers: String,
+    /// Pasted body.
+    #[serde(default)]
+    body: String,
+}
+
+/// The routing page.
+pub async fn show(State(state): State<UiState>, Extension(session): Extension<Session>) -> Result<Response, ApiError> {
+    render(&state, &session, &TryForm::default(), None).await
+}
+
+/// Runs the routing core on the form's payload and shows the outcome with the page.
+pub async fn try_it(
+    State(state): State<UiState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<TryForm>,
+) -> Result<Response, ApiError> {
+    let payload = match form.event.trim() {
+        "" => envelope_for(Some(&form.hint), &form.headers, &form.body),
+        id => match id.parse::<i64>() {
+            Err(_) => Err(format!("'{id}' is not an event number")),
+            Ok(id) => match state.app.db.event(id).await? {
+                None => Err(format!("event {id} not found")),
+                Some(e) => serde_json::from_str::<Value>(e.payload_json.as_deref().unwrap_or("null"))
+                    .map_err(|e| format!("the stored payload is not JSON: {e}")),
+            },
+        },
+    };
+    render(&state, &session, &form, Some(payload)).await
+}
+
+async fn render(
+    state: &UiState,
+    session: &Session,
+    form: &TryForm,
+    outcome: Option<Result<Value, String>>,
+) -> Result<Response, ApiError> {
+    let mut tables = state.app.db.routing_tables().await?;
+    tables
+        .rules
+        .sort_by(|a, b| (&a.provider, a.priority, a.id).cmp(&(&b.provider, b.priority, b.id)));
+    tables.mappings.sort_by(|a, b| a.provider.cmp(&b.provider));
+    let result = outcome.map(|o| o.map(|payload| (trial(&payload, &tables), payload)));
+    let content = html! {
+        h1 { "Routing" }
+        div.card id="try" {
+            h2 { "Try it" }
+            p.muted { "Which rule would route this payload, and why. Nothing runs and nothing is stored." }
+            (try_form(session, form))
+            @match &result {
+                Some(Ok((t, payload))) => (trial_view(t, payload)),
+                Some(Err(e)) => p.flash.error { (e) },
+                None => {},
+            }
+        }
+        (tables_view(&tables))
+    };
+    Ok(page("Routing", "/ui/routing", session, content).into_response())
+}
+
+fn try_form(session: &Session, form: &TryForm) -> Markup {
+    html! {
+        form method="post" action="/ui/routing/try#try" {
+            (csrf_field(session))
+            div.row {
+                label { "Stored event #" input type="text" name="event" value=(form.event) size="8" placeholder="e.g. 42"; }
+                span.muted { "or paste a webhook:" }
+                label { "Path hint (/webhook/…)" input type="text" name="hint" value=(form.hint) size="14"; }
+            }
+            div.grid {
+                label { "Headers (Name: value per line)" textarea name="headers" rows="5" { (form.headers) } }
+                label { "Body" textarea name="body" rows="5" { (form.body) } }
+            }
+            button.primary type="submit" { "Try it" }
+        }
+    }
+}
+
+fn trial_view(t: &Trial, payload: &Value) -> Markup {
+    let d = &t.decision;
+    html! {
+        div.trial id="trial" {
+            h2 { "Outcome" }
+            dl.facts {
+                dt { "Provider" } dd { (d.provider) " " span.muted { "(" (d.confidence) ")" } }
+                dt { "Matched rule" } dd.mono.match-rule { (d.matched_rule.as_deref().unwrap_or("none")) }
+                dt { "Action" } dd.mono { (d.mapped_action.as_deref().unwrap_or("no route")) }
+                dt { "Handler" } dd.mono { (d.handler_mode.map(|m| m.as_str()).unwrap_or("")) " " (d.handler_target.as_deref().unwrap_or("")) }
+            }
+            ul.reasons { @for r in &d.reasons { li { (r) } } }
+            table {
+                thead { tr { th { "Rule" } th.num { "Priority" } th { "Outcome" } th { "Signals" } } }
+                tbody {
+                    @for c in &t.checks {
+                        tr {
+                            td.mono { (c.rule.name) }
+                            td.num { (c.rule.priority) }
+                            @match &c.outcome {
+                                Outcome::Disabled => { td { span.nomatch { "disabled" } } td {} }
+                                Outcome::Invalid(e) => { td { span.nomatch { "invalid conditions, skipped" } } td.mono { (e) } }
+                                Outcome::NoMatch => { td { span.nomatch { "no match" } } td {} }
+                                Outcome::Match(signals) => {
+                                    td {
+                                        @if d.matched_rule.as_deref() == Some(c.rule.name.as_str()) { span.match { "matches: chosen" } }
+                                        @else { span.muted { "matches (an earlier rule won)" } }
+                                    }
+                                    td.mono { (signals.join(", ")) }
+                                }
+                            }
+                        }
+                    }
+                    @if t.checks.is_empty() { tr { td colspan="4" .muted { "No rules for " (d.provider) "." } } }
+                }
+            }
+            @if let Some(m) = &t.mapping {
+                p.muted { "Mapping of " (m.provider) ": " (m.action) " (" (m.handler_mode.as_str()) ")" @if !m.enabled { ", disabled" } }
+            }
+            details { summary { "Payload as routed" } (pretty_json(&payload.to_string())) }
+        }
+    }
+}
+
+fn tables_view(tables: &RoutingTables) -> Markup {
+    html! {
+        div.card {
+            h2 { "Mappings" }
+            table {
+                thead { tr { th { "Provider" } th { "Action" } th { "Handler" } th { "Target" } th { "Enabled" } } }
+                tbody {
+                    @for m in &tables.mappings {
+                        tr { td { (m.provider) } td.mono { (m.action) } td { (m.handler_mode.as_str()) }
+                             td.mono { (m.handler_target.as_deref().unwrap_or("")) } td { (if m.enabled { "yes" } else { "no" }) } }
+                    }
+                    @if tables.mappings.is_empty() { tr { td colspan="5" .muted { "No mappings." } } }
+                }
+            }
+        }
+        div.card {
+            h2 { "Rules, in evaluation order" }
+            table {
+                thead { tr { th { "Provider" } th.num { "Priority" } th { "Name" } th { "Conditions" } th { "Action" } th { "Handler" } th { "Enabled" } } }
+                tbody {
+                    @for r in &tables.rules {
+                        tr { td { (r.provider) } td.num { (r.priority) } td.mono { (r.name) }
+                             td.mono { (r.conditions_json) } td.mono { (r.action) }
+                             td { (r.handler_mode.as_str()) " " span.mono { (r.handler_target.as_deref().unwrap_or("")) } }
+                             td { (if r.enabled { "yes" } else { "no" }) } }
+                    }
+                    @if tables.rules.is_empty() { tr { td colspan="7" .muted { "No rules." } } }
+                }
+            }
+        }
+    }
+}
