@@ -106,6 +106,8 @@ pub fn envelope_for(hint: Option<&str>, headers: &str, body: &str) -> Result<Val
         query: None,
         headers: &map,
         body: body.as_bytes(),
+        // As stored by default: rules see redacted credentials, as they would in the worker.
+        store_sensitive_headers: false,
     });
     serde_json::from_str(&envelope.payload_json).map_err(|e| format!("could not build the envelope: {e}"))
 }
