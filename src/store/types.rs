@@ -25,6 +25,33 @@ pub enum StoreError {
     WriterGone,
 }
 
+impl StoreError {
+    /// Whether the same operation may pass when tried again later: the connection or the
+    /// server went away, a lock conflict or deadlock aborted it, the server is short of
+    /// resources, or it timed out. Errors about the data itself, the schema or the
+    /// configuration would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    // 08 connection, 40 rollbacks (deadlock, serialization), 53 resources,
+                    // 57 admin shutdown and cancellation (statement timeout), 55P03 lock timeout.
+                    ["08", "40", "53", "57"].iter().any(|class| c.starts_with(class)) || c == "55P03"
+                }),
+                _ => false,
+            },
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            }
+            StoreError::Sqlite(_) | StoreError::Migrate(_) | StoreError::Config(_) | StoreError::WriterGone => false,
+        }
+    }
+}
+
 /// An event to queue.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 mod process;
+mod record;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

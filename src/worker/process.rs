@@ -110,34 +110,19 @@ impl Processor {
         }
     }
 
-    /// Stores many outcomes in one store call (see [`Processor::record`]).
+    /// Stores many outcomes in one store call when it can; an outcome is never given up
+    /// while the database may still take it ([`super::record`]).
     pub async fn record_many(&self, finishes: Vec<Finish>) {
-        let ids: Vec<i64> = finishes.iter().map(|f| f.claim.id).collect();
-        match self.db.finish_many(finishes).await {
-            Ok(applied) => {
-                for (row_id, ok) in ids.iter().zip(applied) {
-                    if !ok {
-                        tracing::warn!(row_id, "claim was lost (lease expired) before the outcome was stored");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(count = ids.len(), error = %e, "could not store outcomes; their leases will expire and the events will be retried")
+        for (row_id, applied) in super::record::store_outcomes(&self.db, finishes).await {
+            if !applied {
+                tracing::warn!(row_id, "claim was lost (lease expired) before the outcome was stored");
             }
         }
     }
 
-    /// Stores an attempt's outcome; a failure here is logged, and the lease then expires
-    /// and the event is retried.
+    /// Stores an attempt's outcome, as [`Processor::record_many`] does.
     pub async fn record(&self, finish: Finish) {
-        let row_id = finish.claim.id;
-        match self.db.finish(finish).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(row_id, "claim was lost (lease expired) before the outcome was stored"),
-            Err(e) => {
-                tracing::error!(row_id, error = %e, "could not store the outcome; the lease will expire and the event will be retried")
-            }
-        }
+        self.record_many(vec![finish]).await;
     }
 
     /// Runs the routed action unless a `done` run exists; then replays its stored output

@@ -11,6 +11,7 @@ mod http_handler;
 mod limits;
 mod llm;
 mod multi_instance;
+mod pg_locks;
 mod readme;
 mod redaction;
 mod routing;

@@ -258,7 +258,7 @@ store_tests!(
     list_and_replay,
 );
 
-fn event(id: &str) -> NewEvent {
+pub(crate) fn event(id: &str) -> NewEvent {
     NewEvent {
         source: Source::Webhook,
         event_id: id.into(),
@@ -281,7 +281,7 @@ fn ids(claimed: &[ClaimedEvent]) -> Vec<i64> {
     claimed.iter().map(|c| c.id).collect()
 }
 
-fn done(claim: ClaimRef) -> Finish {
+pub(crate) fn done(claim: ClaimRef) -> Finish {
     Finish {
         claim,
         outcome: Outcome::Done {
@@ -302,7 +302,7 @@ fn retry_at(claim: ClaimRef, next_attempt_at: String) -> Finish {
     }
 }
 
-fn run(event_row_id: i64, action: &str, status: &str) -> ActionRunRecord {
+pub(crate) fn run(event_row_id: i64, action: &str, status: &str) -> ActionRunRecord {
     ActionRunRecord {
         event_row_id,
         started_at: time::now(),

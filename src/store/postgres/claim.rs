@@ -82,21 +82,42 @@ fn parse_done_runs(row_id: i64, json: Option<&str>) -> Result<Vec<DoneRun>, sqlx
         .collect())
 }
 
-/// Ids and attempts of claims as two arrays, for `(id, attempt_count) IN (UNNEST …)`.
+/// Ids and attempts of claims as two arrays, in ascending id order (see `lock_claims!`).
 fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
-    claims.iter().map(|c| (c.id, c.attempt)).unzip()
+    let mut sorted = claims.to_vec();
+    sorted.sort_unstable_by_key(|c| c.id);
+    sorted.iter().map(|c| (c.id, c.attempt)).unzip()
 }
+
+/// The head of every statement that updates the rows of several claims (`$1` ids, `$2`
+/// attempts): it locks them in ascending id order before the UPDATE touches them, and the
+/// UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same way, so a
+/// renewal and a finish of the same rows queue behind each other instead of deadlocking,
+/// as they did when each locked the rows in the order its own plan happened to visit them.
+/// The sort sits below the row-locking step, so the locks are taken in that order;
+/// MATERIALIZED keeps the CTE from being folded into the UPDATE's join.
+macro_rules! lock_claims {
+    () => {
+        "WITH claims AS MATERIALIZED ( \
+           SELECT e.id, c.attempt FROM events e \
+           JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
+             ON e.id = c.id AND e.attempt_count = c.attempt \
+           WHERE e.status = 'processing' \
+           ORDER BY e.id \
+           FOR NO KEY UPDATE OF e) "
+    };
+}
+pub(super) use lock_claims;
 
 pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Duration) -> Result<(), sqlx::Error> {
     let (ids, attempts) = claim_arrays(claims);
-    sqlx::query(
-        "UPDATE events SET lease_until = $1 \
-         WHERE (id, attempt_count) IN (SELECT * FROM UNNEST($2::bigint[], $3::bigint[])) \
-           AND status = 'processing'",
-    )
-    .bind(time::after(lease))
+    sqlx::query(concat!(
+        lock_claims!(),
+        "UPDATE events e SET lease_until = $3 FROM claims WHERE e.id = claims.id"
+    ))
     .bind(&ids)
     .bind(&attempts)
+    .bind(time::after(lease))
     .execute(pool)
     .await?;
     Ok(())
@@ -104,29 +125,36 @@ pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Dura
 
 pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result<u64, sqlx::Error> {
     let (ids, attempts) = claim_arrays(claims);
-    let done = sqlx::query(
-        "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = $1, \
+    let done = sqlx::query(concat!(
+        lock_claims!(),
+        "UPDATE events e SET status = 'retry', attempt_count = e.attempt_count - 1, next_attempt_at = $3, \
            lease_until = NULL \
-         WHERE (id, attempt_count) IN (SELECT * FROM UNNEST($2::bigint[], $3::bigint[])) \
-           AND status = 'processing'",
-    )
-    .bind(time::now())
+         FROM claims WHERE e.id = claims.id"
+    ))
     .bind(&ids)
     .bind(&attempts)
+    .bind(time::now())
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
 }
 
-/// Concurrent reclaimers are safe: an UPDATE that waited for another one's row lock
-/// re-checks `status = 'processing'` on the new row version and skips it.
+/// Locks the expired rows in ascending id order and skips those another transaction holds
+/// (a renewal or a finish in progress: the owner is alive, or the next pass sees them), so
+/// a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers are safe:
+/// the row lock re-checks the WHERE clause on the newest row version.
 pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE events SET \
-           status = CASE WHEN attempt_count >= $1 THEN 'error' ELSE 'retry' END, \
-           processed_at = CASE WHEN attempt_count >= $1 THEN $2 ELSE processed_at END, \
+        "WITH expired AS MATERIALIZED ( \
+           SELECT id FROM events \
+           WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $2) \
+           ORDER BY id \
+           FOR NO KEY UPDATE SKIP LOCKED) \
+         UPDATE events e SET \
+           status = CASE WHEN e.attempt_count >= $1 THEN 'error' ELSE 'retry' END, \
+           processed_at = CASE WHEN e.attempt_count >= $1 THEN $2 ELSE e.processed_at END, \
            last_error = $3, next_attempt_at = $2, lease_until = NULL \
-         WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $2)",
+         FROM expired WHERE e.id = expired.id",
     )
     .bind(i64::from(max_attempts))
     .bind(time::now())

@@ -167,34 +167,6 @@ fn worth_retrying(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Errors meaning the connection died under the operation (it was killed, the server
-/// restarted); the operation can be tried again on a fresh connection.
-pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
-        _ => false,
-    }
-}
-
-/// Runs `op`, and once more if its connection was lost. Only for operations that are safe
-/// to repeat: fenced updates, upserts, reads, and transactions that failed before COMMIT.
-pub(super) async fn retry_lost<T, F, Fut>(what: &'static str, mut op: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    match op().await {
-        Err(e) if connection_lost(&e) => {
-            tracing::warn!(operation = what, error = %e, "PostgreSQL connection lost; retrying on a fresh connection");
-            op().await
-        }
-        other => other,
-    }
-}
-
 /// Applies the embedded migrations. sqlx's migrator holds `pg_advisory_lock` (keyed on the
 /// database name) while it checks and applies them, so instances starting together on a
 /// fresh database wait for each other instead of racing; the lock is released when this

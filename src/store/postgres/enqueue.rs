@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::connect::connection_lost;
+use super::retry::{CONFLICT_TRIES, conflict_pause, connection_lost, lock_conflict};
 use super::{CHANNEL, message_chunks};
 use crate::store::{Enqueued, NewEvent, StoreError};
 use crate::time;
@@ -73,16 +73,23 @@ enum InsertError {
     AtCommit(sqlx::Error),
 }
 
+/// [`insert_events`], again after a lock conflict or a connection lost before COMMIT (a
+/// failed COMMIT may have committed: its caller cannot know, so it is not repeated).
 async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
-    match insert_events(pool, events).await {
-        Ok(v) => Ok(v),
-        Err(InsertError::BeforeCommit(e)) if connection_lost(&e) => {
-            tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
-            insert_events(pool, events)
-                .await
-                .map_err(|(InsertError::BeforeCommit(e) | InsertError::AtCommit(e))| e)
+    let (mut conflicts, mut reconnected) = (0u32, false);
+    loop {
+        match insert_events(pool, events).await {
+            Ok(v) => return Ok(v),
+            Err(InsertError::BeforeCommit(e)) if lock_conflict(&e) && conflicts + 1 < CONFLICT_TRIES => {
+                tokio::time::sleep(conflict_pause(conflicts)).await;
+                conflicts += 1;
+            }
+            Err(InsertError::BeforeCommit(e)) if connection_lost(&e) && !reconnected => {
+                tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
+                reconnected = true;
+            }
+            Err(InsertError::BeforeCommit(e) | InsertError::AtCommit(e)) => return Err(e),
         }
-        Err(InsertError::BeforeCommit(e) | InsertError::AtCommit(e)) => Err(e),
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::postgres::{PgConnection, PgPool};
 
+use super::claim::lock_claims;
 use super::message_chunks;
 use crate::store::{ActionRunRecord, Finish, Outcome};
 use crate::time;
@@ -17,11 +18,22 @@ pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sq
 /// arrays (each fenced by its claim), then one upsert of the action runs of the events it
 /// applied to. A statement per outcome cost a round trip and an executor start-up each,
 /// which dominated PostgreSQL's CPU in the drain.
+///
+/// The outcomes are stored in ascending id order, chunk after chunk, so the transaction
+/// takes its row locks in that order, like every other statement on several events.
+/// Answers are in the order of `finishes`.
 pub(super) async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut order: Vec<usize> = (0..finishes.len()).collect();
+    order.sort_unstable_by_key(|&i| finishes[i].claim.id);
+    let sorted: Vec<&Finish> = order.iter().map(|&i| &finishes[i]).collect();
     let mut tx = pool.begin().await?;
-    let mut applied = Vec::with_capacity(finishes.len());
-    for chunk in message_chunks(finishes, finish_bytes) {
-        applied.extend(finish_chunk(&mut tx, chunk).await?);
+    let mut applied = vec![false; finishes.len()];
+    let mut at = 0;
+    for chunk in message_chunks(&sorted, |f| finish_bytes(f)) {
+        for ok in finish_chunk(&mut tx, chunk).await? {
+            applied[order[at]] = ok;
+            at += 1;
+        }
     }
     tx.commit().await?;
     Ok(applied)
@@ -40,7 +52,7 @@ fn finish_bytes(f: &Finish) -> usize {
 }
 
 /// [`finish_batch`]'s two statements for one chunk, inside its transaction.
-async fn finish_chunk(tx: &mut PgConnection, finishes: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let now = time::now();
     let mut ids = Vec::with_capacity(finishes.len());
     let mut attempts = Vec::with_capacity(finishes.len());
@@ -70,18 +82,19 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[Finish]) -> Result<Vec<
         errors.push(error);
         next_attempt_at.push(next);
     }
-    let applied: HashSet<(i64, i64)> = sqlx::query_as(
+    let applied: HashSet<(i64, i64)> = sqlx::query_as(concat!(
+        lock_claims!(),
         "UPDATE events e SET status = u.status, \
-           processed_at = COALESCE(u.processed_at, e.processed_at), \
-           result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
-           last_error = u.last_error, \
-           next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
-           lease_until = NULL \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-           AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at) \
-         WHERE e.id = u.id AND e.attempt_count = u.attempt AND e.status = 'processing' \
-         RETURNING e.id, e.attempt_count",
-    )
+               processed_at = COALESCE(u.processed_at, e.processed_at), \
+               result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
+               last_error = u.last_error, \
+               next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
+               lease_until = NULL \
+             FROM claims, UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+               $7::text[]) AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at) \
+             WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
+             RETURNING e.id, e.attempt_count"
+    ))
     .bind(&ids)
     .bind(&attempts)
     .bind(&statuses)

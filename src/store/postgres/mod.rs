@@ -24,6 +24,7 @@ mod connect;
 mod enqueue;
 mod finish;
 mod listen;
+mod retry;
 mod routing;
 
 use std::sync::{Arc, OnceLock};
@@ -37,10 +38,10 @@ pub use connect::PgOptions;
 
 use super::*;
 use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases, replay_event};
-use connect::retry_lost;
 use enqueue::EnqueueRequest;
 use finish::{finish_attempt, finish_batch, start_run};
 use listen::listen_loop;
+use retry::retry;
 use routing::{apply_changes, rules_from_rows};
 
 /// The NOTIFY channel that announces new due work to every instance on the database.
@@ -162,7 +163,7 @@ impl Store for PgStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            Ok(retry_lost("claim", || claim_due(&self.pool, limit, lease)).await?)
+            Ok(retry("claim", || claim_due(&self.pool, limit, lease)).await?)
         })
     }
 
@@ -171,20 +172,20 @@ impl Store for PgStore {
             if claims.is_empty() {
                 return Ok(());
             }
-            Ok(retry_lost("renew", || renew_leases(&self.pool, &claims, lease)).await?)
+            Ok(retry("renew", || renew_leases(&self.pool, &claims, lease)).await?)
         })
     }
 
     fn finish(&self, finish: Finish) -> StoreFuture<'_, bool> {
         // A retry after a COMMIT whose reply was lost finds the event no longer
         // `processing` and answers false; the outcome stored is still this one.
-        Box::pin(async move { Ok(retry_lost("finish", || finish_attempt(&self.pool, &finish)).await?) })
+        Box::pin(async move { Ok(retry("finish", || finish_attempt(&self.pool, &finish)).await?) })
     }
 
     fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
         // Safe to retry whole: the transaction either committed nothing or everything,
         // and each finish is fenced by its claim.
-        Box::pin(async move { Ok(retry_lost("finish", || finish_batch(&self.pool, &finishes)).await?) })
+        Box::pin(async move { Ok(retry("finish", || finish_batch(&self.pool, &finishes)).await?) })
     }
 
     fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64> {
@@ -192,7 +193,7 @@ impl Store for PgStore {
             if claims.is_empty() {
                 return Ok(0);
             }
-            let n = retry_lost("release", || release_claims(&self.pool, &claims)).await?;
+            let n = retry("release", || release_claims(&self.pool, &claims)).await?;
             if n > 0 {
                 self.notify().await;
             }
@@ -202,7 +203,7 @@ impl Store for PgStore {
 
     fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let n = retry_lost("reclaim", || reclaim_expired_leases(&self.pool, max_attempts)).await?;
+            let n = retry("reclaim", || reclaim_expired_leases(&self.pool, max_attempts)).await?;
             if n > 0 {
                 self.notify().await;
             }
@@ -211,14 +212,14 @@ impl Store for PgStore {
     }
 
     fn start_action_run(&self, run: ActionRunRecord) -> StoreFuture<'_, ()> {
-        Box::pin(async move { Ok(retry_lost("start action run", || start_run(&self.pool, &run)).await?) })
+        Box::pin(async move { Ok(retry("start action run", || start_run(&self.pool, &run)).await?) })
     }
 
     fn action_run(&self, event_row_id: i64, action: &str) -> StoreFuture<'_, Option<ActionRunRow>> {
         let action = action.to_string();
         Box::pin(async move {
             let q = concat!(action_run_select!(), " WHERE event_row_id = $1 AND action = $2");
-            let row = retry_lost("read action run", || {
+            let row = retry("read action run", || {
                 sqlx::query(q)
                     .bind(event_row_id)
                     .bind(&action)
@@ -232,7 +233,7 @@ impl Store for PgStore {
     fn event(&self, row_id: i64) -> StoreFuture<'_, Option<EventRow>> {
         Box::pin(async move {
             let q = concat!(event_select!(), " WHERE id = $1");
-            let row = retry_lost("read event", || sqlx::query(q).bind(row_id).fetch_optional(&self.pool)).await?;
+            let row = retry("read event", || sqlx::query(q).bind(row_id).fetch_optional(&self.pool)).await?;
             Ok(row.as_ref().map(rows::event).transpose()?)
         })
     }
@@ -240,7 +241,7 @@ impl Store for PgStore {
     fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>> {
         Box::pin(async move {
             let q = concat!(action_run_select!(), " WHERE event_row_id = $1 ORDER BY id DESC");
-            let rows = retry_lost("read action runs", || {
+            let rows = retry("read action runs", || {
                 sqlx::query(q).bind(event_row_id).fetch_all(&self.pool)
             })
             .await?;
@@ -255,14 +256,14 @@ impl Store for PgStore {
             let rows = match &status {
                 Some(s) => {
                     let q = concat!(event_select!(), " WHERE status = $1 ORDER BY id DESC LIMIT $2");
-                    retry_lost("list events", || {
+                    retry("list events", || {
                         sqlx::query(q).bind(s.as_str()).bind(limit).fetch_all(&self.pool)
                     })
                     .await?
                 }
                 None => {
                     let q = concat!(event_select!(), " ORDER BY id DESC LIMIT $1");
-                    retry_lost("list events", || sqlx::query(q).bind(limit).fetch_all(&self.pool)).await?
+                    retry("list events", || sqlx::query(q).bind(limit).fetch_all(&self.pool)).await?
                 }
             };
             Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
@@ -271,7 +272,7 @@ impl Store for PgStore {
 
     fn replay(&self, row_id: i64) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let queued = retry_lost("replay", || replay_event(&self.pool, row_id)).await?;
+            let queued = retry("replay", || replay_event(&self.pool, row_id)).await?;
             if queued {
                 self.notify().await;
             }
@@ -281,7 +282,7 @@ impl Store for PgStore {
 
     fn routing_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move {
-            let v: Option<i64> = retry_lost("read routing version", || {
+            let v: Option<i64> = retry("read routing version", || {
                 sqlx::query_scalar("SELECT value FROM switchyard_meta WHERE key = 'routing_version'")
                     .fetch_optional(&self.pool)
             })
@@ -292,8 +293,8 @@ impl Store for PgStore {
 
     fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {
         Box::pin(async move {
-            let rules = retry_lost("read rules", || sqlx::query(rule_select!()).fetch_all(&self.pool)).await?;
-            let mappings = retry_lost("read mappings", || sqlx::query(mapping_select!()).fetch_all(&self.pool)).await?;
+            let rules = retry("read rules", || sqlx::query(rule_select!()).fetch_all(&self.pool)).await?;
+            let mappings = retry("read mappings", || sqlx::query(mapping_select!()).fetch_all(&self.pool)).await?;
             Ok(RoutingTables {
                 rules: rules_from_rows(&rules)?,
                 mappings: mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?,
@@ -305,7 +306,7 @@ impl Store for PgStore {
         let provider = provider.to_string();
         Box::pin(async move {
             let q = concat!(mapping_select!(), " WHERE provider = $1");
-            let row = retry_lost("read mapping", || {
+            let row = retry("read mapping", || {
                 sqlx::query(q).bind(&provider).fetch_optional(&self.pool)
             })
             .await?;
@@ -317,14 +318,14 @@ impl Store for PgStore {
         let provider = provider.to_string();
         Box::pin(async move {
             let q = concat!(rule_select!(), " WHERE provider = $1 ORDER BY priority, id");
-            let rows = retry_lost("read rules", || sqlx::query(q).bind(&provider).fetch_all(&self.pool)).await?;
+            let rows = retry("read rules", || sqlx::query(q).bind(&provider).fetch_all(&self.pool)).await?;
             Ok(rules_from_rows(&rows)?)
         })
     }
 
     fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()> {
         // Retrying after a lost connection is safe: the upserts are idempotent.
-        Box::pin(async move { Ok(retry_lost("apply routing changes", || apply_changes(&self.pool, &changes)).await?) })
+        Box::pin(async move { Ok(retry("apply routing changes", || apply_changes(&self.pool, &changes)).await?) })
     }
 
     fn external_wake(&self) -> StoreFuture<'_, ()> {
