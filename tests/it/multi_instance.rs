@@ -355,3 +355,111 @@ async fn killed_connections_do_not_stop_ingest_processing_or_wake_ups() {
         "no restart"
     );
 }
+
+/// Issue 17's scenario: three `serve` instances on one database, every event sent to two
+/// of them, a fast command handler that appends the event's id to a file, 5 s leases.
+/// Every event is handled exactly once: one line per event in the file, one attempt and
+/// one action run per row. (Finishes and lease renewals of the same rows used to deadlock
+/// here; the dropped outcomes made events run twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_handle_every_event_sent_twice_exactly_once() {
+    const EVENTS: usize = 3000;
+    let Some(pg) = PgSchema::create("multi_instance::three_instances").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The handler's input (a JSON document naming the event), appended to the file as it
+    // reads it: one read and one write of a few hundred bytes, so the documents of
+    // concurrent runs do not interleave (O_APPEND).
+    std::fs::write(
+        dir.path().join("commands.json"),
+        json!({"append": ["tee", "-a", "handled.log"]}).to_string(),
+    )
+    .unwrap();
+    map_unknown(dir.path(), &pg, "command", Some("append"));
+    let settings = [("WORKER_LEASE_SECONDS", "5"), ("WORKER_CONCURRENCY", "8")];
+    let apps: Vec<App> = ["a", "b", "c"]
+        .iter()
+        .map(|name| spawn(dir.path(), "serve", &instance_env(&pg, name, &settings)))
+        .collect();
+    let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
+
+    // 32 senders; event i goes to instances i % 3 and (i + 1) % 3 at the same time.
+    let started = Instant::now();
+    let client = client();
+    let mut senders = tokio::task::JoinSet::new();
+    for first in 0..32 {
+        let (client, bases) = (client.clone(), bases.clone());
+        senders.spawn(async move {
+            let (mut sent, mut refused) = (Vec::new(), Vec::new());
+            for i in (first..EVENTS).step_by(32) {
+                let id = format!("tri-{i}");
+                let (one, two) = (&bases[i % 3], &bases[(i + 1) % 3]);
+                let ((code_1, reply_1), (code_2, reply_2)) =
+                    tokio::join!(send(&client, one, &id), send(&client, two, &id));
+                if (code_1, code_2) != (200, 200) {
+                    refused.push(format!("{id}: {code_1} {reply_1:?}, {code_2} {reply_2:?}"));
+                    continue;
+                }
+                let row = row_id(&reply_1);
+                assert_eq!(row, row_id(&reply_2), "{id}: both instances name the same row");
+                sent.push(row);
+            }
+            (sent, refused)
+        });
+    }
+    let (mut rows, mut refused) = (Vec::new(), Vec::new());
+    for (sent, failed) in senders.join_all().await {
+        rows.extend(sent);
+        refused.extend(failed);
+    }
+    if !refused.is_empty() {
+        let logs: Vec<String> = apps.iter().map(App::logs).collect();
+        panic!(
+            "{} events refused: {refused:?}\nlogs:\n{}",
+            refused.len(),
+            logs.join("\n-----\n")
+        );
+    }
+    assert_eq!(rows.len(), EVENTS);
+    eprintln!("sent after {:?}", started.elapsed());
+
+    let app_refs: Vec<&App> = apps.iter().collect();
+    wait_done(&pg, &rows, Duration::from_secs(120), &app_refs).await;
+    eprintln!("done after {:?}", started.elapsed());
+    let mut conn = pg.connect().await;
+    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM events").await, EVENTS as i64);
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM events WHERE status = 'done' AND attempt_count = 1"
+        )
+        .await,
+        EVENTS as i64,
+        "each event claimed once"
+    );
+    assert_eq!(
+        scalar(&mut conn, "SELECT count(*) FROM action_runs WHERE status = 'done'").await,
+        EVENTS as i64,
+        "one action run per event"
+    );
+    // The documents follow each other without separators.
+    let log = std::fs::read_to_string(dir.path().join("handled.log")).unwrap();
+    let seen: Vec<String> = serde_json::Deserializer::from_str(&log)
+        .into_iter::<serde_json::Value>()
+        .map(|doc| {
+            let doc = doc.expect("one whole JSON document per handler run");
+            doc["payload"]["json"]["id_was"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no id in {doc}"))
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&str> = seen.iter().map(String::as_str).collect();
+    let expected: std::collections::HashSet<String> = (0..EVENTS).map(|i| format!("tri-{i}")).collect();
+    assert_eq!(seen.len(), EVENTS, "one handler run per event");
+    assert!(
+        distinct.len() == EVENTS && distinct.iter().all(|id| expected.contains(*id)),
+        "the handler saw each event's id once"
+    );
+}

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
+use switchyard::domain::Timestamp;
 use switchyard::settings::Settings;
 use switchyard::store::{ClaimRef, Db, Finish, Outcome};
 
@@ -123,7 +124,7 @@ async fn renewal_and_finish_of_the_same_rows_both_complete() {
         assert_eq!(status_and_lease(&pg, id).await, ("done".into(), None), "event {id}");
     }
     let run = db.action_run(a.id, "act").await.unwrap().expect("the action run");
-    assert_eq!(run.status.as_deref(), Some("done"));
+    assert_eq!(run.status.map(|s| s.as_str()), Some("done"));
 }
 
 /// A deadlock the store cannot avoid (another client locks the rows in the other order):
@@ -185,7 +186,7 @@ async fn an_outcome_the_database_refuses_does_not_take_its_batch_with_it() {
         claim: b,
         outcome: Outcome::Retry {
             error: "child wrote \0 to stderr".into(),
-            next_attempt_at: switchyard::time::now(),
+            next_attempt_at: Timestamp::from_stored(switchyard::time::now()),
         },
         action_run: None,
     };
@@ -198,7 +199,7 @@ async fn an_outcome_the_database_refuses_does_not_take_its_batch_with_it() {
         assert_eq!(status_and_lease(&pg, id).await, ("done".into(), None), "event {id}");
     }
     let row = db.event(b.id).await.unwrap().unwrap();
-    assert_eq!(row.status.as_deref(), Some("error"));
+    assert_eq!(row.status.map(|s| s.as_str()), Some("error"));
     let error = row.last_error.unwrap_or_default();
     assert!(error.contains("could not be stored"), "{error}");
 }
