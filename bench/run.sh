@@ -12,6 +12,8 @@
 #
 # With PostgreSQL, a fresh database is created per phase on the server of the URL and
 # dropped afterwards; the URL's own database is never touched (its role needs CREATEDB).
+# With PostgreSQL, graphile-worker (Node.js, npm, pinned) then drains the same number of
+# no-op jobs on the same server and the ratio is printed.
 # Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
 # --strict to exit 2 on a missed target), non-zero when a step failed.
 set -euo pipefail
@@ -43,8 +45,47 @@ cargo build --release --locked --example echo_ceiling --example loadbench
 # explicit --database-url wins. Empty means unset, as for switchyard itself.
 if [ -z "${DATABASE_URL:-}" ]; then unset DATABASE_URL; fi
 
-exec target/release/examples/loadbench \
+# The PostgreSQL URL, if any (for the graphile-worker comparison below).
+pg_url="${DATABASE_URL:-}"
+prev=""
+for arg in "$@"; do
+  case "$arg" in --database-url=*) pg_url="${arg#--database-url=}" ;; esac
+  if [ "$prev" = "--database-url" ]; then pg_url="$arg"; fi
+  prev="$arg"
+done
+
+table="$(mktemp)"
+trap 'rm -f "$table"' EXIT
+status=0
+target/release/examples/loadbench \
   --bin target/release/switchyard \
   --echo target/release/examples/echo_ceiling \
   --lua bench/ingest.lua \
-  "$@"
+  "$@" | tee "$table" || status=$?
+
+# With PostgreSQL: graphile-worker (Node.js, pinned in bench/graphile/package.json, the
+# batching options of its performance page) drains 50,000 no-op jobs on the same server,
+# and the ratio to switchyard's 50,000-event noop drain of this run is printed
+# (issue 17's target: ≥ 1.5). Skipped, saying so, without Node.js or that drain.
+if [ -n "$pg_url" ]; then
+  ours="$(awk -F'|' '$2 ~ /drain 50000 queued, noop mapping/ && $3 ~ /drain rate/ {print $4}' "$table" | grep -o '[0-9]\+' | head -1 || true)"
+  if ! command -v node >/dev/null 2>&1; then
+    echo "graphile-worker comparison skipped: node is not installed" >&2
+  elif [ -z "$ours" ]; then
+    echo "graphile-worker comparison skipped: this run has no 50000-event noop drain" >&2
+  else
+    if [ ! -d bench/graphile/node_modules/graphile-worker ]; then
+      npm install --prefix bench/graphile --no-save --no-audit --no-fund --loglevel=error
+    fi
+    line="$(node bench/graphile/drain.mjs "$pg_url" 50000)" || status=$?
+    echo "$line"
+    theirs="$(echo "$line" | grep -o '[0-9]\+ jobs/s' | grep -o '[0-9]\+' || true)"
+    if [ -n "$theirs" ]; then
+      awk -v a="$ours" -v b="$theirs" 'BEGIN {
+        r = a / b
+        printf "switchyard %d events/s / graphile-worker %d jobs/s = %.2f (target >= 1.5) %s\n", a, b, r, (r >= 1.5 ? "pass" : "**FAIL**")
+      }'
+    fi
+  fi
+fi
+exit "$status"
