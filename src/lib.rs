@@ -17,6 +17,7 @@ pub mod routing;
 pub mod settings;
 pub mod store;
 pub mod time;
+pub mod views;
 pub mod worker;
 
 use std::future::Future;
@@ -45,39 +46,41 @@ pub enum Role {
 
 /// The handler settings taken from the service settings.
 pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
-    let mut cfg = handlers::HandlerConfig {
+    handlers::HandlerConfig {
         commands_path: s.commands_path.clone(),
         command_timeout: Duration::from_secs_f64(s.command_timeout),
-        ..handlers::HandlerConfig::default()
-    };
-    cfg.env_passthrough = s.command_env_passthrough.clone();
-    cfg.llm_mode = s.llm_mode;
-    cfg.llm_command = s.llm_command.clone();
-    cfg.llm_system_prompt = s.llm_system_prompt.clone();
-    cfg.claude = handlers::claude_cli::ClaudeConfig {
-        program: s.claude_cli.clone(),
-        model: s.claude_agent_model.clone(),
-        max_turns: s.claude_agent_max_turns,
-        permission_mode: s.claude_agent_permission_mode.clone(),
-        default_tools: handlers::claude_cli::DefaultTools::parse(s.claude_agent_default_tools.as_deref().unwrap_or("")),
-        timeout: Duration::from_secs_f64(s.claude_agent_timeout.or(s.action_agent_timeout).unwrap_or(90.0)),
-        work_dir: None,
-    };
-    cfg.llm = handlers::llm::LlmConfig {
-        provider: s.llm_provider,
-        model: s.llm_model.clone(),
-        timeout: Duration::from_secs_f64(s.llm_timeout),
-        anthropic_api_key: s.anthropic_api_key.clone(),
-        anthropic_base_url: s.anthropic_base_url.clone(),
-        openai_api_key: s.openai_api_key.clone(),
-        openai_base_url: s.openai_base_url.clone(),
-    };
-    cfg.http = handlers::http::HttpHandlerConfig::new(
-        s.http_handler_secret.clone(),
-        Duration::from_secs_f64(s.http_handler_timeout),
-        s.http_handler_allow_private,
-    );
-    cfg
+        max_output_bytes: handlers::DEFAULT_MAX_OUTPUT_BYTES,
+        env_passthrough: s.command_env_passthrough.clone(),
+        llm_mode: s.llm_mode,
+        llm_command: s.llm_command.clone(),
+        llm_system_prompt: s.llm_system_prompt.clone(),
+        http: handlers::http::HttpHandlerConfig::new(
+            s.http_handler_secret.clone(),
+            Duration::from_secs_f64(s.http_handler_timeout),
+            s.http_handler_allow_private,
+        ),
+        client: reqwest::Client::new(),
+        claude: handlers::claude_cli::ClaudeConfig {
+            program: s.claude_cli.clone(),
+            model: s.claude_agent_model.clone(),
+            max_turns: s.claude_agent_max_turns,
+            permission_mode: s.claude_agent_permission_mode.clone(),
+            default_tools: handlers::claude_cli::DefaultTools::parse(
+                s.claude_agent_default_tools.as_deref().unwrap_or(""),
+            ),
+            timeout: s.agent_timeout(),
+            work_dir: None,
+        },
+        llm: handlers::llm::LlmConfig {
+            provider: s.llm_provider,
+            model: s.llm_model.clone(),
+            timeout: Duration::from_secs_f64(s.llm_timeout),
+            anthropic_api_key: s.anthropic_api_key.clone(),
+            anthropic_base_url: s.anthropic_base_url.clone(),
+            openai_api_key: s.openai_api_key.clone(),
+            openai_base_url: s.openai_base_url.clone(),
+        },
+    }
 }
 
 /// The worker pool settings taken from the service settings.

@@ -1,20 +1,20 @@
 //! Log set-up: text by default, JSON with `LOG_FORMAT=json`; `RUST_LOG` filters.
 
+use crate::domain::LogFormat;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (stderr). Safe to call once per process.
-pub fn init(format: &str) {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal; logs read by tools stay plain.
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
     };
 }

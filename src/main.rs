@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchyard::settings::{Cli, prepare_environment};
+use switchyard::cli::Cli;
+use switchyard::settings::prepare_environment;
 
 /// mimalloc rather than glibc's malloc, built without transparent huge pages (resident
 /// memory grew in 2 MB steps with them): both measured in docs/PERFORMANCE.md.
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     prepare_environment();
     let mut cli = Cli::parse();
     cli.settings = cli.settings.normalized();
-    switchyard::logging::init(&cli.settings.log_format);
+    switchyard::logging::init(cli.settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

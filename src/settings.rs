@@ -1,4 +1,5 @@
-//! Every setting of the service: one clap struct whose flags also read the environment.
+//! Every setting of the service and its one default: one clap struct whose flags also
+//! read the environment (the command tree that embeds it is in `cli`).
 //!
 //! `.env` is loaded and the environment normalised (trimmed, empty = unset) by
 //! [`prepare_environment`] before clap parses, so a bad value such as `PORT=abc` stops
@@ -7,11 +8,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 
-use crate::domain::{LlmMode, LlmProvider, SqliteSynchronous};
+use crate::domain::{LlmMode, LlmProvider, LogFormat, SqliteSynchronous};
 use crate::store::StoreConfig;
 use crate::store::postgres::PgOptions;
+
+/// The default of `CLAUDE_AGENT_TIMEOUT_SECONDS` (not a clap default: the seed's
+/// `ACTION_AGENT_TIMEOUT_SECONDS` is the fallback when it is unset).
+pub const DEFAULT_AGENT_TIMEOUT_SECONDS: f64 = 90.0;
 
 /// Environment variables this program reads; used to trim them and treat empty as unset.
 pub const ENV_VARS: &[&str] = &[
@@ -100,74 +105,6 @@ pub fn prepare_environment() {
             }
         }
     }
-}
-
-/// The command line: global settings plus one subcommand.
-#[derive(Debug, Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "Webhooks and cron into a durable queue, routed to handlers."
-)]
-pub struct Cli {
-    /// Settings shared by every command.
-    #[command(flatten)]
-    pub settings: Settings,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands of the binary.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// HTTP server, worker pool and cron scheduler in one process (the default way to run).
-    Serve,
-    /// HTTP server only.
-    Http,
-    /// Worker only.
-    Worker {
-        /// Process at most one due event, then exit 0.
-        #[arg(long)]
-        run_once: bool,
-    },
-    /// Cron helpers.
-    #[command(subcommand)]
-    Cron(CronCommand),
-    /// Provider mappings, routing rules and the config file.
-    #[command(subcommand)]
-    Mapping(crate::cli::mapping::MappingCommand),
-    /// Operator tools for stored events.
-    #[command(subcommand)]
-    Events(crate::cli::events::EventsCommand),
-    /// Provider sources (signature-verified webhook paths).
-    #[command(subcommand)]
-    Sources(crate::cli::sources::SourcesCommand),
-}
-
-/// `cron` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum CronCommand {
-    /// Enqueue a cron event straight into the database.
-    Enqueue {
-        /// Job name.
-        #[arg(long)]
-        job: String,
-    },
-    /// Ask a running server to enqueue a cron event (POST /cron/enqueue).
-    Call {
-        /// Job name.
-        #[arg(long)]
-        job: String,
-        /// Base URL of the server.
-        #[arg(
-            long,
-            env = "API_BASE_URL",
-            value_name = "API_BASE_URL",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        api_base_url: String,
-    },
 }
 
 /// Settings shared by all commands; every flag also reads the named environment variable.
@@ -437,8 +374,14 @@ pub struct Settings {
     pub command_env_passthrough: Vec<String>,
 
     /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    pub log_format: String,
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
 
     /// Provider sources: the environment shortcuts of CONTRACT §8.
     #[command(flatten)]
@@ -552,8 +495,14 @@ impl ProviderSettings {
 impl Settings {
     /// Settings with every default, for tests and embedding.
     pub fn defaults() -> Settings {
-        match Cli::try_parse_from(["switchyard", "serve"]) {
-            Ok(cli) => cli.settings,
+        /// A command line holding only the settings (the command tree lives in `cli`).
+        #[derive(Parser)]
+        struct SettingsOnly {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        match SettingsOnly::try_parse_from(["switchyard"]) {
+            Ok(parsed) => parsed.settings,
             // The defaults are constants of this file; failing here is a programming error.
             Err(e) => panic!("default settings do not parse: {e}"),
         }
@@ -605,6 +554,13 @@ impl Settings {
                 connect_timeout: Duration::from_secs_f64(self.database_connect_timeout),
             },
         }
+    }
+
+    /// How long an `agent` run may take: `CLAUDE_AGENT_TIMEOUT_SECONDS`, else the seed's
+    /// `ACTION_AGENT_TIMEOUT_SECONDS`, else [`DEFAULT_AGENT_TIMEOUT_SECONDS`].
+    pub fn agent_timeout(&self) -> Duration {
+        let seconds = self.claude_agent_timeout.or(self.action_agent_timeout);
+        Duration::from_secs_f64(seconds.unwrap_or(DEFAULT_AGENT_TIMEOUT_SECONDS))
     }
 
     /// How long a claim holds.

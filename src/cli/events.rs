@@ -51,7 +51,10 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         EventsCommand::Show { row_id } => match db.event(row_id).await? {
             Some(e) => {
                 let runs = db.action_runs(row_id).await?;
-                println!("{}", serde_json::to_string_pretty(&crate::http::event_json(&e, &runs))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::views::event_json(&e, &runs))?
+                );
             }
             None => {
                 eprintln!("event {row_id} not found");

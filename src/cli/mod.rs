@@ -1,5 +1,6 @@
 //! Subcommands: the long-running roles and the operator tools.
 
+mod command;
 pub mod events;
 pub mod mapping;
 pub mod sources;
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::settings::{Cli, Command, CronCommand, Settings};
+pub use command::{Cli, Command, CronCommand};
+
+use crate::settings::Settings;
 use crate::{Role, run, shutdown_signal};
 
 /// Runs the parsed command line.

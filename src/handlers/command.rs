@@ -144,7 +144,7 @@ mod tests {
             let cfg = HandlerConfig {
                 commands_path,
                 command_timeout: Duration::from_secs(60),
-                ..HandlerConfig::default()
+                ..crate::handlers::test_config()
             };
             Self { dir, cfg }
         }
@@ -294,7 +294,7 @@ mod tests {
         let (_d, path) = write(r#"{"ghost": ["switchyard-ghost-binary"]}"#);
         let cfg = HandlerConfig {
             commands_path: path,
-            ..HandlerConfig::default()
+            ..crate::handlers::test_config()
         };
         let (router, payload) = (json!({}), json!({}));
         let input = HandlerInput {

@@ -65,25 +65,6 @@ pub struct HandlerConfig {
     pub llm: llm::LlmConfig,
 }
 
-impl Default for HandlerConfig {
-    /// The documented defaults: `commands.json`, 90 s, 1 MiB, the bare environment allowlist.
-    fn default() -> Self {
-        Self {
-            commands_path: PathBuf::from("commands.json"),
-            command_timeout: Duration::from_secs(90),
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            env_passthrough: Vec::new(),
-            llm_mode: LlmMode::Noop,
-            llm_command: None,
-            llm_system_prompt: None,
-            http: http::HttpHandlerConfig::new(None, Duration::from_secs(30), false),
-            client: reqwest::Client::new(),
-            claude: claude_cli::ClaudeConfig::default(),
-            llm: llm::LlmConfig::default(),
-        }
-    }
-}
-
 impl HandlerConfig {
     /// `LLM_SYSTEM_PROMPT` (trimmed) when set and not blank, else `default`.
     pub fn system_prompt_or<'a>(&'a self, default: &'a str) -> &'a str {
@@ -93,6 +74,12 @@ impl HandlerConfig {
             .filter(|p| !p.is_empty())
             .unwrap_or(default)
     }
+}
+
+/// The handler settings of `Settings::defaults()`, for tests.
+#[cfg(test)]
+pub(crate) fn test_config() -> HandlerConfig {
+    crate::handler_config(&crate::settings::Settings::defaults())
 }
 
 /// Runs the handler for a routed action.
@@ -134,7 +121,7 @@ mod tests {
             router: &router,
             payload: &payload,
         };
-        let out = run(&HandlerConfig::default(), HandlerMode::Noop, None, &input)
+        let out = run(&crate::handlers::test_config(), HandlerMode::Noop, None, &input)
             .await
             .unwrap();
         assert_eq!(out, json!({"mode": "noop", "action": "handle_push"}));
@@ -142,7 +129,7 @@ mod tests {
 
     #[tokio::test]
     async fn unrouted_defaults_to_no_mapping() {
-        let out = run_unrouted(&HandlerConfig::default(), &json!({"a": 1}), &json!({}))
+        let out = run_unrouted(&crate::handlers::test_config(), &json!({"a": 1}), &json!({}))
             .await
             .unwrap();
         assert_eq!(out, json!({"note": "no mapping"}));
@@ -150,7 +137,7 @@ mod tests {
 
     #[test]
     fn default_config_passes_nothing_extra() {
-        let cfg = HandlerConfig::default();
+        let cfg = crate::handlers::test_config();
         assert!(cfg.env_passthrough.is_empty());
         assert_eq!(cfg.llm_mode, LlmMode::Noop);
     }

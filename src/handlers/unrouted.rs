@@ -69,7 +69,7 @@ mod tests {
             llm_mode: mode,
             llm_command: command,
             command_timeout: Duration::from_secs(60),
-            ..HandlerConfig::default()
+            ..crate::handlers::test_config()
         }
     }
 

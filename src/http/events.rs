@@ -3,11 +3,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{AppState, require_secret};
 use crate::error::ApiError;
-use crate::store::{ActionRunRow, EventRow};
+use crate::views::event_json;
 
 /// Shows one event.
 pub async fn show(
@@ -27,19 +27,4 @@ pub async fn show(
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
     let runs = state.db.action_runs(id).await?;
     Ok(Json(event_json(&event, &runs)))
-}
-
-/// The contract's JSON for an event and its runs (also used by `events show`).
-pub fn event_json(event: &EventRow, runs: &[ActionRunRow]) -> Value {
-    let parse = |s: &Option<String>| -> Value {
-        s.as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(Value::Null)
-    };
-    let mut ev = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = ev.as_object_mut() {
-        obj.insert("payload".into(), parse(&event.payload_json));
-        obj.insert("result".into(), parse(&event.result_json));
-    }
-    json!({"ok": true, "event": ev, "action_runs": runs})
 }

@@ -9,7 +9,7 @@ pub mod server;
 mod source_ingest;
 pub mod ui;
 
-pub use events::event_json;
+pub use crate::views::event_json;
 
 use std::sync::Arc;
 

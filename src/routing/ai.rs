@@ -318,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_only_add_a_reason() {
-        let mut cfg = HandlerConfig::default();
+        let mut cfg = crate::handlers::test_config();
         cfg.llm.provider = crate::domain::LlmProvider::Openai;
         let ai = AiClassifier {
             handlers: Arc::new(cfg),

@@ -142,7 +142,7 @@ async fn fake_server(reply: Reply) -> (String, Seen) {
 fn config(base: &str) -> HandlerConfig {
     let mut cfg = HandlerConfig {
         llm_system_prompt: Some("SYSTEM-PROMPT-X".into()),
-        ..HandlerConfig::default()
+        ..switchyard::handler_config(&switchyard::settings::Settings::defaults())
     };
     cfg.llm.anthropic_base_url = base.to_owned();
     cfg.llm.openai_base_url = format!("{base}/v1");

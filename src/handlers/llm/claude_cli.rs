@@ -97,21 +97,6 @@ pub struct ClaudeConfig {
     pub work_dir: Option<PathBuf>,
 }
 
-impl Default for ClaudeConfig {
-    /// `claude`, 6 turns, `dontAsk`, no default tools, 90 s.
-    fn default() -> Self {
-        Self {
-            program: "claude".into(),
-            model: None,
-            max_turns: 6,
-            permission_mode: "dontAsk".into(),
-            default_tools: DefaultTools::List(Vec::new()),
-            timeout: Duration::from_secs(90),
-            work_dir: None,
-        }
-    }
-}
-
 /// One CLI call.
 #[derive(Debug, Clone)]
 pub struct CliCall<'a> {
@@ -336,7 +321,7 @@ pub(crate) mod tests {
 
     #[test]
     fn argv_has_every_flag() {
-        let claude = ClaudeConfig::default();
+        let claude = crate::handlers::test_config().claude;
         let tools = vec!["Read".to_owned(), "Bash".to_owned()];
         let call = CliCall {
             system_prompt: "be kind",
@@ -437,7 +422,7 @@ pub(crate) mod tests {
              crash) echo 'boom' >&2; exit 2;;\n\
              esac\n",
         );
-        let mut cfg = HandlerConfig::default();
+        let mut cfg = crate::handlers::test_config();
         cfg.claude.program = script.display().to_string();
         let run_with = |cfg: &HandlerConfig, stdin: &str| {
             let cfg = cfg.clone();

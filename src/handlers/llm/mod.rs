@@ -51,21 +51,6 @@ pub struct LlmConfig {
     pub openai_base_url: String,
 }
 
-impl Default for LlmConfig {
-    /// `claude-cli`, 60 s, the public API URLs, no keys.
-    fn default() -> Self {
-        Self {
-            provider: LlmProvider::default(),
-            model: None,
-            timeout: Duration::from_secs(60),
-            anthropic_api_key: None,
-            anthropic_base_url: "https://api.anthropic.com".into(),
-            openai_api_key: None,
-            openai_base_url: "https://api.openai.com/v1".into(),
-        }
-    }
-}
-
 impl fmt::Debug for LlmConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redact = |k: &Option<String>| k.as_ref().map(|_| "[redacted]");
@@ -145,7 +130,7 @@ mod tests {
 
     #[test]
     fn chooses_provider_and_model() {
-        let mut cfg = LlmConfig::default();
+        let mut cfg = crate::handlers::test_config().llm;
         assert_eq!(choose(&cfg, None).unwrap(), (LlmProvider::ClaudeCli, None));
         cfg.model = Some("m0".into());
         // LLM_MODEL goes with LLM_PROVIDER only.
@@ -173,7 +158,7 @@ mod tests {
         assert_eq!(scrub("bad key sk-123456", "sk-123456"), "bad key [redacted]");
         let cfg = LlmConfig {
             openai_api_key: Some("sk-secret-xyz".into()),
-            ..LlmConfig::default()
+            ..crate::handlers::test_config().llm
         };
         assert!(!format!("{cfg:?}").contains("sk-secret-xyz"));
     }
@@ -189,7 +174,7 @@ mod tests {
         );
         let mut cfg = HandlerConfig {
             llm_system_prompt: Some("SYS-PROMPT".into()),
-            ..HandlerConfig::default()
+            ..crate::handlers::test_config()
         };
         cfg.claude.program = script.display().to_string();
         cfg.llm.model = Some("haiku".into());
@@ -223,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_keys_are_named() {
-        let cfg = HandlerConfig::default();
+        let cfg = crate::handlers::test_config();
         let (r, p) = (json!({}), json!({}));
         let input = HandlerInput {
             action: "a",
