@@ -108,7 +108,7 @@ pub fn prepare_environment() {
 }
 
 /// Settings shared by all commands; every flag also reads the named environment variable.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Settings {
     /// SQLite database file (used when DATABASE_URL is unset); parent dirs are created.
     #[arg(
@@ -389,7 +389,7 @@ pub struct Settings {
 }
 
 /// The provider shortcuts (each a comma-separated secret list) and `PUBLIC_BASE_URL`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ProviderSettings {
     /// The public URL of this service as providers call it (Twilio signs the full URL).
     #[arg(long, env = "PUBLIC_BASE_URL", value_name = "PUBLIC_BASE_URL", value_parser = http_url, global = true)]
@@ -475,6 +475,79 @@ pub struct ProviderSettings {
     )]
     pub discord_public_key: Vec<String>,
 }
+
+crate::redacting_debug!(Settings {
+    secret: [
+        database_url,
+        ingress_secret,
+        cron_secret,
+        admin_secret,
+        webhook_secret,
+        fireflies_webhook_secret,
+        anthropic_api_key,
+        openai_api_key,
+        http_handler_secret
+    ],
+    plain: [
+        db_path,
+        host,
+        port,
+        config_path,
+        dashboard,
+        max_body_bytes,
+        header_read_timeout,
+        body_read_timeout,
+        max_connections,
+        store_sensitive_headers,
+        poll_interval,
+        max_attempts,
+        concurrency,
+        lease_seconds,
+        shutdown_grace,
+        sqlite_synchronous,
+        database_pool_size,
+        database_statement_timeout,
+        database_connect_timeout,
+        mapper_use_ai,
+        mapper_ai_threshold,
+        llm_mode,
+        llm_command,
+        llm_system_prompt,
+        llm_provider,
+        llm_model,
+        llm_timeout,
+        anthropic_base_url,
+        openai_base_url,
+        claude_cli,
+        claude_agent_model,
+        claude_agent_max_turns,
+        claude_agent_permission_mode,
+        claude_agent_default_tools,
+        claude_agent_timeout,
+        action_agent_timeout,
+        commands_path,
+        command_timeout,
+        http_handler_timeout,
+        http_handler_allow_private,
+        command_env_passthrough,
+        log_format,
+        providers
+    ],
+});
+
+crate::redacting_debug!(ProviderSettings {
+    secret: [
+        github_webhook_secret,
+        stripe_webhook_secret,
+        slack_signing_secret,
+        shopify_webhook_secret,
+        standard_webhooks_secret,
+        linear_webhook_secret,
+        twilio_auth_token,
+        discord_public_key
+    ],
+    plain: [public_base_url],
+});
 
 impl ProviderSettings {
     /// `(scheme, secrets)` of every shortcut, in CONTRACT §8's order.
@@ -602,5 +675,34 @@ fn parse_flag(s: &str) -> Result<bool, String> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(format!("expected 0 or 1, got '{s}'")),
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "--ingress-secret",
+            "SECRET-ingress",
+            "--admin-secret",
+            "SECRET-admin",
+            "--database-url",
+            "postgres://u:SECRET-pw@db/x",
+            "--github-webhook-secret",
+            "SECRET-gh1,SECRET-gh2",
+            "--anthropic-api-key",
+            "SECRET-key",
+            "serve",
+        ])
+        .unwrap();
+        let text = format!("{cli:?}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("ingress_secret: Some([redacted])"), "{text}");
+        assert!(text.contains("github_webhook_secret: [redacted; 2]"), "{text}");
+        assert!(text.contains("max_body_bytes: 2097152"), "{text}");
     }
 }

@@ -86,10 +86,13 @@ async fn cron_call(s: &Settings, job: &str, base: &str) -> anyhow::Result<ExitCo
     if let Some(secret) = &s.cron_secret {
         req = req.header("X-Cron-Secret", secret);
     }
+    // API_BASE_URL may carry credentials or a token in its query: messages show neither.
+    let shown = crate::ingest::redact::url_for_display(&url);
     let resp = req
         .send()
         .await
-        .with_context(|| format!("POST {url} failed (API_BASE_URL)"))?;
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("POST {shown} failed (API_BASE_URL)"))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     match serde_json::from_str::<Value>(&text) {
@@ -99,7 +102,7 @@ async fn cron_call(s: &Settings, job: &str, base: &str) -> anyhow::Result<ExitCo
     if status.is_success() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {url} answered HTTP {status}");
+        eprintln!("error: {shown} answered HTTP {status}");
         Ok(ExitCode::FAILURE)
     }
 }

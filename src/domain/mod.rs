@@ -9,12 +9,14 @@
 #[macro_use]
 mod text_enum;
 mod modes;
+mod redacted;
 mod routing;
 mod settings;
 mod status;
 mod timestamp;
 
 pub use modes::{HandlerMode, LlmMode, LlmProvider};
+pub use redacted::Redacted;
 pub use routing::{Mapping, RoutingChanges, Rule, RuleUpsert};
 pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};

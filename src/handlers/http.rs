@@ -21,8 +21,8 @@ use super::{HandlerError, HandlerInput};
 /// Most bytes of a reply quoted in an error message.
 const ERROR_REPLY_CHARS: usize = 500;
 
-/// Settings of the `http` handler.
-#[derive(Debug, Clone)]
+/// Settings of the `http` handler (the signing key is redacted from `Debug`).
+#[derive(Clone)]
 pub struct HttpHandlerConfig {
     /// Signing key (`HTTP_HANDLER_SECRET`): `whsec_<base64>` or raw text.
     pub secret: Option<String>,
@@ -34,6 +34,11 @@ pub struct HttpHandlerConfig {
     /// The client: no redirects, no proxies, the address policy in its resolver.
     pub client: reqwest::Client,
 }
+
+crate::redacting_debug!(HttpHandlerConfig {
+    secret: [secret],
+    plain: [timeout, allow_private, client],
+});
 
 impl HttpHandlerConfig {
     /// Settings with a client that enforces `allow_private`.

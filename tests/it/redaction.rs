@@ -114,3 +114,23 @@ async fn store_sensitive_headers_keeps_credentials_but_never_the_secret_header()
     assert_eq!(stored["authorization"], "Bearer t0k");
     assert!(!ev.to_string().contains(INGRESS), "{ev}");
 }
+
+#[test]
+fn url_credentials_and_query_stay_out_of_error_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "http://user:PASSWORD-1@127.0.0.1:9/?token=TOKEN-1";
+    let out = run_cli(dir.path(), &["cron", "call", "--job", "x", "--api-base-url", base], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+    assert!(!err.contains("PASSWORD-1") && !err.contains("TOKEN-1"), "{err}");
+
+    let url = "postgres://app:PASSWORD-2@127.0.0.1:9/db?sslmode=disable";
+    let out = run_cli(
+        dir.path(),
+        &["mapping", "get", "--provider", "x"],
+        &[("DATABASE_URL", url), ("DATABASE_CONNECT_TIMEOUT_SECONDS", "0")],
+    );
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("PASSWORD-2"), "{}", stderr(&out));
+}
