@@ -29,6 +29,7 @@ const env = {
   HOST: "127.0.0.1",
   PORT: "0",
   WORKER_MAX_ATTEMPTS: "1",
+  STRIPE_WEBHOOK_SECRET: "whsec_dashboard_must_never_show_this",
   RUST_LOG: "warn,switchyard=info",
   LOG_FORMAT: "text",
 };
@@ -179,6 +180,9 @@ async function run() {
     await Promise.all([page.waitForURL(/\/ui\/routing\/try/), page.click("#try button[type=submit]")]);
     assert.equal((await page.locator("#trial .match-rule").textContent()).trim(), "acme-ping");
     assert.match(await page.locator("#trial ul.reasons").textContent(), /json_path_equals:type/);
+    const sources = await page.locator("table").filter({ hasText: "/webhook/stripe" }).count();
+    assert.equal(sources, 1, "the stripe source is listed");
+    assert.ok(!(await page.content()).includes("whsec_dashboard_must_never_show_this"), "no secret on the page");
     await shot(page, "routing");
 
   } finally {

@@ -12,6 +12,7 @@ use super::auth::Session;
 use super::layout::{csrf_field, page, pretty_json};
 use super::try_route::{Outcome, Trial, envelope_for, trial};
 use crate::error::ApiError;
+use crate::ingest::sources::Sources;
 use crate::store::RoutingTables;
 
 /// The "try it" form: a stored event, or a pasted webhook.
@@ -80,6 +81,7 @@ async fn render(
                 None => {},
             }
         }
+        (sources_view(&state.app.sources))
         (tables_view(&tables))
     };
     Ok(page("Routing", "/ui/routing", session, content).into_response())
@@ -143,6 +145,27 @@ fn trial_view(t: &Trial, payload: &Value) -> Markup {
                 p.muted { "Mapping of " (m.provider) ": " (m.action) " (" (m.handler_mode.as_str()) ")" @if !m.enabled { ", disabled" } }
             }
             details { summary { "Payload as routed" } (pretty_json(&payload.to_string())) }
+        }
+    }
+}
+
+/// Signed webhook paths: name, scheme and provider; never a secret, only how many there are.
+fn sources_view(sources: &Sources) -> Markup {
+    let mut list: Vec<_> = sources.iter().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    html! {
+        div.card {
+            h2 { "Sources" }
+            table {
+                thead { tr { th { "Path" } th { "Scheme" } th { "Provider" } th.num { "Secrets" } th.num { "Tolerance (s)" } } }
+                tbody {
+                    @for s in &list {
+                        tr { td.mono { (s.path()) } td { (s.scheme.name()) } td { (s.provider) }
+                             td.num { (s.secret_count()) } td.num { (s.tolerance.map(|t| t.to_string()).unwrap_or_default()) } }
+                    }
+                    @if list.is_empty() { tr { td colspan="5" .muted { "No signed sources: webhooks use the shared secrets." } } }
+                }
+            }
         }
     }
 }
