@@ -680,7 +680,8 @@ fn parse_flag(s: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod debug_tests {
-    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
 
     #[test]
     fn debug_output_redacts_every_secret() {
