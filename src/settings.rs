@@ -125,7 +125,7 @@ pub enum Command {
     Serve,
     /// HTTP server only.
     Http,
-    /// Worker only.
+    /// Worker pool and cron scheduler.
     Worker {
         /// Process at most one due event, then exit 0.
         #[arg(long)]
@@ -168,6 +168,8 @@ pub enum CronCommand {
         )]
         api_base_url: String,
     },
+    /// List the schedules with their next three run times.
+    List,
 }
 
 /// Settings shared by all commands; every flag also reads the named environment variable.
