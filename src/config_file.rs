@@ -1,5 +1,7 @@
 //! The JSON config file (CONTRACT §6): load, validate as a whole, apply all-or-nothing.
 
+mod schedules;
+
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -50,15 +52,40 @@ pub fn load(path: &Path) -> Result<RoutingChanges, ConfigError> {
     })
 }
 
+/// How many entries of each kind a config file held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Mappings upserted.
+    pub mappings: usize,
+    /// Rules upserted.
+    pub rules: usize,
+    /// Schedules upserted.
+    pub schedules: usize,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} mappings, {} rules and {} schedules",
+            self.mappings, self.rules, self.schedules
+        )
+    }
+}
+
 /// Loads, validates and applies a config file in one transaction; returns what it held.
-pub async fn apply_file(db: &Db, path: &Path) -> Result<(usize, usize), ConfigError> {
+pub async fn apply_file(db: &Db, path: &Path) -> Result<Applied, ConfigError> {
     let changes = load(path)?;
-    let counts = (changes.mappings.len(), changes.rules.len());
+    let applied = Applied {
+        mappings: changes.mappings.len(),
+        rules: changes.rules.len(),
+        schedules: changes.schedules.len(),
+    };
     db.apply(changes).await.map_err(|source| ConfigError::Store {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(counts)
+    Ok(applied)
 }
 
 /// Validates config text; the error names the bad entry.
@@ -71,9 +98,9 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
     }
     for key in root.keys() {
-        if !["version", "mappings", "rules", "sources"].contains(&key.as_str()) {
+        if !["version", "mappings", "rules", "sources", "schedules"].contains(&key.as_str()) {
             return Err(format!(
-                "unknown top-level key '{key}' (expected version, mappings, rules, sources)"
+                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules)"
             ));
         }
     }
@@ -88,6 +115,7 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         let r = rule(entry).map_err(|e| format!("rules[{i}]: {e}"))?;
         changes.rules.push(r);
     }
+    changes.schedules = schedules::parse(list(root, "schedules")?)?;
     Ok(changes)
 }
 

@@ -1,8 +1,8 @@
 //! switchyard: webhooks and cron into a durable queue, routed to handlers.
 //!
-//! The data path: [`http`] ingest → [`store`] enqueue → [`worker`] claim →
-//! [`routing`] → [`handlers`] → [`store`] finish. `main.rs` only parses the command line
-//! and calls [`cli::dispatch`].
+//! The data path: [`http`] ingest (or a [`scheduler`] tick) → [`store`] enqueue →
+//! [`worker`] claim → [`routing`] → [`handlers`] → [`store`] finish. `main.rs` only parses
+//! the command line and calls [`cli::dispatch`].
 
 pub mod cli;
 pub mod config_file;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod routing;
+pub mod scheduler;
 pub mod settings;
 pub mod store;
 pub mod time;
@@ -40,7 +41,7 @@ pub enum Role {
     Serve,
     /// HTTP server only.
     Http,
-    /// Workers only.
+    /// Workers and scheduler.
     Worker,
 }
 
@@ -113,8 +114,8 @@ pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
 pub async fn open_store(s: &Settings) -> anyhow::Result<Db> {
     let db = store::open(&s.store_config()).await.context("opening the database")?;
     if let Some(path) = &s.config_path {
-        let (m, r) = config_file::apply_file(&db, path).await?;
-        tracing::info!(path = %path.display(), mappings = m, rules = r, "applied config file");
+        let applied = config_file::apply_file(&db, path).await?;
+        tracing::info!(path = %path.display(), %applied, "applied config file");
     }
     Ok(db)
 }
@@ -159,6 +160,12 @@ pub async fn run(
         None
     };
 
+    let scheduler = (role != Role::Http).then(|| {
+        let clock = Arc::new(scheduler::clock::SystemClock);
+        let task = scheduler::Scheduler::new(db.clone(), clock, scheduler::Options::default());
+        tokio::spawn(task.run(stop_rx.clone()))
+    });
+
     let server = match (role, listener) {
         (Role::Worker, _) => None,
         (_, None) => anyhow::bail!("an HTTP role needs a listener"),
@@ -201,6 +208,9 @@ pub async fn run(
     }
     if let Some(worker) = worker {
         let _ = worker.await;
+    }
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -28,7 +28,7 @@ pub enum Command {
     Serve,
     /// HTTP server only.
     Http,
-    /// Worker only.
+    /// Worker pool and cron scheduler.
     Worker {
         /// Process at most one due event, then exit 0.
         #[arg(long)]
@@ -71,6 +71,8 @@ pub enum CronCommand {
         )]
         api_base_url: String,
     },
+    /// List the schedules with their next three run times.
+    List,
 }
 
 #[cfg(test)]

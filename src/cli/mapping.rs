@@ -107,6 +107,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                     enabled: !disabled,
                 }],
                 rules: vec![],
+                schedules: vec![],
             })
         }
         MappingCommand::RuleSet {
@@ -140,6 +141,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],
+                schedules: vec![],
             })
         }
         _ => None,
@@ -184,8 +186,8 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         }
         MappingCommand::ApplyConfig => {
             let path = s.config_path.as_deref().unwrap_or(std::path::Path::new(""));
-            let (m, r) = crate::config_file::apply_file(&db, path).await?;
-            println!("ok: applied {m} mappings and {r} rules from {}", path.display());
+            let applied = crate::config_file::apply_file(&db, path).await?;
+            println!("ok: applied {applied} from {}", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)

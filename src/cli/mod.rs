@@ -1,6 +1,7 @@
 //! Subcommands: the long-running roles and the operator tools.
 
 mod command;
+pub mod cron;
 pub mod events;
 pub mod mapping;
 pub mod sources;
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cron(CronCommand::Enqueue { job }) => cron_enqueue(&s, &job).await,
         Command::Cron(CronCommand::Call { job, api_base_url }) => cron_call(&s, &job, &api_base_url).await,
+        Command::Cron(CronCommand::List) => cron::list(&s).await,
         Command::Mapping(cmd) => mapping::run(&s, cmd).await,
         Command::Events(cmd) => events::run(&s, cmd).await,
         Command::Sources(cmd) => sources::run(&s, cmd),

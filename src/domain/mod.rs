@@ -1,6 +1,6 @@
 //! The vocabulary every module shares: the enumerated values of the contract (handler
 //! modes, statuses, sources, LLM back-ends, settings with a fixed set of values), the
-//! stored timestamp, and the routing records.
+//! stored timestamp, the routing records and schedules.
 //!
 //! Each enum parses from its one spelling and fails on anything else: an unknown value is
 //! an error where it enters (command line, config file, database row), never a default.
@@ -11,6 +11,7 @@ mod text_enum;
 mod modes;
 mod redacted;
 mod routing;
+mod schedule;
 mod settings;
 mod status;
 mod timestamp;
@@ -18,6 +19,7 @@ mod timestamp;
 pub use modes::{HandlerMode, LlmMode, LlmProvider};
 pub use redacted::Redacted;
 pub use routing::{Mapping, RoutingChanges, Rule, RuleUpsert};
+pub use schedule::{Missed, Schedule};
 pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};
 pub use text_enum::UnknownValue;

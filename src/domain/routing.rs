@@ -70,4 +70,6 @@ pub struct RoutingChanges {
     pub mappings: Vec<Mapping>,
     /// Rules, upserted by `(provider, name)`.
     pub rules: Vec<RuleUpsert>,
+    /// Schedules, upserted by job.
+    pub schedules: Vec<super::Schedule>,
 }

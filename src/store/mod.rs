@@ -5,6 +5,7 @@
 //! only columns and tables.
 
 pub(crate) mod rows;
+mod schedule;
 mod types;
 
 pub mod postgres;
@@ -15,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use schedule::*;
 pub use types::*;
 
 use std::path::PathBuf;
@@ -97,8 +99,23 @@ pub trait Store: Send + Sync + 'static {
     /// Rules of a provider in evaluation order (priority, then id).
     fn rules(&self, provider: &str) -> StoreFuture<'_, Vec<Rule>>;
 
-    /// Applies mappings and rules in one transaction (all or nothing).
+    /// Applies mappings, rules and schedules in one transaction (all or nothing).
     fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()>;
+
+    /// Every schedule, enabled or not, with the last tick enqueued for it.
+    fn schedules(&self) -> StoreFuture<'_, Vec<StoredSchedule>>;
+
+    /// A number that changes whenever a schedule's definition changes (by anyone).
+    fn schedules_version(&self) -> StoreFuture<'_, i64>;
+
+    /// Moves each job's `last_scheduled_at` up to its recorded tick (never back).
+    fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()>;
+
+    /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
+    /// SQLite never (the scheduler re-reads the version before each tick instead).
+    fn schedules_changed(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
 
     /// Resolves when another instance may have queued work (PostgreSQL NOTIFY); SQLite never.
     fn external_wake(&self) -> StoreFuture<'_, ()> {

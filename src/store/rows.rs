@@ -9,8 +9,8 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{ActionRunRow, EventRow};
-use crate::domain::{HandlerMode, Mapping, Rule, UnknownValue};
+use super::{ActionRunRow, EventRow, StoredSchedule};
+use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
 /// The error for a row that cannot be read as stored: names the table, row and column.
@@ -165,5 +165,28 @@ where
         handler_mode: handler_mode(r, "routing_rules", id)?,
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
+    })
+}
+
+/// Maps a `schedules` row.
+pub(crate) fn schedule<R>(r: &R) -> Result<StoredSchedule, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    let job = text(r, "job")?.unwrap_or_default();
+    let missed = word(r, "schedules", &job, "missed")?.unwrap_or_default();
+    Ok(StoredSchedule {
+        schedule: Schedule {
+            cron: text(r, "cron")?.unwrap_or_default(),
+            timezone: text(r, "timezone")?.unwrap_or_else(|| "UTC".into()),
+            payload_json: text(r, "payload_json")?.unwrap_or_else(|| "{}".into()),
+            enabled: int(r, "enabled")?.unwrap_or(1) != 0,
+            missed,
+            job,
+        },
+        last_scheduled_at: text(r, "last_scheduled_at")?,
     })
 }

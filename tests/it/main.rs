@@ -15,6 +15,7 @@ mod pg_locks;
 mod readme;
 mod redaction;
 mod routing;
+mod scheduler;
 mod seed_compat;
 mod seed_db;
 mod sources;

@@ -793,6 +793,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
     db.apply(RoutingChanges {
         mappings: vec![mapping("github", "gh", true)],
         rules: vec![],
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -812,6 +813,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
     db.apply(RoutingChanges {
         mappings: vec![],
         rules: vec![rule("github", "push", 10), rule("github", "first", 5)],
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -828,6 +830,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
         .apply(RoutingChanges {
             mappings: vec![mapping("github", "gh2", false)],
             rules: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -857,6 +860,7 @@ async fn apply_is_all_or_nothing(t: TestStore) {
             rule("stripe", "bad", 2),
             rule("stripe", "ok2", 3),
         ],
+        ..Default::default()
     };
     assert!(db.apply(changes).await.is_err());
     assert!(
@@ -872,6 +876,7 @@ async fn apply_is_all_or_nothing(t: TestStore) {
     let changes = RoutingChanges {
         mappings: vec![mapping("stripe", "st", true)],
         rules: vec![rule("stripe", "ok1", 1), rule("stripe", "ok2", 3)],
+        ..Default::default()
     };
     db.apply(changes).await.unwrap();
     assert_eq!(db.rules("stripe").await.unwrap().len(), 2);
@@ -883,6 +888,7 @@ async fn unreadable_rows_are_errors_naming_the_row(t: TestStore) {
     db.apply(RoutingChanges {
         mappings: vec![mapping("acme", "a", true)],
         rules: vec![rule("acme", "r1", 1)],
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -1027,7 +1033,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true)]);
+    assert_eq!(applied, [(1, true), (10, true)]);
     let row = enqueue(&stores[0], "after-migrate").await;
     assert_eq!(
         stores[5].event(row).await.unwrap().unwrap().event_id.as_deref(),
@@ -1121,6 +1127,7 @@ async fn postgres_statement_timeout_applies_to_pooled_connections() {
     let changes = || RoutingChanges {
         mappings: vec![mapping("github", "gh", true)],
         rules: vec![],
+        ..Default::default()
     };
     let err = db
         .apply(changes())

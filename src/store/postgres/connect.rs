@@ -14,11 +14,18 @@ use super::enqueue::enqueue_loop;
 use super::{PgStore, StoreError, migrator};
 
 /// The schema, oldest first (embedded in the binary).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial layout",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial layout",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        10,
+        "schedules",
+        include_str!("../../../migrations/postgres/0010_schedules.sql"),
+    ),
+];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
 const APPLICATION_NAME: &str = "switchyard";
@@ -88,6 +95,7 @@ impl PgStore {
             listen_options: base,
             schema,
             wake: Arc::new(Notify::new()),
+            schedules_wake: Arc::new(Notify::new()),
             listener: OnceLock::new(),
         })
     }

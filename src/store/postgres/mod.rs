@@ -26,6 +26,7 @@ mod finish;
 mod listen;
 mod retry;
 mod routing;
+mod schedules;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -40,7 +41,7 @@ use super::*;
 use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases, replay_event};
 use enqueue::EnqueueRequest;
 use finish::{finish_attempt, finish_batch, start_run};
-use listen::listen_loop;
+use listen::{Wakes, listen_loop};
 use retry::retry;
 use routing::{apply_changes, rules_from_rows};
 
@@ -61,6 +62,8 @@ pub struct PgStore {
     schema: String,
     /// Poked by the listener task; awaited by [`Store::external_wake`].
     wake: Arc<Notify>,
+    /// Poked by the listener on schedule changes; awaited by [`Store::schedules_changed`].
+    schedules_wake: Arc<Notify>,
     /// Started by the first `external_wake`, so CLI commands and `http`-only instances
     /// (which never wait for work) hold no LISTEN connection.
     listener: OnceLock<JoinHandle<()>>,
@@ -84,6 +87,17 @@ impl PgStore {
         {
             tracing::debug!(error = %e, "NOTIFY failed; other instances will find the work by polling");
         }
+    }
+
+    /// Starts the LISTEN task unless it runs already.
+    fn ensure_listener(&self) {
+        self.listener.get_or_init(|| {
+            let wakes = Wakes {
+                events: self.wake.clone(),
+                schedules: self.schedules_wake.clone(),
+            };
+            tokio::spawn(listen_loop(self.listen_options.clone(), self.schema.clone(), wakes))
+        });
     }
 }
 
@@ -330,14 +344,34 @@ impl Store for PgStore {
 
     fn external_wake(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.listener.get_or_init(|| {
-                tokio::spawn(listen_loop(
-                    self.listen_options.clone(),
-                    self.schema.clone(),
-                    self.wake.clone(),
-                ))
-            });
+            self.ensure_listener();
             self.wake.notified().await;
+            Ok(())
+        })
+    }
+
+    fn schedules(&self) -> StoreFuture<'_, Vec<StoredSchedule>> {
+        Box::pin(async move { Ok(retry("read schedules", || schedules::all(&self.pool)).await?) })
+    }
+
+    fn schedules_version(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { Ok(retry("read schedules version", || schedules::version(&self.pool)).await?) })
+    }
+
+    fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()> {
+        // Safe to retry: moving a timestamp up to a value is idempotent.
+        Box::pin(async move {
+            if ticks.is_empty() {
+                return Ok(());
+            }
+            Ok(retry("record ticks", || schedules::record(&self.pool, &ticks)).await?)
+        })
+    }
+
+    fn schedules_changed(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.ensure_listener();
+            self.schedules_wake.notified().await;
             Ok(())
         })
     }

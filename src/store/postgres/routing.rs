@@ -24,6 +24,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
         .execute(&mut *tx)
         .await?;
     }
+    super::schedules::upsert(&mut tx, &changes.schedules, &now).await?;
     for r in &changes.rules {
         sqlx::query(
             "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \

@@ -4,6 +4,7 @@
 //! after `COMMIT`. Reads use a separate sqlx pool; WAL lets them run beside the writer.
 
 mod checkpoint;
+mod schedules;
 mod writer;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -32,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "leases and indexes",
         include_str!("../../../migrations/sqlite/0002_leases_and_indexes.sql"),
+    ),
+    (
+        10,
+        "schedules",
+        include_str!("../../../migrations/sqlite/0010_schedules.sql"),
     ),
 ];
 
@@ -322,6 +328,21 @@ impl Store for SqliteStore {
     fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.submit(Op::Apply(Box::new(changes))).await?;
+            Ok(())
+        })
+    }
+
+    fn schedules(&self) -> StoreFuture<'_, Vec<StoredSchedule>> {
+        Box::pin(schedules::all(&self.read))
+    }
+
+    fn schedules_version(&self) -> StoreFuture<'_, i64> {
+        Box::pin(schedules::version(&self.read))
+    }
+
+    fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.submit(Op::RecordTicks(ticks)).await?;
             Ok(())
         })
     }

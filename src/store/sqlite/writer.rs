@@ -45,6 +45,7 @@ pub(super) enum Op {
     StartRun(Box<ActionRunRecord>),
     Replay(i64),
     Apply(Box<RoutingChanges>),
+    RecordTicks(Vec<TickRecord>),
 }
 
 /// A request and where its answer goes.
@@ -180,6 +181,11 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
         }
         Op::Apply(changes) => {
             apply(tx, changes, now)?;
+            schedules::upsert(tx, &changes.schedules, now)?;
+            OpResult::Unit
+        }
+        Op::RecordTicks(ticks) => {
+            schedules::record(tx, ticks)?;
             OpResult::Unit
         }
     })
