@@ -191,8 +191,10 @@ async fn a_killed_instance_s_claims_are_finished_by_the_others() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // Each run leaves a marker naming its instance, then takes a second.
-    let script = r#"touch "started.$SY_INSTANCE.$$"; sleep 1; printf '{"by":"%s"}' "$SY_INSTANCE""#;
+    // Each run leaves a marker naming its instance and its event (one marker per event, however
+    // often that instance starts it), then takes three seconds: long enough that the victim
+    // cannot finish a run before the test kills it, even on a loaded machine.
+    let script = r#"id=$(grep -o 'kill-[0-9]*' | head -n 1); touch "started.$SY_INSTANCE.$id"; sleep 3; printf '{"by":"%s"}' "$SY_INSTANCE""#;
     std::fs::write(
         dir.path().join("commands.json"),
         json!({"slow": ["sh", "-c", script]}).to_string(),
@@ -255,10 +257,10 @@ async fn a_killed_instance_s_claims_are_finished_by_the_others() {
         "nothing lost"
     );
     let reclaimed = scalar(&mut conn, "SELECT count(*) FROM events WHERE attempt_count >= 2").await;
-    eprintln!("the killed instance had started {held} runs; {reclaimed} events needed a second attempt");
+    eprintln!("the killed instance had started {held} events; {reclaimed} events needed a second attempt");
     assert!(
         reclaimed as usize >= held,
-        "{held} runs were cut short by the kill but only {reclaimed} events were retried"
+        "{held} events were cut short by the kill but only {reclaimed} events were retried"
     );
     assert_eq!(
         scalar(
@@ -430,14 +432,12 @@ async fn three_instances_handle_every_event_sent_twice_exactly_once() {
     let mut conn = pg.connect().await;
     assert_eq!(scalar(&mut conn, "SELECT count(*) FROM events").await, EVENTS as i64);
     assert_eq!(
-        scalar(
-            &mut conn,
-            "SELECT count(*) FROM events WHERE status = 'done' AND attempt_count = 1"
-        )
-        .await,
+        scalar(&mut conn, "SELECT count(*) FROM events WHERE status = 'done'").await,
         EVENTS as i64,
-        "each event claimed once"
+        "every event done"
     );
+    // A claim may be taken over when its lease runs out on a starved machine; what must hold
+    // is that no handler ran twice (the log below), not that no claim expired.
     assert_eq!(
         scalar(&mut conn, "SELECT count(*) FROM action_runs WHERE status = 'done'").await,
         EVENTS as i64,
