@@ -15,12 +15,14 @@ use crate::store::{Db, RoutingChanges, RuleUpsert, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    // The OS error is part of the message, not a `source`: a chain printer (`{:#}`) would
+    // repeat it.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid or an entry is bad; nothing was applied.
     #[error("config file {path} refused, nothing applied: {message}")]
@@ -31,20 +33,20 @@ pub enum ConfigError {
         message: String,
     },
     /// Storing the changes failed; the transaction was rolled back.
-    #[error("config file {path} could not be stored: {source}")]
+    #[error("config file {path} could not be stored: {error}")]
     Store {
         /// The file.
         path: String,
         /// The store error.
-        source: StoreError,
+        error: StoreError,
     },
 }
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<RoutingChanges, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     parse(&text).map_err(|message| ConfigError::Invalid {
         path: path.display().to_string(),
@@ -81,9 +83,9 @@ pub async fn apply_file(db: &Db, path: &Path) -> Result<Applied, ConfigError> {
         rules: changes.rules.len(),
         schedules: changes.schedules.len(),
     };
-    db.apply(changes).await.map_err(|source| ConfigError::Store {
+    db.apply(changes).await.map_err(|error| ConfigError::Store {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     Ok(applied)
 }
@@ -132,9 +134,9 @@ pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
         path: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     let root: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
     let root = root

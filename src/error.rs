@@ -11,9 +11,9 @@ pub enum ApiError {
     /// 400 with a message the client can act on.
     #[error("{0}")]
     BadRequest(String),
-    /// 401 `unauthorized`.
+    /// 401 `unauthorized`; the header named is logged, never its value.
     #[error("unauthorized")]
-    Unauthorized,
+    Unauthorized(&'static str),
     /// 401 `invalid signature`.
     #[error("invalid signature")]
     InvalidSignature,
@@ -31,11 +31,23 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+/// Why a request was refused, attached to the response for the refusal log line.
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);
+
 impl ApiError {
+    /// The reason logged for a refusal: the client's message, plus which header failed.
+    fn reason(&self) -> String {
+        match self {
+            ApiError::Unauthorized(header) => format!("{header} missing or wrong"),
+            other => other.to_string(),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -50,6 +62,10 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %e, "store error while answering a request");
         }
         let body = serde_json::json!({"ok": false, "error": self.to_string()});
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if !matches!(self, ApiError::Store(_)) {
+            response.extensions_mut().insert(Refusal(self.reason()));
+        }
+        response
     }
 }

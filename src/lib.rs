@@ -132,6 +132,27 @@ pub fn load_sources(s: &Settings) -> anyhow::Result<ingest::sources::Sources> {
         .map_err(|e| anyhow::anyhow!("sources refused: {e}"))
 }
 
+/// The start-up line: what runs, on which database, and the settings that change behaviour
+/// (secrets only as set or not).
+fn log_start(s: &Settings, role: Role, backend: &str, sources: usize) {
+    let set = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
+    tracing::info!(
+        role = ?role,
+        backend,
+        database = %store::location(&s.store_config()),
+        concurrency = s.concurrency,
+        max_attempts = s.max_attempts,
+        ingress_secret = set(&s.ingress_secret),
+        webhook_secret = set(&s.webhook_secret),
+        cron_secret = set(&s.cron_secret),
+        admin_secret = set(&s.admin_secret),
+        sources,
+        commands = %s.commands_path.display(),
+        llm_mode = ?s.llm_mode,
+        "switchyard starting"
+    );
+}
+
 /// Runs the service in `role` until `shutdown` resolves; `listener` is required for
 /// roles with an HTTP server (bind it to port 0 in tests).
 pub async fn run(
@@ -143,6 +164,7 @@ pub async fn run(
     let settings = settings.normalized();
     let sources = Arc::new(load_sources(&settings)?);
     let db = open_store(&settings).await?;
+    log_start(&settings, role, db.backend(), sources.iter().count());
     let settings = Arc::new(settings);
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -172,7 +194,7 @@ pub async fn run(
         (_, Some(listener)) => {
             let addr = listener.local_addr()?;
             http::server::warn_unprotected(addr, &settings);
-            tracing::info!(%addr, backend = db.backend(), "switchyard listening");
+            tracing::info!(%addr, backend = db.backend(), database = %store::location(&settings.store_config()), "switchyard listening");
             let state = http::AppState {
                 db: db.clone(),
                 settings: settings.clone(),

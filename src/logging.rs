@@ -5,9 +5,13 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// The filter when `RUST_LOG` is unset: our `info` lines, but sqlx's per-statement and
+/// idle-ping lines (logged at `info`) only when `RUST_LOG` asks for them (`sqlx=debug`).
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
+
 /// Installs the global subscriber (stderr). Safe to call once per process.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match runtime.block_on(switchyard::cli::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", switchyard::cli::error_message(&e));
             ExitCode::FAILURE
         }
     }

@@ -625,6 +625,7 @@ impl Settings {
                 pool_size: self.database_pool_size.max(1),
                 statement_timeout: Duration::from_secs_f64(self.database_statement_timeout),
                 connect_timeout: Duration::from_secs_f64(self.database_connect_timeout),
+                existing_only: false,
             },
         }
     }

@@ -13,6 +13,9 @@ use crate::settings::Settings;
     about = "Webhooks and cron into a durable queue, routed to handlers."
 )]
 pub struct Cli {
+    /// Print the database the command uses (on stderr) before running it.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     /// Settings shared by every command.
     #[command(flatten)]
     pub settings: Settings,

@@ -14,11 +14,11 @@ use crate::settings::Settings;
 pub enum EventsCommand {
     /// Recent events, newest first, one JSON object per line.
     List {
-        /// Only this status.
+        /// Only events with this status.
         #[arg(long)]
         status: Option<EventStatus>,
-        /// How many.
-        #[arg(long, default_value_t = 20)]
+        /// How many (1 to 10000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
     /// One event with its action runs (the JSON of GET /events/{id}).
@@ -35,12 +35,15 @@ pub enum EventsCommand {
 
 /// Runs an `events` subcommand.
 pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
-    let db = crate::store::open(&s.store_config())
-        .await
-        .context("opening the database")?;
+    // Looking never creates a database: a wrong directory or URL is an error naming it.
+    let db = match cmd {
+        EventsCommand::List { .. } | EventsCommand::Show { .. } => crate::store::open_existing(&s.store_config()).await,
+        EventsCommand::Replay { .. } => crate::store::open(&s.store_config()).await,
+    }
+    .context("opening the database")?;
     match cmd {
         EventsCommand::List { status, limit } => {
-            for e in db.list_events(status, limit.clamp(1, 10_000)).await? {
+            for e in db.list_events(status, limit).await? {
                 let line = json!({
                     "id": e.id, "source": e.source, "event_id": e.event_id, "status": e.status,
                     "attempt_count": e.attempt_count, "received_at": e.received_at, "last_error": e.last_error,

@@ -31,8 +31,11 @@ pub enum MappingCommand {
         /// Store the mapping disabled.
         #[arg(long)]
         disabled: bool,
+        /// Refuse (exit 2) instead of warning when the handler target cannot be found.
+        #[arg(long)]
+        strict: bool,
     },
-    /// Print a provider's mapping, or `not found`.
+    /// Print a provider's mapping, or `not found` (exit 1).
     Get {
         /// Provider.
         #[arg(long)]
@@ -64,15 +67,66 @@ pub enum MappingCommand {
         /// Store the rule disabled.
         #[arg(long)]
         disabled: bool,
+        /// Refuse (exit 2) instead of warning when the handler target cannot be found.
+        #[arg(long)]
+        strict: bool,
     },
-    /// List a provider's rules in evaluation order, or `no rules`.
+    /// List rules in evaluation order (all providers without --provider), or `no rules`.
     RuleList {
+        /// Only this provider's rules.
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Delete a rule; `not found` (exit 1) when there is none.
+    RuleDelete {
         /// Provider.
         #[arg(long)]
         provider: String,
+        /// Rule name.
+        #[arg(long)]
+        name: String,
     },
     /// Apply a config file (the global `--config FILE` / APP_CONFIG_PATH).
     ApplyConfig,
+}
+
+/// Prints the rules of `provider` (all providers when `None`) in evaluation order.
+async fn rule_list(db: &crate::store::Db, provider: Option<String>) -> anyhow::Result<()> {
+    let rules = match provider {
+        Some(p) => db.rules(&p.trim().to_lowercase()).await?,
+        None => {
+            let mut all = db.routing_tables().await?.rules;
+            all.sort_by(|a, b| (&a.provider, a.priority, a.id).cmp(&(&b.provider, b.priority, b.id)));
+            all
+        }
+    };
+    if rules.is_empty() {
+        println!("no rules");
+    }
+    for r in rules {
+        let line = json!({
+            "id": r.id, "provider": r.provider, "name": r.name, "priority": r.priority,
+            "conditions": r.conditions_json, "action": r.action, "handler_mode": r.handler_mode,
+            "handler_target": r.handler_target, "enabled": r.enabled,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Warns on stderr when a `command` or `agent` target cannot be found now (it may be added
+/// before the event arrives); with `strict` that refuses instead. False means refuse.
+fn check_target(s: &Settings, mode: HandlerMode, target: Option<&str>, strict: bool) -> bool {
+    let Some(problem) = super::targets::missing_target(s, mode, target) else {
+        return true;
+    };
+    if strict {
+        eprintln!("error: --handler-target: {problem}");
+        false
+    } else {
+        eprintln!("warning: --handler-target: {problem}; events routed here will fail until it exists");
+        true
+    }
 }
 
 fn target(t: Option<String>) -> Option<String> {
@@ -94,10 +148,14 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
             handler_mode,
             handler_target,
             disabled,
+            strict,
         } => {
             let Some(handler_mode) = parse_mode(handler_mode) else {
                 return Ok(ExitCode::from(2));
             };
+            if !check_target(s, handler_mode, handler_target.as_deref(), *strict) {
+                return Ok(ExitCode::from(2));
+            }
             Some(RoutingChanges {
                 mappings: vec![Mapping {
                     provider: provider.trim().to_lowercase(),
@@ -119,6 +177,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
             handler_mode,
             handler_target,
             disabled,
+            strict,
         } => {
             if let Err(e) = Condition::parse_str(conditions_json) {
                 eprintln!("error: --conditions-json: {e}");
@@ -127,6 +186,9 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
             let Some(handler_mode) = parse_mode(handler_mode) else {
                 return Ok(ExitCode::from(2));
             };
+            if !check_target(s, handler_mode, handler_target.as_deref(), *strict) {
+                return Ok(ExitCode::from(2));
+            }
             // Store the canonical (compact) form of what was validated.
             let canonical: serde_json::Value = serde_json::from_str(conditions_json)?;
             Some(RoutingChanges {
@@ -158,9 +220,14 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         }
     }
 
-    let db = crate::store::open(&s.store_config())
-        .await
-        .context("opening the database")?;
+    // Looking never creates a database: a wrong directory or URL is an error naming it.
+    let db = match cmd {
+        MappingCommand::Get { .. } | MappingCommand::RuleList { .. } => {
+            crate::store::open_existing(&s.store_config()).await
+        }
+        _ => crate::store::open(&s.store_config()).await,
+    }
+    .context("opening the database")?;
     match cmd {
         MappingCommand::Set { .. } | MappingCommand::RuleSet { .. } => {
             db.apply(changes.unwrap_or_default()).await?;
@@ -168,20 +235,18 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         }
         MappingCommand::Get { provider } => match db.mapping(&provider.trim().to_lowercase()).await? {
             Some(m) => println!("{}", serde_json::to_string(&m)?),
-            None => println!("not found"),
-        },
-        MappingCommand::RuleList { provider } => {
-            let rules = db.rules(&provider.trim().to_lowercase()).await?;
-            if rules.is_empty() {
-                println!("no rules");
+            None => {
+                println!("not found");
+                return Ok(ExitCode::FAILURE);
             }
-            for r in rules {
-                let line = json!({
-                    "id": r.id, "provider": r.provider, "name": r.name, "priority": r.priority,
-                    "conditions": r.conditions_json, "action": r.action, "handler_mode": r.handler_mode,
-                    "handler_target": r.handler_target, "enabled": r.enabled,
-                });
-                println!("{line}");
+        },
+        MappingCommand::RuleList { provider } => rule_list(&db, provider).await?,
+        MappingCommand::RuleDelete { provider, name } => {
+            if db.delete_rule(&provider.trim().to_lowercase(), name.trim()).await? {
+                println!("ok");
+            } else {
+                println!("not found");
+                return Ok(ExitCode::FAILURE);
             }
         }
         MappingCommand::ApplyConfig => {

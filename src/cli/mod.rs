@@ -6,6 +6,7 @@ pub mod events;
 pub mod mapping;
 pub mod prototype;
 pub mod sources;
+mod targets;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,14 @@ use crate::{Role, run, shutdown_signal};
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let s = cli.settings;
+    if cli.verbose {
+        let backend = if s.database_url.is_some() {
+            "DATABASE_URL"
+        } else {
+            "APP_DB_PATH"
+        };
+        eprintln!("database: {} ({backend})", crate::store::location(&s.store_config()));
+    }
     match cli.command {
         Command::Serve => serve(s, Role::Serve).await,
         Command::Http => serve(s, Role::Http).await,
@@ -48,6 +57,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(cmd) => events::run(&s, cmd).await,
         Command::Sources(cmd) => sources::run(&s, cmd),
     }
+}
+
+/// An error and its causes on one line, each cause once: thiserror messages often embed
+/// their source already, and printing the chain after them would repeat it.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn serve(s: Settings, role: Role) -> anyhow::Result<ExitCode> {

@@ -11,13 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
+use super::RemoteAddr;
 use crate::settings::Settings;
 
 /// How long open connections get to finish their request after shutdown starts.
@@ -73,8 +77,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, sh
             a = listener.accept() => a,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -83,7 +87,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, sh
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(RemoteAddr(peer));
+            request
+        }));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)

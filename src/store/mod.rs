@@ -99,6 +99,9 @@ pub trait Store: Send + Sync + 'static {
     /// Rules of a provider in evaluation order (priority, then id).
     fn rules(&self, provider: &str) -> StoreFuture<'_, Vec<Rule>>;
 
+    /// Deletes the rule `name` of `provider`; false when there was none.
+    fn delete_rule(&self, provider: &str, name: &str) -> StoreFuture<'_, bool>;
+
     /// Applies mappings, rules and schedules in one transaction (all or nothing).
     fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()>;
 
@@ -164,6 +167,55 @@ pub struct StoreConfig {
     pub postgres: postgres::PgOptions,
 }
 
+/// The database the settings select, for logs and messages: the SQLite file path, or a
+/// PostgreSQL `host:port/database` (never the user or password).
+pub fn location(config: &StoreConfig) -> String {
+    match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => postgres_location(url),
+        Some(url) if url.starts_with("sqlite:") => sqlite_path(url).to_string(),
+        Some(_) => "DATABASE_URL (unsupported scheme)".into(),
+        None => config.sqlite_path.display().to_string(),
+    }
+}
+
+/// `host:port/database` of a PostgreSQL URL, without credentials or options.
+fn postgres_location(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "postgres://{}:{}{}",
+            u.host_str().unwrap_or("localhost"),
+            u.port().unwrap_or(5432),
+            u.path()
+        ),
+        Err(_) => "postgres://(unparsable DATABASE_URL)".into(),
+    }
+}
+
+fn sqlite_path(url: &str) -> &str {
+    url.trim_start_matches("sqlite://").trim_start_matches("sqlite:")
+}
+
+/// Opens the configured database for a command that only reads: a missing SQLite file or
+/// a PostgreSQL database without switchyard's tables is an error naming it; nothing is created.
+pub async fn open_existing(config: &StoreConfig) -> Result<Db, StoreError> {
+    match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let options = postgres::PgOptions {
+                existing_only: true,
+                ..config.postgres.clone()
+            };
+            Ok(Arc::new(postgres::PgStore::connect(url, &options).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+            sqlite::SqliteStore::open_existing(sqlite_path(url).as_ref(), config.sqlite_synchronous).await?,
+        )),
+        Some(_) => open(config).await,
+        None => Ok(Arc::new(
+            sqlite::SqliteStore::open_existing(&config.sqlite_path, config.sqlite_synchronous).await?,
+        )),
+    }
+}
+
 /// Opens the configured backend, creating or migrating its schema.
 pub async fn open(config: &StoreConfig) -> Result<Db, StoreError> {
     match config.database_url.as_deref() {
@@ -172,7 +224,7 @@ pub async fn open(config: &StoreConfig) -> Result<Db, StoreError> {
             Ok(Arc::new(store))
         }
         Some(url) if url.starts_with("sqlite:") => {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = sqlite_path(url);
             let store = sqlite::SqliteStore::open(path.as_ref(), config.sqlite_synchronous).await?;
             Ok(Arc::new(store))
         }

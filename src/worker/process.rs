@@ -1,6 +1,7 @@
 //! One attempt at one event: route, run the handler (once per action), record the outcome.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -18,6 +19,40 @@ pub struct Processor {
     routes: RoutingCache,
     handlers: Arc<HandlerConfig>,
     max_attempts: u32,
+}
+
+/// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
+/// `tracing` formats its fields only when the level filter lets the line through.
+fn log_finished(event: &ClaimedEvent, decision: &RouteDecision, outcome: &Outcome, took: Duration) {
+    let (outcome, error, next_attempt_at) = match outcome {
+        Outcome::Done { .. } => ("done", None, None),
+        Outcome::Retry { error, next_attempt_at } => ("retry", Some(error.as_str()), Some(next_attempt_at.as_str())),
+        Outcome::Failed { error } => ("error", Some(error.as_str()), None),
+    };
+    tracing::info!(
+        event_id = %event.event_id,
+        row_id = event.id,
+        source = %event.source,
+        provider = %decision.provider,
+        action = %decision.mapped_action.as_deref().unwrap_or("-"),
+        handler = %handler_name(decision),
+        target = %decision.handler_target.as_deref().unwrap_or("-"),
+        outcome = %outcome,
+        attempt = event.attempt_count,
+        duration_ms = took.as_millis() as u64,
+        error,
+        next_attempt_at,
+        "event attempt finished"
+    );
+}
+
+/// The handler an attempt ran: the routed mode (noop by default) or the generic runner.
+fn handler_name(decision: &RouteDecision) -> &str {
+    match (&decision.mapped_action, &decision.handler_mode) {
+        (None, _) => "unrouted",
+        (Some(_), Some(mode)) => mode.as_str(),
+        (Some(_), None) => HandlerMode::Noop.as_str(),
+    }
 }
 
 /// A handler's output, or why the attempt failed.
@@ -49,6 +84,7 @@ impl Processor {
 
     /// Runs one attempt (route, handler) and says how it ended, without storing it.
     pub async fn attempt(&self, event: &ClaimedEvent) -> Finish {
+        let started = std::time::Instant::now();
         let payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
@@ -83,26 +119,7 @@ impl Processor {
                 error: e.message,
             },
         };
-        match &outcome {
-            Outcome::Done { .. } => tracing::debug!(row_id = event.id, "event done"),
-            Outcome::Retry { error, next_attempt_at } => {
-                tracing::warn!(
-                    row_id = event.id,
-                    attempt = event.attempt_count,
-                    error,
-                    next_attempt_at = next_attempt_at.as_str(),
-                    "attempt failed; will retry"
-                )
-            }
-            Outcome::Failed { error } => {
-                tracing::error!(
-                    row_id = event.id,
-                    attempt = event.attempt_count,
-                    error,
-                    "event failed for good"
-                )
-            }
-        }
+        log_finished(event, &decision, &outcome, started.elapsed());
         Finish {
             claim: event.claim_ref(),
             outcome,

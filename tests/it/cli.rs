@@ -20,7 +20,7 @@ fn bad_settings_stop_start_up_naming_the_variable() {
     // Empty means unset; values are trimmed.
     let out = run_cli(
         dir.path(),
-        &["mapping", "get", "--provider", "x"],
+        &["cron", "enqueue", "--job", "x"],
         &[("PORT", ""), ("WORKER_MAX_ATTEMPTS", " 3 ")],
     );
     assert!(out.status.success(), "{}", stderr(&out));

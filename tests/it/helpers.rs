@@ -36,6 +36,17 @@ fn base_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// The `addr` field of the listening line, in the text (`addr=…`) or JSON (`"addr":"…"`) format.
+fn listening_addr(line: &str) -> Option<String> {
+    let (start, end): (&str, fn(char) -> bool) = if line.contains("\"addr\":\"") {
+        ("\"addr\":\"", |c| c == '"')
+    } else {
+        ("addr=", char::is_whitespace)
+    };
+    let i = line.find(start)? + start.len();
+    Some(line[i..].chars().take_while(|c| !end(*c)).collect())
+}
+
 impl App {
     /// Starts `switchyard <role>` in a fresh temp dir with `env`.
     pub fn spawn(role: &str, env: &[(&str, &str)]) -> App {
@@ -60,11 +71,10 @@ impl App {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("addr=")
-                    && line.contains("switchyard listening")
+                if line.contains("switchyard listening")
+                    && let Some(addr) = listening_addr(&line)
                     && let Some(t) = tx.take()
                 {
-                    let addr: String = line[i + 5..].chars().take_while(|c| !c.is_whitespace()).collect();
                     let _ = t.send(addr);
                 }
                 let mut l = sink.lock().unwrap();

@@ -39,6 +39,9 @@ pub struct PgOptions {
     pub statement_timeout: Duration,
     /// How long start-up keeps retrying an unreachable server (`DATABASE_CONNECT_TIMEOUT_SECONDS`).
     pub connect_timeout: Duration,
+    /// For commands that only read: refuse a database without switchyard's tables
+    /// instead of creating them.
+    pub existing_only: bool,
 }
 
 impl PgStore {
@@ -69,7 +72,10 @@ impl PgStore {
             .options([("statement_timeout", options.statement_timeout.as_millis())]);
 
         let mut first = connect_with_retry(&base, options.connect_timeout).await?;
-        migrate(&mut first).await?;
+        if options.existing_only {
+            require_tables(&mut first, &base).await?;
+        }
+        migrate(&mut first).await.map_err(|e| explain_migration(e, &base))?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&mut first)
             .await?;
@@ -172,6 +178,44 @@ fn worth_retrying(e: &sqlx::Error) -> bool {
         // cannot_connect_now (starting up), too_many_connections, admin/crash shutdown.
         sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300" | "57P01" | "57P02")),
         _ => false,
+    }
+}
+
+/// Refuses a database where switchyard's `events` table is not visible.
+async fn require_tables(conn: &mut PgConnection, options: &PgConnectOptions) -> Result<(), StoreError> {
+    let found: bool = sqlx::query_scalar("SELECT to_regclass('events') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if found {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "no switchyard tables in PostgreSQL database {} (DATABASE_URL); run `switchyard serve` against it first, \
+         or check DATABASE_URL",
+        describe(options)
+    )))
+}
+
+/// A migration refused for lack of privileges (SQLSTATE 42501) becomes one message naming
+/// the privilege and the fix; other failures keep the driver's message and name the database.
+fn explain_migration(e: StoreError, options: &PgConnectOptions) -> StoreError {
+    let target = describe(options);
+    let database_error = match &e {
+        StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db)))
+        | StoreError::Migrate(sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _))
+        | StoreError::Database(sqlx::Error::Database(db)) => Some(db),
+        _ => None,
+    };
+    match database_error {
+        Some(db) if db.code().as_deref() == Some("42501") => StoreError::Config(format!(
+            "PostgreSQL role '{}' lacks the CREATE privilege on the schema switchyard migrates ({}) in {target} \
+             (DATABASE_URL): run `GRANT CREATE ON SCHEMA public TO {}` as the schema owner, or make the role the \
+             owner of the database; see docs/POSTGRES.md",
+            options.get_username(),
+            db.message(),
+            options.get_username()
+        )),
+        _ => StoreError::Config(format!("database migration failed on {target} (DATABASE_URL): {e}")),
     }
 }
 

@@ -342,6 +342,19 @@ impl Store for PgStore {
         Box::pin(async move { Ok(retry("apply routing changes", || apply_changes(&self.pool, &changes)).await?) })
     }
 
+    fn delete_rule(&self, provider: &str, name: &str) -> StoreFuture<'_, bool> {
+        let (provider, name) = (provider.to_string(), name.to_string());
+        Box::pin(async move {
+            let delete = || {
+                sqlx::query("DELETE FROM routing_rules WHERE provider = $1 AND name = $2")
+                    .bind(&provider)
+                    .bind(&name)
+                    .execute(&self.pool)
+            };
+            Ok(retry("delete rule", delete).await?.rows_affected() == 1)
+        })
+    }
+
     fn external_wake(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.ensure_listener();

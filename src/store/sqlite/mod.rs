@@ -67,6 +67,39 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens an existing switchyard database for commands that only read: a missing file,
+    /// or one without switchyard's tables, is an error naming the path; nothing is created.
+    pub async fn open_existing(
+        path: &Path,
+        synchronous: crate::domain::SqliteSynchronous,
+    ) -> Result<SqliteStore, StoreError> {
+        let missing = || {
+            StoreError::Config(format!(
+                "no switchyard database at {} (APP_DB_PATH or --db); run `switchyard serve` there first, or point --db at the right file",
+                path.display()
+            ))
+        };
+        if !path.is_file() {
+            return Err(missing());
+        }
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let mut conn = SqliteConnection::connect_with(&options).await.map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open SQLite database {} (APP_DB_PATH): {e}",
+                path.display()
+            ))
+        })?;
+        let tables: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+                .fetch_one(&mut conn)
+                .await?;
+        conn.close().await?;
+        if tables == 0 {
+            return Err(missing());
+        }
+        SqliteStore::open(path, synchronous).await
+    }
+
     /// Opens (creating if needed) the database file and migrates it.
     pub async fn open(path: &Path, synchronous: crate::domain::SqliteSynchronous) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent()
@@ -103,7 +136,15 @@ impl SqliteStore {
             ))
         })?;
         // `run_direct`: `run`'s `Acquire` bound would make `store::open`'s future not `Send`.
-        migrator(MIGRATIONS).run_direct(None, &mut migrate, false).await?;
+        migrator(MIGRATIONS)
+            .run_direct(None, &mut migrate, false)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot migrate SQLite database {} (APP_DB_PATH): {e}",
+                    path.display()
+                ))
+            })?;
         ensure_action_run_key(&mut migrate).await?;
         migrate.close().await?;
         let writer = writer::start(path, synchronous.as_str())?;
@@ -323,6 +364,14 @@ impl Store for SqliteStore {
             .await?;
             Ok(rows.iter().map(rows::rule).collect::<Result<_, _>>()?)
         })
+    }
+
+    fn delete_rule(&self, provider: &str, name: &str) -> StoreFuture<'_, bool> {
+        let op = Op::DeleteRule {
+            provider: provider.to_string(),
+            name: name.to_string(),
+        };
+        Box::pin(async move { expect!(self.submit(op), Bool) })
     }
 
     fn apply(&self, changes: RoutingChanges) -> StoreFuture<'_, ()> {

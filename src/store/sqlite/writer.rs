@@ -46,6 +46,7 @@ pub(super) enum Op {
     Replay(i64),
     Apply(Box<RoutingChanges>),
     RecordTicks(Vec<TickRecord>),
+    DeleteRule { provider: String, name: String },
 }
 
 /// A request and where its answer goes.
@@ -68,6 +69,17 @@ pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Write
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = memory; PRAGMA foreign_keys = off;"
     ))?;
+    // A read-only file (or directory) would otherwise open fine and fail every claim later.
+    // A real (rolled back) write: taking the write lock alone succeeds on a read-only file.
+    conn.execute_batch(
+        "BEGIN IMMEDIATE; UPDATE switchyard_meta SET value = value WHERE key = 'routing_version'; ROLLBACK;",
+    )
+    .map_err(|e| {
+        StoreError::Config(format!(
+            "SQLite database {} (APP_DB_PATH) is not writable: {e}",
+            path.display()
+        ))
+    })?;
     let checkpointer = Checkpointer::start(path, synchronous)?;
     checkpointer.watch(&conn);
     conn.set_prepared_statement_cache_capacity(64);
@@ -188,6 +200,11 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             schedules::record(tx, ticks)?;
             OpResult::Unit
         }
+        Op::DeleteRule { provider, name } => OpResult::Bool(
+            tx.prepare_cached("DELETE FROM routing_rules WHERE provider = ?1 AND name = ?2")?
+                .execute(params![provider, name])?
+                == 1,
+        ),
     })
 }
 
