@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 404 with a message.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the resource is in a state that refuses the request.
+    #[error("{0}")]
+    Conflict(String),
     /// 413 `payload too large`.
     #[error("payload too large (limit {0} bytes)")]
     PayloadTooLarge(u64),
@@ -31,12 +34,22 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+/// The body of every error reply: `{"ok": false, "error": "<message>"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorReply {
+    /// Always false.
+    pub ok: bool,
+    /// What went wrong, for a person to act on.
+    pub error: String,
+}
+
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -49,7 +62,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "store error while answering a request");
         }
-        let body = serde_json::json!({"ok": false, "error": self.to_string()});
+        let body = ErrorReply {
+            ok: false,
+            error: self.to_string(),
+        };
         (self.status(), axum::Json(body)).into_response()
     }
 }

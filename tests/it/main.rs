@@ -11,6 +11,8 @@ mod http_handler;
 mod limits;
 mod llm;
 mod multi_instance;
+mod ops_api;
+mod ops_store;
 mod pg_locks;
 mod readme;
 mod redaction;
