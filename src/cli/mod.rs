@@ -4,6 +4,7 @@ mod command;
 pub mod cron;
 pub mod events;
 pub mod mapping;
+pub mod prototype;
 pub mod sources;
 
 use std::process::ExitCode;

@@ -5,6 +5,8 @@
 pub mod envelope;
 pub mod event_id;
 pub mod limits;
+#[cfg(test)]
+mod proptests;
 pub mod redact;
 pub mod signature;
 pub mod signatures;

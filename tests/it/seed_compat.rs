@@ -23,3 +23,49 @@ async fn fireflies_ids_and_githubs_sha1_header() {
     let (code, v) = app.post("/webhook/github", r#"{"zen":"z"}"#, &gh).await;
     assert_eq!(code, 200, "{v}");
 }
+
+#[tokio::test]
+async fn prototype_layout_is_used_when_the_defaults_are_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The prototype's layout: its database (with a mapping) and whitelist under app/.
+    std::fs::create_dir_all(d.join("app/data")).unwrap();
+    let commands = serde_json::json!({"hello": ["sh", "-c", "cat > /dev/null; echo '{\"from\":\"prototype\"}'"]});
+    std::fs::write(d.join("app/commands.json"), commands.to_string()).unwrap();
+    let args = [
+        "mapping",
+        "set",
+        "--provider",
+        "unknown",
+        "--action",
+        "old_action",
+        "--handler-mode",
+        "command",
+        "--handler-target",
+        "hello",
+    ];
+    let out = run_cli(d, &args, &[("APP_DB_PATH", "app/data/events.sqlite3")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // No settings (an empty APP_DB_PATH is unset): serve finds both and says so.
+    let app = App::spawn_in(d, "serve", &[("APP_DB_PATH", "")]);
+    let logs = app.logs();
+    assert!(logs.contains("using the prototype's database"), "{logs}");
+    let (code, v) = app.post("/webhook", r#"{"any":"payload"}"#, &[]).await;
+    assert_eq!(code, 200, "{v}");
+    let ev = app
+        .wait_status(
+            v["row_id"].as_i64().unwrap(),
+            "done",
+            std::time::Duration::from_secs(15),
+        )
+        .await;
+    let result = &ev["event"]["result"];
+    assert_eq!(result["router"]["mapped_action"], "old_action", "{result}");
+    assert_eq!(result["result"]["from"], "prototype", "{result}");
+    assert!(app.logs().contains("using the prototype's commands file"));
+    assert!(
+        !d.join("data/events.sqlite3").exists(),
+        "no new empty database beside it"
+    );
+}
