@@ -290,6 +290,15 @@ mod tests {
         assert!(check_literal(&url("http://127.0.0.1:8080/x")).is_err());
         assert!(check_literal(&url("http://[::1]/x")).is_err());
         assert!(check_literal(&url("http://169.254.169.254/latest/meta-data")).is_err());
+        // Other spellings of loopback are normalised by the URL parser, then refused.
+        for odd in [
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://127.1/",
+            "http://[::ffff:7f00:1]/",
+        ] {
+            assert!(check_literal(&url(odd)).is_err(), "{odd}");
+        }
         assert!(check_literal(&url("https://8.8.8.8/")).is_ok());
         assert!(check_literal(&url("https://example.com/")).is_ok());
     }
