@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 404 with a message.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the resource is in a state that refuses the request.
+    #[error("{0}")]
+    Conflict(String),
     /// 413 `payload too large`.
     #[error("payload too large (limit {0} bytes)")]
     PayloadTooLarge(u64),
@@ -35,6 +38,15 @@ pub enum ApiError {
 #[derive(Debug, Clone)]
 pub struct Refusal(pub String);
 
+/// The body of every error reply: `{"ok": false, "error": "<message>"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorReply {
+    /// Always false.
+    pub ok: bool,
+    /// What went wrong, for a person to act on.
+    pub error: String,
+}
+
 impl ApiError {
     /// The reason logged for a refusal: the client's message, plus which header failed.
     fn reason(&self) -> String {
@@ -49,6 +61,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,7 +74,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "store error while answering a request");
         }
-        let body = serde_json::json!({"ok": false, "error": self.to_string()});
+        let body = ErrorReply {
+            ok: false,
+            error: self.to_string(),
+        };
         let mut response = (self.status(), axum::Json(body)).into_response();
         if !matches!(self, ApiError::Store(_)) {
             response.extensions_mut().insert(Refusal(self.reason()));

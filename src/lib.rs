@@ -13,6 +13,8 @@ pub mod handlers;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
+pub mod retention;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
@@ -187,6 +189,16 @@ pub async fn run(
         let task = scheduler::Scheduler::new(db.clone(), clock, scheduler::Options::default());
         tokio::spawn(task.run(stop_rx.clone()))
     });
+    // Retention runs beside the workers; the queue gauges beside the HTTP server (/metrics).
+    let retention = (role == Role::Serve).then(|| {
+        tokio::spawn(retention::run(
+            db.clone(),
+            settings.retention_done_days,
+            settings.retention_error_days,
+            stop_rx.clone(),
+        ))
+    });
+    let sampler = (role != Role::Worker).then(|| tokio::spawn(metrics::sample_loop(db.clone(), stop_rx.clone())));
 
     let server = match (role, listener) {
         (Role::Worker, _) => None,
@@ -233,6 +245,9 @@ pub async fn run(
     }
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;
+    }
+    for task in [retention, sampler].into_iter().flatten() {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

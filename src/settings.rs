@@ -36,6 +36,8 @@ pub const ENV_VARS: &[&str] = &[
     "WORKER_CONCURRENCY",
     "WORKER_LEASE_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
+    "RETENTION_DONE_DAYS",
+    "RETENTION_ERROR_DAYS",
     "MAX_BODY_BYTES",
     "HEADER_READ_TIMEOUT_SECONDS",
     "BODY_READ_TIMEOUT_SECONDS",
@@ -222,6 +224,25 @@ pub struct Settings {
     /// Seconds in-flight events get to finish on SIGTERM before their claims are released.
     #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE_SECONDS", value_name = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0, value_parser = non_negative_seconds, global = true)]
     pub shutdown_grace: f64,
+
+    /// Days `done` events are kept before `serve` deletes them (0 keeps them forever).
+    #[arg(
+        long,
+        env = "RETENTION_DONE_DAYS",
+        value_name = "RETENTION_DONE_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub retention_done_days: u32,
+    /// Days `error` and `cancelled` events are kept before `serve` deletes them (0 keeps them forever).
+    #[arg(
+        long,
+        env = "RETENTION_ERROR_DAYS",
+        value_name = "RETENTION_ERROR_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
+    pub retention_error_days: u32,
 
     /// SQLite `synchronous` pragma: `normal` survives a process crash, `full` also a power loss.
     #[arg(
@@ -490,6 +511,8 @@ crate::redacting_debug!(Settings {
     ],
     plain: [
         db_path,
+        retention_done_days,
+        retention_error_days,
         host,
         port,
         config_path,

@@ -45,6 +45,13 @@ pub fn normalize(s: &str) -> String {
     }
 }
 
+/// Seconds from a stored timestamp until now (0 for a future one); `None` if unparsable.
+pub fn age_seconds(stored: &str) -> Option<f64> {
+    let t = DateTime::parse_from_rfc3339(&normalize(stored)).ok()?;
+    let age = Utc::now().signed_duration_since(t.with_timezone(&Utc));
+    Some((age.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,36 +1,106 @@
-//! `switchyard events …`: look at and replay stored events.
+//! `switchyard events …`: the operator API on the command line (CONTRACT §10).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
-use serde_json::json;
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Subcommand};
 
-use crate::domain::EventStatus;
 use crate::settings::Settings;
+use crate::store::{Cursor, Db, EventFilter, FilterInput, PURGEABLE, STATUSES, Transition};
+
+/// The filters of `GET /events`, as flags.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// Only this status.
+    #[arg(long, value_parser = PossibleValuesParser::new(STATUSES))]
+    pub status: Option<String>,
+    /// Only events routed to this provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only events routed to this action.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this source (webhook or cron).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Received at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Text found in event_id or last_error.
+    #[arg(long)]
+    pub q: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> Result<EventFilter, String> {
+        EventFilter::parse(FilterInput {
+            status: self.status,
+            provider: self.provider,
+            action: self.action,
+            source: self.source,
+            since: self.since,
+            until: self.until,
+            q: self.q,
+        })
+    }
+}
 
 /// `events` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
-    /// Recent events, newest first, one JSON object per line.
+    /// Events newest first, one JSON object per line (no bodies); the next page's cursor goes to stderr.
     List {
-        /// Only events with this status.
-        #[arg(long)]
-        status: Option<EventStatus>,
+        /// Filters.
+        #[command(flatten)]
+        filter: FilterArgs,
         /// How many (1 to 10000).
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
-        limit: i64,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Start after this cursor (printed by the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// One event with its action runs (the JSON of GET /events/{id}).
     Show {
         /// Row id.
         row_id: i64,
     },
-    /// Queue a finished or failed event again, with a fresh attempt budget.
+    /// Queue one event again (ROW_ID), or every event matching --status and the other filters.
     Replay {
+        /// Row id (omit to replay by filter).
+        #[arg(required_unless_present = "status", conflicts_with = "status")]
+        row_id: Option<i64>,
+        /// Rerun actions that already ran to done instead of reusing their output.
+        #[arg(long, requires = "row_id")]
+        force: bool,
+        /// Filters of a bulk replay (--status is required for one).
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Cancel a pending or retry event: it is never claimed again.
+    Cancel {
         /// Row id.
         row_id: i64,
     },
+    /// Delete finished events older than an age, with their action runs.
+    Purge {
+        /// Age such as 7d, 12h, 30m or 90s (by when the event finished).
+        #[arg(long, value_parser = crate::retention::parse_age)]
+        older_than: std::time::Duration,
+        /// Only this status (default: done, error and cancelled).
+        #[arg(long, value_parser = PossibleValuesParser::new(PURGEABLE))]
+        status: Option<String>,
+    },
+}
+
+/// A usage error: the message, exit code 2 (as clap's own).
+fn usage(message: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(2))
 }
 
 /// Runs an `events` subcommand.
@@ -38,17 +108,28 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
     // Looking never creates a database: a wrong directory or URL is an error naming it.
     let db = match cmd {
         EventsCommand::List { .. } | EventsCommand::Show { .. } => crate::store::open_existing(&s.store_config()).await,
-        EventsCommand::Replay { .. } => crate::store::open(&s.store_config()).await,
+        EventsCommand::Replay { .. } | EventsCommand::Cancel { .. } | EventsCommand::Purge { .. } => {
+            crate::store::open(&s.store_config()).await
+        }
     }
     .context("opening the database")?;
     match cmd {
-        EventsCommand::List { status, limit } => {
-            for e in db.list_events(status, limit).await? {
-                let line = json!({
-                    "id": e.id, "source": e.source, "event_id": e.event_id, "status": e.status,
-                    "attempt_count": e.attempt_count, "received_at": e.received_at, "last_error": e.last_error,
-                });
-                println!("{line}");
+        EventsCommand::List { filter, limit, cursor } => {
+            let filter = match filter.filter() {
+                Ok(f) => f,
+                Err(e) => return usage(&e),
+            };
+            let cursor = match cursor.as_deref().map(Cursor::decode) {
+                None => None,
+                Some(Some(c)) => Some(c),
+                Some(None) => return usage("--cursor is not a cursor printed by events list"),
+            };
+            let page = db.list_page(filter, cursor, limit).await?;
+            for e in &page.events {
+                println!("{}", serde_json::to_string(e)?);
+            }
+            if let Some(next) = page.next {
+                eprintln!("next page: --cursor {}", next.encode());
             }
         }
         EventsCommand::Show { row_id } => match db.event(row_id).await? {
@@ -64,14 +145,52 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
-        EventsCommand::Replay { row_id } => {
-            if db.replay(row_id).await? {
-                println!("ok: event {row_id} queued again");
-            } else {
-                eprintln!("event {row_id} not found or still processing");
-                return Ok(ExitCode::FAILURE);
+        EventsCommand::Replay { row_id, force, filter } => return replay(&db, row_id, force, filter).await,
+        EventsCommand::Cancel { row_id } => {
+            return transition(db.cancel(row_id).await?, row_id, "cancelled");
+        }
+        EventsCommand::Purge { older_than, status } => {
+            let before = crate::retention::cutoff(older_than);
+            let statuses: Vec<&str> = match &status {
+                Some(s) => vec![s.as_str()],
+                None => PURGEABLE.to_vec(),
+            };
+            let mut total = 0;
+            for status in statuses {
+                total += crate::retention::purge(&db, status, &before).await?;
             }
+            println!("ok: deleted {total} events finished before {before}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(db: &Db, row_id: Option<i64>, force: bool, filter: FilterArgs) -> anyhow::Result<ExitCode> {
+    if let Some(row_id) = row_id {
+        return transition(db.replay(row_id, force).await?, row_id, "queued again");
+    }
+    let filter = match filter.filter() {
+        Ok(f) => f,
+        Err(e) => return usage(&e),
+    };
+    let n = db.replay_matching(filter).await?;
+    println!("ok: {n} events queued again");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn transition(t: Transition, row_id: i64, done: &str) -> anyhow::Result<ExitCode> {
+    match t {
+        Transition::Applied => {
+            println!("ok: event {row_id} {done}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Transition::NotFound => {
+            eprintln!("event {row_id} not found");
+            Ok(ExitCode::FAILURE)
+        }
+        Transition::Conflict(status) => {
+            eprintln!("event {row_id} is {status}: refused");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -28,8 +28,8 @@ impl fmt::Display for UnknownValue {
 impl std::error::Error for UnknownValue {}
 
 /// Defines an enum whose variants are spelled by the given strings: `as_str`, `ALL`,
-/// `Display`, exact `FromStr` (error [`UnknownValue`]), serde as that string, and clap's
-/// `ValueEnum` (so settings list their values in `--help`).
+/// `Display`, exact `FromStr` (error [`UnknownValue`]), serde as that string, an OpenAPI
+/// schema listing the spellings, and clap's `ValueEnum` (so settings list their values in `--help`).
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
@@ -102,6 +102,18 @@ macro_rules! text_enum {
                 text.parse().map_err(::serde::de::Error::custom)
             }
         }
+
+        // The OpenAPI schema: a string limited to the spellings (used by /openapi.json).
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl ::clap::ValueEnum for $name {
             fn value_variants<'a>() -> &'a [Self] {

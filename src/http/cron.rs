@@ -4,25 +4,36 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
+use utoipa::IntoParams;
 
-use super::ingest::enqueue_reply;
+use super::ingest::{IngestReply, enqueue_reply};
 use super::{AppState, require_secret};
 use crate::cron;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReply};
 
 /// Query of `/cron/enqueue`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CronQuery {
+    /// The job's name (required).
     job: Option<String>,
 }
 
 /// Enqueues a cron event for the current second; the same tick is never queued twice.
+#[utoipa::path(post, path = "/cron/enqueue", tag = "ingest",
+    params(CronQuery),
+    security((), ("ingress_secret" = [], "cron_secret" = [])),
+    responses(
+        (status = 200, description = "Queued, or this second's tick was queued already", body = IngestReply),
+        (status = 400, description = "job is missing", body = ErrorReply),
+        (status = 401, description = "Missing or wrong secret", body = ErrorReply),
+        (status = 503, description = "The database is unavailable", body = ErrorReply),
+    ))]
 pub async fn enqueue(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<CronQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IngestReply>, ApiError> {
     let s = &state.settings;
     require_secret(s.ingress_secret.as_deref(), &headers, "x-ingress-secret")?;
     require_secret(s.cron_secret.as_deref(), &headers, "x-cron-secret")?;

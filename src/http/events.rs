@@ -3,18 +3,53 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{AppState, require_secret};
-use crate::error::ApiError;
-use crate::views::event_json;
+use crate::error::{ApiError, ErrorReply};
+use crate::store::{ActionRunRow, EventRow};
 
-/// Shows one event.
+/// An event with the seed's columns plus its parsed payload and result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// The seed's columns (`*_json` as strings, for old scripts).
+    #[serde(flatten)]
+    pub row: EventRow,
+    /// `payload_json` parsed (null when absent or not JSON).
+    pub payload: Value,
+    /// `result_json` parsed (null when absent or not JSON).
+    pub result: Value,
+}
+
+/// `GET /events/{row_id}`'s reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetail {
+    /// Always true.
+    pub ok: bool,
+    /// The event.
+    pub event: EventView,
+    /// Its action runs, newest first.
+    pub action_runs: Vec<ActionRunRow>,
+}
+
+/// Shows one event with its action runs.
+#[utoipa::path(get, path = "/events/{row_id}", tag = "operator",
+    params(("row_id" = i64, Path, description = "The event's row id")),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "The event", body = EventDetail),
+        (status = 400, description = "row_id is not an integer", body = ErrorReply),
+        (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 404, description = "No such event", body = ErrorReply),
+        (status = 503, description = "The database is unavailable", body = ErrorReply),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
     Path(row_id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventDetail>, ApiError> {
     require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
     let id: i64 = row_id
         .trim()
@@ -26,5 +61,23 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
     let runs = state.db.action_runs(id).await?;
-    Ok(Json(event_json(&event, &runs)))
+    Ok(Json(event_json(event, runs)))
+}
+
+/// The contract's JSON for an event and its runs (also used by `events show`).
+pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>) -> EventDetail {
+    let parse = |s: &Option<String>| -> Value {
+        s.as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    EventDetail {
+        ok: true,
+        event: EventView {
+            payload: parse(&event.payload_json),
+            result: parse(&event.result_json),
+            row: event,
+        },
+        action_runs: runs,
+    }
 }

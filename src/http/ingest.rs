@@ -4,29 +4,75 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::body::{BodyLimits, read_body};
 use super::{AppState, require_secret};
 use crate::domain::Source;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReply};
 use crate::ingest::envelope::{self, RequestParts};
 use crate::ingest::limits::{MAX_JSON_DEPTH, json_too_deep};
 use crate::ingest::signature::verify_hmac_sha256;
 use crate::store::{Enqueued, NewEvent};
 
-/// `POST /webhook`.
+/// What an accepted webhook or cron event got.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestReply {
+    /// Always true.
+    pub ok: bool,
+    /// `queued`, or `duplicate_ignored` when `(source, event_id)` was seen before.
+    pub status: String,
+    /// The event's row id (the original's for a duplicate).
+    pub row_id: i64,
+    /// The dedupe key.
+    pub event_id: String,
+}
+
+/// A webhook's reply: the ingest outcome, or a provider handshake's answer (a source's
+/// Slack `url_verification` or Discord PING, CONTRACT §8), which is not queued.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookReply {
+    /// The event was queued or was a duplicate.
+    Ingested(IngestReply),
+    /// The provider's handshake answer.
+    Challenge(serde_json::Value),
+}
+
+/// Queues a webhook (any body; JSON objects are parsed for routing).
+#[utoipa::path(post, path = "/webhook", tag = "ingest",
+    request_body(content = Object, content_type = "application/json", description = "The webhook body, stored as received"),
+    security((), ("ingress_secret" = [])),
+    responses(
+        (status = 200, description = "Queued, a duplicate ignored, or a provider handshake answered", body = WebhookReply),
+        (status = 400, description = "Empty body or JSON nested too deeply", body = ErrorReply),
+        (status = 401, description = "Missing or wrong secret or signature", body = ErrorReply),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorReply),
+        (status = 503, description = "The database is unavailable", body = ErrorReply),
+    ))]
 pub async fn webhook(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    ingest(state, None, method, uri, headers, body).await
+) -> Result<Json<WebhookReply>, ApiError> {
+    counted(ingest(state, None, method, uri, headers, body).await)
 }
 
-/// `POST /webhook/{hint}`.
+/// Queues a webhook with a source hint (or for a configured source, verified by its scheme).
+#[utoipa::path(post, path = "/webhook/{hint}", tag = "ingest",
+    params(("hint" = String, Path, description = "Source hint (provider name) or source name")),
+    request_body(content = Object, content_type = "application/json", description = "The webhook body, stored as received"),
+    security((), ("ingress_secret" = [])),
+    responses(
+        (status = 200, description = "Queued, a duplicate ignored, or a provider handshake answered", body = WebhookReply),
+        (status = 400, description = "Empty body or JSON nested too deeply", body = ErrorReply),
+        (status = 401, description = "Missing or wrong secret or signature", body = ErrorReply),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorReply),
+        (status = 503, description = "The database is unavailable", body = ErrorReply),
+    ))]
 pub async fn webhook_hint(
     State(state): State<AppState>,
     Path(hint): Path<String>,
@@ -34,8 +80,24 @@ pub async fn webhook_hint(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    ingest(state, Some(hint), method, uri, headers, body).await
+) -> Result<Json<WebhookReply>, ApiError> {
+    counted(ingest(state, Some(hint), method, uri, headers, body).await)
+}
+
+/// Counts an ingest by outcome (`switchyard_ingested_total`).
+fn counted(reply: Result<Json<WebhookReply>, ApiError>) -> Result<Json<WebhookReply>, ApiError> {
+    let outcome = match &reply {
+        Ok(Json(WebhookReply::Ingested(r))) if r.status == "queued" => "queued",
+        Ok(Json(WebhookReply::Ingested(_))) => "duplicate",
+        Ok(Json(WebhookReply::Challenge(_))) => "challenge",
+        Err(ApiError::Unauthorized(_)) => "unauthorized",
+        Err(ApiError::InvalidSignature) => "invalid_signature",
+        Err(ApiError::PayloadTooLarge(_)) => "too_large",
+        Err(ApiError::Store(_)) => "store_error",
+        Err(_) => "bad_request",
+    };
+    crate::metrics::ingested(outcome);
+    reply
 }
 
 async fn ingest(
@@ -45,7 +107,7 @@ async fn ingest(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookReply>, ApiError> {
     // A source's path is authenticated by its provider's scheme instead (CONTRACT §8).
     if let Some(source) = hint.as_deref().and_then(|h| state.sources.get(h)).cloned() {
         return super::source_ingest::ingest(state, source, &method, &uri, &headers, body).await;
@@ -90,7 +152,11 @@ async fn ingest(
             payload_json: env.payload_json,
         })
         .await?;
-    Ok(Json(enqueue_reply(&state, outcome, &env.event_id)))
+    Ok(Json(WebhookReply::Ingested(enqueue_reply(
+        &state,
+        outcome,
+        &env.event_id,
+    ))))
 }
 
 /// GitHub still sends its legacy `X-Hub-Signature: sha1=…` next to `X-Hub-Signature-256`;
@@ -114,14 +180,18 @@ pub(super) fn refuse_deep_json(headers: &HeaderMap, body: &[u8]) -> Result<(), A
 }
 
 /// The reply to an enqueue (webhook or cron), waking workers for a new event.
-pub(super) fn enqueue_reply(state: &AppState, outcome: Enqueued, event_id: &str) -> Value {
-    match outcome {
-        Enqueued::Queued(row_id) => {
+pub(super) fn enqueue_reply(state: &AppState, outcome: Enqueued, event_id: &str) -> IngestReply {
+    let status = match outcome {
+        Enqueued::Queued(_) => {
             state.wake.notify_one();
-            json!({"ok": true, "status": "queued", "row_id": row_id, "event_id": event_id})
+            "queued"
         }
-        Enqueued::Duplicate(row_id) => {
-            json!({"ok": true, "status": "duplicate_ignored", "row_id": row_id, "event_id": event_id})
-        }
+        Enqueued::Duplicate(_) => "duplicate_ignored",
+    };
+    IngestReply {
+        ok: true,
+        status: status.into(),
+        row_id: outcome.row_id(),
+        event_id: event_id.to_string(),
     }
 }

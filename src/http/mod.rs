@@ -5,6 +5,8 @@ mod cron;
 pub mod events;
 mod health;
 mod ingest;
+pub mod openapi;
+pub mod ops;
 pub mod server;
 mod source_ingest;
 pub mod ui;
@@ -43,11 +45,19 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .route("/webhook", post(ingest::webhook))
         .route("/webhook/", post(ingest::webhook))
         .route("/webhook/{hint}", post(ingest::webhook_hint))
         .route("/cron/enqueue", post(cron::enqueue))
+        .route("/events", get(ops::list))
+        .route("/events/replay", post(ops::replay_bulk))
         .route("/events/{row_id}", get(events::show))
+        .route("/events/{row_id}/replay", post(ops::replay))
+        .route("/events/{row_id}/cancel", post(ops::cancel))
+        .route("/stats", get(ops::stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::AppState;
 use super::body::{BodyLimits, read_body};
-use super::ingest::{enqueue_reply, refuse_deep_json};
+use super::ingest::{WebhookReply, enqueue_reply, refuse_deep_json};
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
 use crate::ingest::signatures::{BodyFields, Delivery};
@@ -26,7 +26,7 @@ pub(super) async fn ingest(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookReply>, ApiError> {
     let body = read_body(body, headers, BodyLimits::from_settings(&state.settings)).await?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty body".into()));
@@ -45,7 +45,7 @@ pub(super) async fn ingest(
         ApiError::InvalidSignature
     })?;
     if let Some(reply) = source.challenge(&fields) {
-        return Ok(Json(reply));
+        return Ok(Json(WebhookReply::Challenge(reply)));
     }
 
     let mut env = envelope::build(&RequestParts {
@@ -74,7 +74,11 @@ pub(super) async fn ingest(
             payload_json,
         })
         .await?;
-    Ok(Json(enqueue_reply(&state, outcome, &env.event_id)))
+    Ok(Json(WebhookReply::Ingested(enqueue_reply(
+        &state,
+        outcome,
+        &env.event_id,
+    ))))
 }
 
 /// Adds `"verified_source": {name, provider, scheme}` to the stored payload, which
@@ -98,7 +102,7 @@ mod tests {
     fn verified_source_is_spliced_into_the_envelope() {
         let source = Source::new("stripe-eu", Scheme::Stripe, &["k".into()], None).unwrap();
         let out = with_verified_source(r#"{"source_hint":"stripe-eu","json":{}}"#, &source);
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
             v["verified_source"],
             json!({"name": "stripe-eu", "provider": "stripe", "scheme": "stripe"})

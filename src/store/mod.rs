@@ -4,6 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
+mod query;
 pub(crate) mod rows;
 mod schedule;
 mod types;
@@ -16,12 +17,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use query::{
+    Cursor, EventFilter, EventPage, EventSummary, FilterInput, MAX_FILTER_LEN, PURGEABLE, QueueDepth, STATUSES, Stats,
+    Transition,
+};
 pub use schedule::*;
 pub use types::*;
 
 use std::path::PathBuf;
 
-use crate::domain::{EventStatus, SqliteSynchronous};
+use crate::domain::SqliteSynchronous;
 
 /// A boxed future returned by store methods (keeps the trait usable as `dyn Store`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -81,11 +86,31 @@ pub trait Store: Send + Sync + 'static {
     /// Action runs of an event, newest first.
     fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>>;
 
-    /// Recent events, newest first, optionally only one status.
-    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>>;
+    /// A page of events matching `filter`, newest first (by `received_at`, then id), after `cursor`.
+    fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage>;
 
-    /// Puts an event back to `pending` now, with a fresh attempt budget.
-    fn replay(&self, row_id: i64) -> StoreFuture<'_, bool>;
+    /// Puts an event back to `pending` now, with a fresh attempt budget; `force` makes its
+    /// next attempt rerun actions that already ran to `done`. Refused while `processing`.
+    fn replay(&self, row_id: i64, force: bool) -> StoreFuture<'_, Transition>;
+
+    /// Replays every event matching `filter` (never one in `processing`); returns how many.
+    fn replay_matching(&self, filter: EventFilter) -> StoreFuture<'_, u64>;
+
+    /// Cancels a `pending` or `retry` event (status `cancelled`: never claimed again).
+    fn cancel(&self, row_id: i64) -> StoreFuture<'_, Transition>;
+
+    /// Counts by status, the oldest due event's age, recent done/failed rates.
+    fn stats(&self) -> StoreFuture<'_, Stats>;
+
+    /// The queue's depth (pending, retry, processing) and oldest due time; cheap.
+    fn queue_depth(&self) -> StoreFuture<'_, QueueDepth>;
+
+    /// Deletes up to `limit` events in `status` finished before `before` (stored timestamp
+    /// text), with their action runs; returns how many. Callers loop, pausing between batches.
+    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64>;
+
+    /// Succeeds when the database answers (readiness).
+    fn ping(&self) -> StoreFuture<'_, ()>;
 
     /// A number that changes whenever mappings or rules change (by anyone).
     fn routing_version(&self) -> StoreFuture<'_, i64>;

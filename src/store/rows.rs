@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{ActionRunRow, EventRow, StoredSchedule};
+use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule};
 use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
@@ -100,6 +100,55 @@ where
         result_json: text(r, "result_json")?,
         last_error: text(r, "last_error")?,
     })
+}
+
+/// Maps a listing row ([`super::query::SUMMARY_COLUMNS`]) and the cursor just past it.
+pub(crate) fn summary<R>(r: &R) -> Result<(EventSummary, Cursor), sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    let id = int(r, "id")?.unwrap_or_default();
+    let cursor = Cursor {
+        received_at: text(r, "received_at_raw")?.unwrap_or_default(),
+        id,
+    };
+    let summary = EventSummary {
+        id,
+        source: word(r, "events", id, "source")?,
+        event_id: text(r, "event_id")?,
+        received_at: ts(r, "received_at")?,
+        status: word(r, "events", id, "status")?,
+        attempt_count: int(r, "attempt_count")?.unwrap_or(0),
+        next_attempt_at: ts(r, "next_attempt_at")?,
+        processing_started_at: ts(r, "processing_started_at")?,
+        processed_at: ts(r, "processed_at")?,
+        last_error: text(r, "last_error")?,
+        provider: text(r, "provider")?,
+        action: text(r, "action")?,
+    };
+    Ok((summary, cursor))
+}
+
+/// A page from up to `limit + 1` listing rows: the extra row only says another page exists.
+pub(crate) fn page<R>(rows: &[R], limit: usize) -> Result<super::EventPage, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    let mut events = Vec::with_capacity(limit.min(rows.len()));
+    let mut last = None;
+    for r in rows.iter().take(limit) {
+        let (summary, cursor) = summary(r)?;
+        events.push(summary);
+        last = Some(cursor);
+    }
+    let next = if rows.len() > limit { last } else { None };
+    Ok(super::EventPage { events, next })
 }
 
 /// Maps an `action_runs` row.

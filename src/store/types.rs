@@ -158,6 +158,10 @@ pub struct Finish {
     pub outcome: Outcome,
     /// The action run to upsert on `(event_row_id, action)`.
     pub action_run: Option<ActionRunRecord>,
+    /// Provider the attempt detected (kept on the event for filtering).
+    pub provider: Option<String>,
+    /// Action the attempt routed to, if any.
+    pub action: Option<String>,
 }
 
 /// An action run as written by the worker.
@@ -188,7 +192,7 @@ pub struct ActionRunRecord {
 }
 
 /// A stored event, with the seed's columns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     /// Row id.
     pub id: i64,
@@ -217,7 +221,7 @@ pub struct EventRow {
 }
 
 /// A stored action run, with the seed's columns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActionRunRow {
     /// Row id.
     pub id: i64,

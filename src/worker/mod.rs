@@ -106,6 +106,7 @@ pub async fn run_pool(
         let claimed = match db.claim(held.len(), cfg.lease).await {
             Ok(c) => {
                 error_backoff = Duration::from_millis(50);
+                crate::metrics::claimed(c.len());
                 c
             }
             Err(e) => {

@@ -11,7 +11,7 @@ use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMo
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
 use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome};
-use crate::time;
+use crate::{metrics, time};
 
 /// Processes claimed events; shared by every worker task of a process.
 pub struct Processor {
@@ -98,6 +98,10 @@ impl Processor {
             ),
         };
 
+        let failure_kind = attempt
+            .as_ref()
+            .err()
+            .map(|e| e.kind.clone().unwrap_or_else(|| "other".into()));
         let outcome = match attempt {
             Ok(result) => {
                 let mut stored = json!({
@@ -119,11 +123,19 @@ impl Processor {
                 error: e.message,
             },
         };
+        let label = match &outcome {
+            Outcome::Done { .. } => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "error",
+        };
+        metrics::attempt_finished(label, failure_kind.as_deref());
         log_finished(event, &decision, &outcome, started.elapsed());
         Finish {
             claim: event.claim_ref(),
             outcome,
             action_run,
+            provider: Some(decision.provider.clone()),
+            action: decision.mapped_action.clone(),
         }
     }
 
@@ -187,7 +199,9 @@ impl Processor {
         {
             tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
         }
+        let started = std::time::Instant::now();
         let attempt = handlers::run(&self.handlers, mode, target, &input).await;
+        metrics::handler_ran(mode.as_str(), started.elapsed());
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {

@@ -88,6 +88,8 @@ fn unstorable(finish: Finish, e: &StoreError) -> Finish {
             error: format!("the outcome of this attempt could not be stored: {e}"),
         },
         action_run: None,
+        provider: finish.provider,
+        action: finish.action,
     }
 }
 

@@ -91,7 +91,7 @@ async function shot(page, name) {
 
 async function guards(context, base, eventId) {
   // Without a session every page redirects to the login.
-  for (const p of ["/ui", "/ui/events", `/ui/events/${eventId}`, "/ui/routing"]) {
+  for (const p of ["/ui", "/ui/events", `/ui/events/${eventId}`, "/ui/routing", "/ui/schedules"]) {
     const r = await context.request.get(base + p, { maxRedirects: 0 });
     assert.equal(r.status(), 303, `${p} without a session`);
     assert.match(r.headers()["location"], /^\/ui\/login\?next=/, `${p} redirects to the login`);
@@ -184,6 +184,10 @@ async function run() {
     assert.equal(sources, 1, "the stripe source is listed");
     assert.ok(!(await page.content()).includes("whsec_dashboard_must_never_show_this"), "no secret on the page");
     await shot(page, "routing");
+
+    const sched = await page.goto(base + "/ui/schedules");
+    assert.equal(sched.status(), 200, "/ui/schedules");
+    await shot(page, "schedules");
 
   } finally {
     await context.close();

@@ -198,11 +198,16 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// Maps provider `unknown` to `action` with handler `mode` and `target`, via the CLI.
 pub fn route_unknown(dir: &Path, action: &str, mode: &str, target: &str) {
+    set_mapping(dir, "unknown", action, mode, target);
+}
+
+/// Maps `provider` to `action` with handler `mode` and `target`, via the CLI.
+pub fn set_mapping(dir: &Path, provider: &str, action: &str, mode: &str, target: &str) {
     let args = [
         "mapping",
         "set",
         "--provider",
-        "unknown",
+        provider,
         "--action",
         action,
         "--handler-mode",

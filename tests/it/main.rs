@@ -13,6 +13,8 @@ mod limits;
 mod llm;
 mod logs;
 mod multi_instance;
+mod ops_api;
+mod ops_store;
 mod pg_locks;
 mod readme;
 mod redaction;

@@ -189,6 +189,8 @@ async fn an_outcome_the_database_refuses_does_not_take_its_batch_with_it() {
             next_attempt_at: Timestamp::from_stored(switchyard::time::now()),
         },
         action_run: None,
+        provider: None,
+        action: None,
     };
     let processor = switchyard::processor(&db, &Settings::defaults());
     tokio::time::timeout(PATIENCE, processor.record_many(vec![done(a), refused, done(c)]))

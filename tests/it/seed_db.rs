@@ -48,7 +48,8 @@ async fn seed_database_is_migrated_in_place() {
         conn.close().await.unwrap();
     }
 
-    let app = App::spawn_in(dir.path(), "serve", &[]);
+    // The seed's events finished in 2025: keep them (retention would purge them at start).
+    let app = App::spawn_in(dir.path(), "serve", &[("RETENTION_DONE_DAYS", "0")]);
     let (code, v) = app.get("/events/1", &[]).await;
     assert_eq!(code, 200);
     assert_eq!(v["event"]["event_id"], "seed-done");

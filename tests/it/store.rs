@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor};
-use switchyard::domain::{EventStatus, HandlerMode, Mapping, Source, Timestamp};
+use switchyard::domain::{HandlerMode, Mapping, Source, Timestamp};
 use switchyard::settings::Settings;
 use switchyard::store::postgres::PgStore;
 use switchyard::store::{
-    ActionRunRecord, ClaimRef, ClaimedEvent, Db, Enqueued, Finish, NewEvent, Outcome, RoutingChanges, RuleUpsert,
+    ActionRunRecord, ClaimRef, ClaimedEvent, Db, Enqueued, EventFilter, EventSummary, Finish, NewEvent, Outcome,
+    RoutingChanges, RuleUpsert, Transition,
 };
 use switchyard::time;
 
@@ -239,6 +240,8 @@ macro_rules! store_tests {
     )*};
 }
 
+pub(crate) use store_tests;
+
 store_tests!(
     unreadable_rows_are_errors_naming_the_row,
     enqueue_dedupes_on_source_and_event_id,
@@ -273,6 +276,11 @@ async fn enqueue(db: &Db, id: &str) -> i64 {
     }
 }
 
+/// The first page of `filter`, newest first.
+pub async fn list(db: &Db, filter: EventFilter, limit: u32) -> Vec<EventSummary> {
+    db.list_page(filter, None, limit).await.unwrap().events
+}
+
 async fn claim(db: &Db, n: usize, lease: Duration) -> Vec<ClaimedEvent> {
     db.claim(n, lease).await.unwrap()
 }
@@ -288,6 +296,8 @@ pub(crate) fn done(claim: ClaimRef) -> Finish {
             result_json: r#"{"ok":true}"#.into(),
         },
         action_run: None,
+        provider: None,
+        action: None,
     }
 }
 
@@ -299,6 +309,8 @@ fn retry_at(claim: ClaimRef, next_attempt_at: String) -> Finish {
             next_attempt_at: Timestamp::from_stored(next_attempt_at),
         },
         action_run: None,
+        provider: None,
+        action: None,
     }
 }
 
@@ -389,7 +401,7 @@ async fn concurrent_identical_enqueues_make_one_row(t: TestStore) {
         11
     );
 
-    let listed = t.db.list_events(None, 1000).await.unwrap();
+    let listed = list(&t.db, EventFilter::default(), 1000).await;
     assert_eq!(listed.len(), 11, "one row per distinct event");
     let same_row = listed
         .iter()
@@ -583,6 +595,8 @@ async fn finish_many_stores_each_outcome_as_finish_would(t: TestStore) {
                     error: "gave up".into(),
                 },
                 action_run: None,
+                provider: None,
+                action: None,
             },
         };
         let mut r = run(c.id, "act", if c.id % 3 == 0 { "done" } else { "error" });
@@ -901,7 +915,7 @@ async fn unreadable_rows_are_errors_naming_the_row(t: TestStore) {
     );
     assert!(err.contains("'finished'"), "{err}");
     assert!(
-        db.list_events(None, 10).await.is_err(),
+        db.list_page(EventFilter::default(), None, 10).await.is_err(),
         "a listing does not skip the row"
     );
 
@@ -932,17 +946,18 @@ async fn list_and_replay(t: TestStore) {
     assert_eq!(ca.id, a);
     assert!(db.finish(done(ca)).await.unwrap());
 
-    let listed = |v: Vec<switchyard::store::EventRow>| v.iter().map(|e| e.id).collect::<Vec<_>>();
-    assert_eq!(listed(db.list_events(None, 10).await.unwrap()), [c, b, a]);
-    assert_eq!(listed(db.list_events(None, 2).await.unwrap()), [c, b]);
-    assert_eq!(listed(db.list_events(Some(EventStatus::Done), 10).await.unwrap()), [a]);
-    assert_eq!(
-        listed(db.list_events(Some(EventStatus::Pending), 10).await.unwrap()),
-        [c, b]
-    );
-    assert!(db.list_events(Some(EventStatus::Error), 10).await.unwrap().is_empty());
+    let listed = |v: Vec<EventSummary>| v.iter().map(|e| e.id).collect::<Vec<_>>();
+    let status = |s: &str| EventFilter {
+        status: Some(s.into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(listed(list(db, EventFilter::default(), 10).await), [c, b, a]);
+    assert_eq!(listed(list(db, EventFilter::default(), 2).await), [c, b]);
+    assert_eq!(listed(list(db, status("done"), 10).await), [a]);
+    assert_eq!(listed(list(db, status("pending"), 10).await), [c, b]);
+    assert!(list(db, status("error"), 10).await.is_empty());
 
-    assert!(db.replay(a).await.unwrap());
+    assert_eq!(db.replay(a, false).await.unwrap(), Transition::Applied);
     let e = db.event(a).await.unwrap().unwrap();
     assert_eq!(e.status.map(|v| v.as_str()), Some("pending"));
     assert_eq!(e.attempt_count, 0);
@@ -953,8 +968,12 @@ async fn list_and_replay(t: TestStore) {
     got.sort_unstable();
     assert_eq!(got, [a, b, c]);
     assert!(claimed.iter().all(|x| x.attempt_count == 1));
-    assert!(!db.replay(a).await.unwrap(), "an event being processed is not replayed");
-    assert!(!db.replay(c + 1000).await.unwrap());
+    assert_eq!(
+        db.replay(a, false).await.unwrap(),
+        Transition::Conflict("processing".into()),
+        "an event being processed is not replayed"
+    );
+    assert_eq!(db.replay(c + 1000, false).await.unwrap(), Transition::NotFound);
 }
 
 // ---- PostgreSQL only -------------------------------------------------------------------
@@ -1033,7 +1052,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true), (10, true)]);
+    assert_eq!(applied, [(1, true), (10, true), (11, true)]);
     let row = enqueue(&stores[0], "after-migrate").await;
     assert_eq!(
         stores[5].event(row).await.unwrap().unwrap().event_id.as_deref(),
@@ -1191,7 +1210,7 @@ async fn sqlite_wal_is_checkpointed_and_stays_bounded_under_sustained_writes() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(t.db.list_events(None, 1).await.unwrap().len(), 1);
+    assert_eq!(list(&t.db, EventFilter::default(), 1).await.len(), 1);
 }
 
 /// A SQLite file at `path` whose `action_runs` lacks the seed's unique key on

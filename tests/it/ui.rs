@@ -49,7 +49,7 @@ async fn login(app: &App, secret: &str) -> reqwest::Response {
 async fn pages_need_a_session_and_forms_need_the_token() {
     let app = App::spawn("http", &[("ADMIN_SECRET", "s3cret")]);
     let c = no_redirects();
-    for path in ["/ui", "/ui/events", "/ui/events/1", "/ui/routing"] {
+    for path in ["/ui", "/ui/events", "/ui/events/1", "/ui/routing", "/ui/schedules"] {
         let r = c.get(format!("{}{path}", app.base)).send().await.unwrap();
         assert_eq!(r.status(), 303, "{path}");
         let to = r.headers()["location"].to_str().unwrap();

@@ -175,7 +175,7 @@ pub async fn replay(
     Path(id): Path<i64>,
     Form(_form): Form<ReplayForm>,
 ) -> Result<Response, ApiError> {
-    let queued = state.app.db.replay(id).await?;
+    let queued = state.app.db.replay(id, false).await? == crate::store::Transition::Applied;
     if queued {
         state.app.wake.notify_one();
     }

@@ -12,10 +12,10 @@ use super::auth::Session;
 use super::layout::{page, short_time, status_badge};
 use crate::domain::EventStatus;
 use crate::error::ApiError;
-use crate::store::EventRow;
+use crate::store::{EventFilter, EventSummary};
 
 /// Rows per page.
-const PAGE: i64 = 50;
+const PAGE: u32 = 50;
 
 /// The table's query string.
 #[derive(Deserialize, Default)]
@@ -30,7 +30,11 @@ pub async fn list(
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let status = q.status.and_then(|s| s.parse::<EventStatus>().ok());
-    let rows = state.app.db.list_events(status, PAGE).await?;
+    let filter = EventFilter {
+        status: status.map(|s| s.as_str().to_string()),
+        ..EventFilter::default()
+    };
+    let rows = state.app.db.list_page(filter, None, PAGE).await?.events;
     let content = html! {
         div.row {
             h1 { "Events" }
@@ -57,7 +61,7 @@ pub async fn list(
 }
 
 /// The events table; its body refreshes itself every two seconds.
-pub fn table(rows: &[EventRow]) -> Markup {
+pub fn table(rows: &[EventSummary]) -> Markup {
     html! {
         table.events {
             thead { tr {
@@ -72,9 +76,7 @@ pub fn table(rows: &[EventRow]) -> Markup {
     }
 }
 
-fn row(e: &EventRow) -> Markup {
-    let router = router_of(e.result_json.as_deref());
-    let text = |k: &str| router.get(k).and_then(Value::as_str).map(str::to_owned);
+fn row(e: &EventSummary) -> Markup {
     let href = format!("/ui/events/{}", e.id);
     html! {
         tr data-id=(e.id) {
@@ -82,8 +84,8 @@ fn row(e: &EventRow) -> Markup {
             td { (status_badge(e.status.map(|v| v.as_str()).unwrap_or("?"))) }
             td.mono { (short_time(e.received_at.as_deref())) }
             td { (e.source.map(|v| v.as_str()).unwrap_or("")) }
-            td { (text("provider").unwrap_or_default()) }
-            td.mono { (text("mapped_action").unwrap_or_default()) }
+            td { (e.provider.as_deref().unwrap_or("")) }
+            td.mono { (e.action.as_deref().unwrap_or("")) }
             td.num { (e.attempt_count) }
             td.err title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }
         }

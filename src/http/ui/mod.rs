@@ -8,6 +8,7 @@ mod event_page;
 mod events_page;
 mod layout;
 mod routing_page;
+mod schedules_page;
 mod session;
 mod try_route;
 
@@ -46,6 +47,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/events/{id}/replay", post(event_page::replay))
         .route("/ui/routing", get(routing_page::show))
         .route("/ui/routing/try", post(routing_page::try_it))
+        .route("/ui/schedules", get(schedules_page::show))
         .route("/ui/logout", post(auth::logout))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
     Router::new()

@@ -11,7 +11,8 @@ use crate::time;
 /// The `last_error` of an event whose lease expired (same text as SQLite).
 const LEASE_EXPIRED: &str = "lease expired: the worker holding this event stopped or stalled";
 
-/// Claims up to `limit` due events, oldest due first.
+/// Claims up to `limit` due events, oldest due first. An event replayed with `force` is
+/// handed over without its done runs, so its actions run again.
 ///
 /// The locking subquery is a MATERIALIZED CTE so that it runs exactly once: written as
 /// `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may re-run it and
@@ -33,8 +34,9 @@ pub(super) async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> R
            attempt_count = e.attempt_count + 1 \
          FROM due WHERE e.id = due.id \
          RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, \
-           (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
-            WHERE a.event_row_id = e.id AND a.status = 'done')::text AS done_runs",
+           CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
+             (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+              WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs",
     )
     .bind(&now)
     .bind(time::after(lease))
@@ -162,19 +164,6 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
-}
-
-pub(super) async fn replay_event(pool: &PgPool, row_id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = $1, \
-         last_error = NULL, processed_at = NULL, lease_until = NULL \
-         WHERE id = $2 AND status != 'processing'",
-    )
-    .bind(time::now())
-    .bind(row_id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedules",
         include_str!("../../../migrations/postgres/0010_schedules.sql"),
     ),
+    (
+        11,
+        "operator api",
+        include_str!("../../../migrations/postgres/0011_operator_api.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

@@ -61,6 +61,8 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
     let mut results: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
     let mut errors: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
     let mut next_attempt_at: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
+    let providers: Vec<Option<&str>> = finishes.iter().map(|f| f.provider.as_deref()).collect();
+    let actions: Vec<Option<&str>> = finishes.iter().map(|f| f.action.as_deref()).collect();
     for f in finishes {
         ids.push(f.claim.id);
         attempts.push(f.claim.attempt);
@@ -89,9 +91,12 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
                result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
                last_error = u.last_error, \
                next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
-               lease_until = NULL \
+               lease_until = NULL, \
+               replay_force = CASE WHEN u.status = 'retry' THEN e.replay_force ELSE 0 END, \
+               provider = COALESCE(u.provider, e.provider), action = COALESCE(u.action, e.action) \
              FROM claims, UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-               $7::text[]) AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at) \
+               $7::text[], $8::text[], $9::text[]) \
+               AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at, provider, action) \
              WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
              RETURNING e.id, e.attempt_count"
     ))
@@ -102,6 +107,8 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
     .bind(&results)
     .bind(&errors)
     .bind(&next_attempt_at)
+    .bind(&providers)
+    .bind(&actions)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()

@@ -19,6 +19,7 @@
 //!
 //! docs/POSTGRES.md is the operator's view of all this.
 
+mod admin;
 mod claim;
 mod connect;
 mod enqueue;
@@ -38,7 +39,7 @@ use tokio::task::JoinHandle;
 pub use connect::PgOptions;
 
 use super::*;
-use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases, replay_event};
+use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases};
 use enqueue::EnqueueRequest;
 use finish::{finish_attempt, finish_batch, start_run};
 use listen::{Wakes, listen_loop};
@@ -263,34 +264,62 @@ impl Store for PgStore {
         })
     }
 
-    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
+    fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
-            // LIMIT NULL is no limit, like SQLite's negative LIMIT (PostgreSQL refuses negatives).
-            let limit = (limit >= 0).then_some(limit);
-            let rows = match &status {
-                Some(s) => {
-                    let q = concat!(event_select!(), " WHERE status = $1 ORDER BY id DESC LIMIT $2");
-                    retry("list events", || {
-                        sqlx::query(q).bind(s.as_str()).bind(limit).fetch_all(&self.pool)
-                    })
-                    .await?
-                }
-                None => {
-                    let q = concat!(event_select!(), " ORDER BY id DESC LIMIT $1");
-                    retry("list events", || sqlx::query(q).bind(limit).fetch_all(&self.pool)).await?
-                }
-            };
-            Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
+            let read = || admin::list_page(&self.pool, &filter, cursor.as_ref(), limit);
+            Ok(retry("list events", read).await?)
         })
     }
 
-    fn replay(&self, row_id: i64) -> StoreFuture<'_, bool> {
+    fn replay(&self, row_id: i64, force: bool) -> StoreFuture<'_, Transition> {
         Box::pin(async move {
-            let queued = retry("replay", || replay_event(&self.pool, row_id)).await?;
-            if queued {
+            let done = retry("replay", || admin::replay(&self.pool, row_id, force)).await?;
+            if done == Transition::Applied {
                 self.notify().await;
             }
-            Ok(queued)
+            Ok(done)
+        })
+    }
+
+    fn replay_matching(&self, filter: EventFilter) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let ids = retry("select replays", || admin::matching_ids(&self.pool, &filter)).await?;
+            let mut replayed = 0;
+            for chunk in ids.chunks(query::REPLAY_CHUNK) {
+                let status = filter.status.as_deref();
+                replayed += retry("replay", || admin::replay_ids(&self.pool, chunk, status)).await?;
+            }
+            if replayed > 0 {
+                self.notify().await;
+            }
+            Ok(replayed)
+        })
+    }
+
+    fn cancel(&self, row_id: i64) -> StoreFuture<'_, Transition> {
+        Box::pin(async move { Ok(retry("cancel", || admin::cancel(&self.pool, row_id)).await?) })
+    }
+
+    fn stats(&self) -> StoreFuture<'_, Stats> {
+        Box::pin(async move { Ok(retry("stats", || admin::stats(&self.pool)).await?) })
+    }
+
+    fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
+        Box::pin(async move { Ok(retry("queue depth", || admin::queue_depth(&self.pool)).await?) })
+    }
+
+    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64> {
+        let (status, before) = (status.to_string(), before.to_string());
+        Box::pin(async move {
+            let purge = || admin::purge_batch(&self.pool, &status, &before, limit);
+            Ok(retry("purge", purge).await?)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
         })
     }
 

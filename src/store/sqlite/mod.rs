@@ -3,6 +3,7 @@
 //! Writes go to the writer thread ([`writer`]): group commit, a reply only
 //! after `COMMIT`. Reads use a separate sqlx pool; WAL lets them run beside the writer.
 
+mod admin;
 mod checkpoint;
 mod schedules;
 mod writer;
@@ -15,9 +16,10 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::query::{self, Dialect};
 use super::rows;
 use super::*;
 use writer::{Op, OpResult, WriteOp};
@@ -38,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "schedules",
         include_str!("../../../migrations/sqlite/0010_schedules.sql"),
+    ),
+    (
+        11,
+        "operator api",
+        include_str!("../../../migrations/sqlite/0011_operator_api.sql"),
     ),
 ];
 
@@ -156,6 +163,16 @@ impl SqliteStore {
             .await?;
 
         Ok(SqliteStore { writer, read })
+    }
+
+    /// The `next_attempt_at` of the oldest due event (the due index's first entry).
+    async fn oldest_due(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM events WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1",
+        )
+        .bind(crate::time::now())
+        .fetch_one(&self.read)
+        .await?)
     }
 
     async fn submit(&self, op: Op) -> Result<OpResult, StoreError> {
@@ -294,31 +311,124 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_events(&self, status: Option<EventStatus>, limit: i64) -> StoreFuture<'_, Vec<EventRow>> {
+    fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
-            let rows = match status {
-                Some(s) => {
-                    sqlx::query(AssertSqlSafe(format!(
-                        "{EVENT_COLUMNS} WHERE status = ? ORDER BY id DESC LIMIT ?"
-                    )))
-                    .bind(s.as_str())
-                    .bind(limit)
-                    .fetch_all(&self.read)
-                    .await?
-                }
-                None => {
-                    sqlx::query(AssertSqlSafe(format!("{EVENT_COLUMNS} ORDER BY id DESC LIMIT ?")))
-                        .bind(limit)
-                        .fetch_all(&self.read)
-                        .await?
-                }
-            };
-            Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
+            let c = filter.page_clause(Dialect::Sqlite, cursor.as_ref());
+            let sql = format!(
+                "{} {} ORDER BY received_at DESC, id DESC LIMIT {} + 0",
+                query::SUMMARY_COLUMNS,
+                c.sql,
+                c.next_mark(Dialect::Sqlite)
+            );
+            let q = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds).bind(i64::from(limit) + 1);
+            let rows = q.fetch_all(&self.read).await?;
+            Ok(rows::page(&rows, limit as usize)?)
         })
     }
 
-    fn replay(&self, row_id: i64) -> StoreFuture<'_, bool> {
-        Box::pin(async move { expect!(self.submit(Op::Replay(row_id)), Bool) })
+    fn replay(&self, row_id: i64, force: bool) -> StoreFuture<'_, Transition> {
+        Box::pin(async move { expect!(self.submit(Op::Replay { id: row_id, force }), Transition) })
+    }
+
+    fn replay_matching(&self, filter: EventFilter) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut c = filter.clause(Dialect::Sqlite);
+            c.and(Dialect::Sqlite, "status != 'processing'", vec![]);
+            let sql = format!("SELECT id FROM events {} ORDER BY id", c.sql);
+            let ids: Vec<i64> = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds)
+                .fetch_all(&self.read)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()?;
+            let mut replayed = 0;
+            for chunk in ids.chunks(query::REPLAY_CHUNK) {
+                let op = Op::ReplayIds {
+                    ids: chunk.to_vec(),
+                    status: filter.status.clone(),
+                };
+                replayed += expect!(self.submit(op), Count)?;
+            }
+            Ok(replayed)
+        })
+    }
+
+    fn cancel(&self, row_id: i64) -> StoreFuture<'_, Transition> {
+        Box::pin(async move { expect!(self.submit(Op::Cancel(row_id)), Transition) })
+    }
+
+    fn stats(&self) -> StoreFuture<'_, Stats> {
+        Box::pin(async move {
+            let mut stats = Stats::default();
+            for status in query::STATUSES {
+                stats.by_status.insert((*status).to_string(), 0);
+            }
+            let counts = sqlx::query("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
+                .fetch_all(&self.read)
+                .await?;
+            for r in &counts {
+                let status: Option<String> = r.try_get("status")?;
+                stats.by_status.insert(status.unwrap_or_default(), r.try_get("n")?);
+            }
+            stats.oldest_due_age_seconds = self.oldest_due().await?.as_deref().and_then(crate::time::age_seconds);
+            let (minute, hour) = query::rate_windows();
+            let rate = |status: &'static str, since: String| async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') \
+                     AND status = ?1 AND processed_at >= ?2",
+                )
+                .bind(status)
+                .bind(since)
+                .fetch_one(&self.read)
+                .await
+            };
+            stats.done_last_minute = rate("done", minute.clone()).await?;
+            stats.failed_last_minute = rate("error", minute).await?;
+            stats.done_last_hour = rate("done", hour.clone()).await?;
+            stats.failed_last_hour = rate("error", hour).await?;
+            Ok(stats)
+        })
+    }
+
+    fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT status, COUNT(*) AS n FROM events WHERE status IN ('pending', 'retry', 'processing') \
+                 GROUP BY status",
+            )
+            .fetch_all(&self.read)
+            .await?;
+            let mut depth = QueueDepth::default();
+            for r in &rows {
+                let n: i64 = r.try_get("n")?;
+                match r.try_get::<String, _>("status")?.as_str() {
+                    "pending" => depth.pending = n,
+                    "retry" => depth.retry = n,
+                    _ => depth.processing = n,
+                }
+            }
+            depth.oldest_due = self.oldest_due().await?;
+            Ok(depth)
+        })
+    }
+
+    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64> {
+        let op = Op::Purge {
+            status: status.to_string(),
+            before: before.to_string(),
+            limit,
+        };
+        Box::pin(async move { expect!(self.submit(op), Count) })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.writer.is_closed() {
+                return Err(StoreError::WriterGone);
+            }
+            sqlx::query("SELECT 1").execute(&self.read).await?;
+            Ok(())
+        })
     }
 
     fn routing_version(&self) -> StoreFuture<'_, i64> {

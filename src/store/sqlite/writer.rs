@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admin;
 use super::checkpoint::Checkpointer;
 use super::*;
 use crate::time;
@@ -29,24 +30,49 @@ pub(super) enum OpResult {
     Bools(Vec<bool>),
     Int(i64),
     Count(u64),
+    Transition(Transition),
     Unit,
 }
 
 /// A write request.
 pub(super) enum Op {
     Enqueue(NewEvent),
-    Claim { limit: usize, lease: Duration },
-    Renew { claims: Vec<ClaimRef>, lease: Duration },
+    Claim {
+        limit: usize,
+        lease: Duration,
+    },
+    Renew {
+        claims: Vec<ClaimRef>,
+        lease: Duration,
+    },
     Finish(Box<Finish>),
     FinishMany(Vec<Finish>),
     RoutingVersion,
     Release(Vec<ClaimRef>),
-    Reclaim { max_attempts: u32 },
+    Reclaim {
+        max_attempts: u32,
+    },
     StartRun(Box<ActionRunRecord>),
-    Replay(i64),
+    Replay {
+        id: i64,
+        force: bool,
+    },
+    Cancel(i64),
+    ReplayIds {
+        ids: Vec<i64>,
+        status: Option<String>,
+    },
+    Purge {
+        status: String,
+        before: String,
+        limit: usize,
+    },
     Apply(Box<RoutingChanges>),
     RecordTicks(Vec<TickRecord>),
-    DeleteRule { provider: String, name: String },
+    DeleteRule {
+        provider: String,
+        name: String,
+    },
 }
 
 /// A request and where its answer goes.
@@ -181,16 +207,10 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             upsert_action_run(tx, run)?;
             OpResult::Unit
         }
-        Op::Replay(id) => {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = ?1, \
-                     last_error = NULL, processed_at = NULL, lease_until = NULL \
-                     WHERE id = ?2 AND status != 'processing'",
-                )?
-                .execute(params![now, id])?;
-            OpResult::Bool(n == 1)
-        }
+        Op::Replay { id, force } => OpResult::Transition(admin::replay(tx, *id, *force, now)?),
+        Op::Cancel(id) => OpResult::Transition(admin::cancel(tx, *id, now)?),
+        Op::ReplayIds { ids, status } => OpResult::Count(admin::replay_ids(tx, ids, status.as_deref(), now)?),
+        Op::Purge { status, before, limit } => OpResult::Count(admin::purge(tx, status, before, *limit)?),
         Op::Apply(changes) => {
             apply(tx, changes, now)?;
             schedules::upsert(tx, &changes.schedules, now)?;
@@ -238,13 +258,13 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
          WHERE id IN (SELECT id FROM events \
                       WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
                       ORDER BY next_attempt_at, id LIMIT ?3 + 0) \
-         RETURNING id, source, event_id, attempt_count, payload_json",
+         RETURNING id, source, event_id, attempt_count, payload_json, replay_force",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![now, time::after(lease), limit], |r| {
         let id = r.get(0)?;
         let source = r.get_ref(1)?.as_str_or_null()?.unwrap_or_default();
-        Ok(ClaimedEvent {
+        let event = ClaimedEvent {
             id,
             source: rows::parse_word(source, "events", id, "source")
                 .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
@@ -252,13 +272,20 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
             attempt_count: r.get(3)?,
             payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
             done_runs: Vec::new(),
-        })
+        };
+        Ok((event, r.get::<_, i64>(5)? != 0))
     })?;
-    let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     drop(stmt);
     let mut done =
         tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
-    for event in &mut claimed {
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (mut event, force) in rows {
+        // A forced replay reruns every action, so it is told of no done runs.
+        if force {
+            claimed.push(event);
+            continue;
+        }
         event.done_runs = done
             .query_map(params![event.id], |r| {
                 Ok(DoneRun {
@@ -267,6 +294,7 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        claimed.push(event);
     }
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
@@ -275,24 +303,35 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
 fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
     let (id, attempt) = (f.claim.id, f.claim.attempt);
     let changed = match &f.outcome {
+        // A finished attempt has rerun what a forced replay asked for: replay_force resets.
         Outcome::Done { result_json } => tx
             .prepare_cached(
                 "UPDATE events SET status = 'done', processed_at = ?1, result_json = ?2, last_error = NULL, \
-                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+                 lease_until = NULL, replay_force = 0, provider = COALESCE(?5, provider), \
+                 action = COALESCE(?6, action) WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
             )?
-            .execute(params![now, result_json, id, attempt])?,
+            .execute(params![now, result_json, id, attempt, f.provider, f.action])?,
         Outcome::Retry { error, next_attempt_at } => tx
             .prepare_cached(
                 "UPDATE events SET status = 'retry', next_attempt_at = ?1, last_error = ?2, \
-                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+                 lease_until = NULL, provider = COALESCE(?5, provider), action = COALESCE(?6, action) \
+                 WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
             )?
-            .execute(params![next_attempt_at.as_str(), error, id, attempt])?,
+            .execute(params![
+                next_attempt_at.as_str(),
+                error,
+                id,
+                attempt,
+                f.provider,
+                f.action
+            ])?,
         Outcome::Failed { error } => tx
             .prepare_cached(
                 "UPDATE events SET status = 'error', processed_at = ?1, last_error = ?2, \
-                 lease_until = NULL WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
+                 lease_until = NULL, replay_force = 0, provider = COALESCE(?5, provider), \
+                 action = COALESCE(?6, action) WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
             )?
-            .execute(params![now, error, id, attempt])?,
+            .execute(params![now, error, id, attempt, f.provider, f.action])?,
     };
     // A lost claim's action run is not written: the new owner will write its own.
     if changed == 1

@@ -1,0 +1,183 @@
+//! Operator queries on PostgreSQL: pages, replay, cancel, bulk replay, statistics, purges.
+
+use sqlx::postgres::PgPool;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::*;
+use crate::store::query::{self, Dialect};
+use crate::store::rows;
+
+/// Sets an event back to `pending` with a fresh attempt budget (the columns every replay sets).
+const REQUEUE: &str = "status = 'pending', attempt_count = 0, next_attempt_at = $1, last_error = NULL, \
+     processed_at = NULL, lease_until = NULL";
+
+/// A page of events, newest first.
+pub(super) async fn list_page(
+    pool: &PgPool,
+    filter: &EventFilter,
+    cursor: Option<&Cursor>,
+    limit: u32,
+) -> Result<EventPage, sqlx::Error> {
+    let c = filter.page_clause(Dialect::Postgres, cursor);
+    let sql = format!(
+        "{} {} ORDER BY received_at DESC, id DESC LIMIT {}",
+        query::SUMMARY_COLUMNS,
+        c.sql,
+        c.next_mark(Dialect::Postgres)
+    );
+    let rows = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?;
+    rows::page(&rows, limit as usize)
+}
+
+/// What a single-row transition that changed nothing means.
+async fn refused(pool: &PgPool, id: i64) -> Result<Transition, sqlx::Error> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(status.map_or(Transition::NotFound, Transition::Conflict))
+}
+
+/// Replays one event unless it is processing.
+pub(super) async fn replay(pool: &PgPool, id: i64, force: bool) -> Result<Transition, sqlx::Error> {
+    let sql = format!("UPDATE events SET {REQUEUE}, replay_force = $3 WHERE id = $2 AND status <> 'processing'");
+    let n = sqlx::query(AssertSqlSafe(sql))
+        .bind(crate::time::now())
+        .bind(id)
+        .bind(i64::from(force))
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        Ok(Transition::Applied)
+    } else {
+        refused(pool, id).await
+    }
+}
+
+/// Cancels a `pending` or `retry` event.
+pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<Transition, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE events SET status = 'cancelled', processed_at = $1, lease_until = NULL \
+         WHERE id = $2 AND status IN ('pending', 'retry')",
+    )
+    .bind(crate::time::now())
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        Ok(Transition::Applied)
+    } else {
+        refused(pool, id).await
+    }
+}
+
+/// Every id matching `filter` that is not processing, ascending.
+pub(super) async fn matching_ids(pool: &PgPool, filter: &EventFilter) -> Result<Vec<i64>, sqlx::Error> {
+    let mut c = filter.clause(Dialect::Postgres);
+    c.and(Dialect::Postgres, "status <> 'processing'", vec![]);
+    let sql = format!("SELECT id FROM events {} ORDER BY id", c.sql);
+    query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect()
+}
+
+/// Replays one chunk of a bulk replay; rows are locked by ascending id and re-checked.
+pub(super) async fn replay_ids(pool: &PgPool, ids: &[i64], status: Option<&str>) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "WITH locked AS (SELECT id FROM events WHERE id = ANY($2) AND status <> 'processing' \
+           AND ($3::text IS NULL OR status = $3) ORDER BY id FOR UPDATE) \
+         UPDATE events SET {REQUEUE}, replay_force = 0 FROM locked WHERE events.id = locked.id"
+    );
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .bind(crate::time::now())
+        .bind(ids)
+        .bind(status)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+/// The `next_attempt_at` of the oldest due event.
+async fn oldest_due(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM events WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1",
+    )
+    .bind(crate::time::now())
+    .fetch_one(pool)
+    .await
+}
+
+/// Counts for `/stats`.
+pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
+    let mut stats = Stats::default();
+    for status in query::STATUSES {
+        stats.by_status.insert((*status).to_string(), 0);
+    }
+    for r in sqlx::query("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
+        .fetch_all(pool)
+        .await?
+    {
+        stats.by_status.insert(r.try_get("status")?, r.try_get("n")?);
+    }
+    stats.oldest_due_age_seconds = oldest_due(pool).await?.as_deref().and_then(crate::time::age_seconds);
+    let (minute, hour) = query::rate_windows();
+    let rate = |status: &'static str, since: String| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') \
+             AND status = $1 AND processed_at >= $2",
+        )
+        .bind(status)
+        .bind(since)
+        .fetch_one(pool)
+        .await
+    };
+    stats.done_last_minute = rate("done", minute.clone()).await?;
+    stats.failed_last_minute = rate("error", minute).await?;
+    stats.done_last_hour = rate("done", hour.clone()).await?;
+    stats.failed_last_hour = rate("error", hour).await?;
+    Ok(stats)
+}
+
+/// The queue's depth.
+pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
+    let mut depth = QueueDepth::default();
+    for r in sqlx::query(
+        "SELECT status, COUNT(*) AS n FROM events WHERE status IN ('pending', 'retry', 'processing') GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let n: i64 = r.try_get("n")?;
+        match r.try_get::<String, _>("status")?.as_str() {
+            "pending" => depth.pending = n,
+            "retry" => depth.retry = n,
+            _ => depth.processing = n,
+        }
+    }
+    depth.oldest_due = oldest_due(pool).await?;
+    Ok(depth)
+}
+
+/// Deletes one batch of finished events (their action runs go by `ON DELETE CASCADE`).
+pub(super) async fn purge_batch(pool: &PgPool, status: &str, before: &str, limit: usize) -> Result<u64, sqlx::Error> {
+    // SKIP LOCKED: a row another session holds (a replay) is left for the next run.
+    Ok(sqlx::query(
+        "WITH doomed AS (SELECT id FROM events WHERE status IN ('done', 'error', 'cancelled') \
+           AND status = $1 AND processed_at < $2 ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         DELETE FROM events USING doomed WHERE events.id = doomed.id",
+    )
+    .bind(status)
+    .bind(before)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?
+    .rows_affected())
+}

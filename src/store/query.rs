@@ -1,0 +1,399 @@
+//! Operator queries over events: filters, keyset pages, transitions, statistics and purges
+//! (CONTRACT §10). The SQL text of the filters is built here once for both backends; only
+//! the placeholder style differs.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+/// Every status an event can have.
+pub const STATUSES: &[&str] = crate::domain::EventStatus::NAMES;
+
+/// Statuses a purge may delete (finished ones).
+pub const PURGEABLE: &[&str] = &["done", "error", "cancelled"];
+
+/// Events replayed per writer request by a bulk replay (one short transaction each).
+pub(crate) const REPLAY_CHUNK: usize = 500;
+
+/// Longest accepted filter text (provider, action, source, q); longer is a client error.
+pub const MAX_FILTER_LEN: usize = 200;
+
+/// Which events an operator query covers; every field narrows (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// One of [`STATUSES`].
+    pub status: Option<String>,
+    /// Detected provider (known once an attempt routed the event).
+    pub provider: Option<String>,
+    /// Routed action.
+    pub action: Option<String>,
+    /// `webhook` or `cron`.
+    pub source: Option<String>,
+    /// Received at or after (stored timestamp text).
+    pub since: Option<String>,
+    /// Received before (stored timestamp text).
+    pub until: Option<String>,
+    /// Substring of `event_id` or `last_error` (ASCII case-insensitive).
+    pub q: Option<String>,
+}
+
+/// A position in the newest-first order: the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `received_at` exactly as stored (not normalised), so it compares like the index.
+    pub received_at: String,
+    /// Row id (ties on `received_at`).
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The opaque text handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.id, self.received_at))
+    }
+
+    /// Parses a client's cursor; `None` when it is not one of ours.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        if text.len() > 200 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (id, received_at) = raw.split_once('|')?;
+        Some(Cursor {
+            id: id.parse().ok()?,
+            received_at: received_at.to_string(),
+        })
+    }
+}
+
+/// An event as listed: the seed's columns without payload or result bodies.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventSummary {
+    /// Row id.
+    pub id: i64,
+    /// `webhook` or `cron`.
+    pub source: Option<crate::domain::Source>,
+    /// Dedupe key.
+    pub event_id: Option<String>,
+    /// When it arrived (RFC 3339 UTC).
+    pub received_at: Option<String>,
+    /// pending, processing, retry, done, error or cancelled.
+    pub status: Option<crate::domain::EventStatus>,
+    /// Attempts so far.
+    pub attempt_count: i64,
+    /// When it is next due.
+    pub next_attempt_at: Option<String>,
+    /// When the current or last attempt started.
+    pub processing_started_at: Option<String>,
+    /// When it reached done, error or cancelled.
+    pub processed_at: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Provider detected by the last attempt.
+    pub provider: Option<String>,
+    /// Action routed by the last attempt.
+    pub action: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// Newest first.
+    pub events: Vec<EventSummary>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// What a replay or cancel did to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Applied.
+    Applied,
+    /// No such event.
+    NotFound,
+    /// Refused in this status.
+    Conflict(String),
+}
+
+/// Counts for `/stats`.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    /// Events per status (every status, zero included).
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Age in seconds of the oldest due event (`pending`/`retry` whose time has come), or null.
+    pub oldest_due_age_seconds: Option<f64>,
+    /// Events finished `done` in the last minute.
+    pub done_last_minute: i64,
+    /// Events finished `error` in the last minute.
+    pub failed_last_minute: i64,
+    /// Events finished `done` in the last hour.
+    pub done_last_hour: i64,
+    /// Events finished `error` in the last hour.
+    pub failed_last_hour: i64,
+}
+
+/// The queue's depth, cheap to read (the partial queue indexes hold only these rows).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueDepth {
+    /// Waiting for their first attempt.
+    pub pending: i64,
+    /// Waiting for another attempt.
+    pub retry: i64,
+    /// Under a lease.
+    pub processing: i64,
+    /// Oldest due event's next_attempt_at (stored text), if any is due.
+    pub oldest_due: Option<String>,
+}
+
+/// Placeholder style of a backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dialect {
+    /// `?1`, `LIKE` (ASCII case-insensitive).
+    Sqlite,
+    /// `$1`, `ILIKE`.
+    Postgres,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A WHERE clause and its values, placeholders numbered from 1.
+#[derive(Debug, Default)]
+pub(crate) struct Clause {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Clause {
+    /// Adds a condition whose `#` marks take `values` in order.
+    pub(crate) fn and(&mut self, dialect: Dialect, template: &str, values: Vec<Bind>) {
+        let mut part = template.to_string();
+        for v in values {
+            self.binds.push(v);
+            let mark = match dialect {
+                Dialect::Sqlite => format!("?{}", self.binds.len()),
+                Dialect::Postgres => format!("${}", self.binds.len()),
+            };
+            part = part.replacen('#', &mark, 1);
+        }
+        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(&part);
+    }
+
+    /// The next placeholder's text (for a LIMIT after the clause).
+    pub(crate) fn next_mark(&self, dialect: Dialect) -> String {
+        match dialect {
+            Dialect::Sqlite => format!("?{}", self.binds.len() + 1),
+            Dialect::Postgres => format!("${}", self.binds.len() + 1),
+        }
+    }
+}
+
+/// `%`, `_` and `\` escaped for `LIKE … ESCAPE '\'`.
+fn like_pattern(q: &str) -> String {
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// A filter as a client wrote it (query string or command line), before validation.
+#[derive(Debug, Clone, Default)]
+pub struct FilterInput {
+    /// Status name.
+    pub status: Option<String>,
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Action name.
+    pub action: Option<String>,
+    /// Source name.
+    pub source: Option<String>,
+    /// RFC 3339 time, inclusive.
+    pub since: Option<String>,
+    /// RFC 3339 time, exclusive.
+    pub until: Option<String>,
+    /// Search text.
+    pub q: Option<String>,
+}
+
+/// Trims; empty means unset; too long is an error naming the field.
+fn field(name: &str, value: Option<String>) -> Result<Option<String>, String> {
+    let Some(v) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.len() > MAX_FILTER_LEN {
+        return Err(format!("{name} is longer than {MAX_FILTER_LEN} characters"));
+    }
+    Ok(Some(v))
+}
+
+/// An RFC 3339 time as stored text.
+fn time_field(name: &str, value: Option<String>) -> Result<Option<String>, String> {
+    field(name, value)?
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| crate::time::format(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| format!("{name} must be an RFC 3339 time such as 2024-01-31T00:00:00Z, got '{v}'"))
+        })
+        .transpose()
+}
+
+impl EventFilter {
+    /// Validates a client's filter; the error names the field and what it accepts.
+    pub fn parse(input: FilterInput) -> Result<EventFilter, String> {
+        let status = field("status", input.status)?;
+        if let Some(s) = &status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(format!("status must be one of {}, got '{s}'", STATUSES.join(", ")));
+        }
+        Ok(EventFilter {
+            status,
+            provider: field("provider", input.provider)?.map(|p| p.to_ascii_lowercase()),
+            action: field("action", input.action)?,
+            source: field("source", input.source)?,
+            since: time_field("since", input.since)?,
+            until: time_field("until", input.until)?,
+            q: field("q", input.q)?,
+        })
+    }
+
+    /// The filter as a WHERE clause (empty when nothing filters).
+    pub(crate) fn clause(&self, dialect: Dialect) -> Clause {
+        let mut c = Clause::default();
+        let text = |s: &String| vec![Bind::Text(s.clone())];
+        if let Some(s) = &self.status {
+            c.and(dialect, "status = #", text(s));
+        }
+        if let Some(s) = &self.provider {
+            c.and(dialect, "provider = #", text(s));
+        }
+        if let Some(s) = &self.action {
+            c.and(dialect, "action = #", text(s));
+        }
+        if let Some(s) = &self.source {
+            c.and(dialect, "source = #", text(s));
+        }
+        if let Some(s) = &self.since {
+            c.and(dialect, "received_at >= #", text(s));
+        }
+        if let Some(s) = &self.until {
+            c.and(dialect, "received_at < #", text(s));
+        }
+        if let Some(q) = &self.q {
+            let like = match dialect {
+                Dialect::Sqlite => "LIKE",
+                Dialect::Postgres => "ILIKE",
+            };
+            let p = like_pattern(q);
+            c.and(
+                dialect,
+                &format!("(event_id {like} # ESCAPE '\\' OR last_error {like} # ESCAPE '\\')"),
+                vec![Bind::Text(p.clone()), Bind::Text(p)],
+            );
+        }
+        c
+    }
+
+    /// The clause of a page: the filter plus "older than the cursor".
+    pub(crate) fn page_clause(&self, dialect: Dialect, cursor: Option<&Cursor>) -> Clause {
+        let mut c = self.clause(dialect);
+        if let Some(cur) = cursor {
+            c.and(
+                dialect,
+                "(received_at < # OR (received_at = # AND id < #))",
+                vec![
+                    Bind::Text(cur.received_at.clone()),
+                    Bind::Text(cur.received_at.clone()),
+                    Bind::Int(cur.id),
+                ],
+            );
+        }
+        c
+    }
+}
+
+/// Binds `binds` in order to a runtime-checked query.
+pub(crate) fn bind_all<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, DB::Arguments>,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// The `(since, until)` bounds of the done/failed rates: a minute and an hour ago.
+pub(crate) fn rate_windows() -> (String, String) {
+    let now = chrono::Utc::now();
+    (
+        crate::time::format(now - chrono::Duration::minutes(1)),
+        crate::time::format(now - chrono::Duration::hours(1)),
+    )
+}
+
+/// Columns of a listing (no bodies), plus the raw `received_at` the cursor needs.
+pub(crate) const SUMMARY_COLUMNS: &str = "SELECT id, source, event_id, received_at, received_at AS received_at_raw, status, \
+     attempt_count, next_attempt_at, processing_started_at, processed_at, last_error, provider, action FROM events";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor {
+            received_at: "2024-01-01T00:00:00+00:00".into(),
+            id: 42,
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not base64 !"), None);
+        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("x|y")), None);
+    }
+
+    #[test]
+    fn clause_numbers_placeholders_per_dialect() {
+        let f = EventFilter {
+            status: Some("error".into()),
+            q: Some("50%_off".into()),
+            ..EventFilter::default()
+        };
+        let c = f.page_clause(
+            Dialect::Postgres,
+            Some(&Cursor {
+                received_at: "t".into(),
+                id: 1,
+            }),
+        );
+        assert_eq!(
+            c.sql,
+            " WHERE status = $1 AND (event_id ILIKE $2 ESCAPE '\\' OR last_error ILIKE $3 ESCAPE '\\') \
+             AND (received_at < $4 OR (received_at = $5 AND id < $6))"
+        );
+        assert!(matches!(&c.binds[1], Bind::Text(p) if p == "%50\\%\\_off%"));
+        assert_eq!(c.next_mark(Dialect::Postgres), "$7");
+        assert_eq!(EventFilter::default().clause(Dialect::Sqlite).sql, "");
+        let s = f.clause(Dialect::Sqlite);
+        assert!(s.sql.starts_with(" WHERE status = ?1 AND (event_id LIKE ?2"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Operator writes run by the SQLite writer thread: replay, cancel, bulk-replay chunks and
+//! purge batches. Each is small (one row, or one bounded chunk), so it shares a group
+//! commit with ingest without holding it up for long.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::Transition;
+
+/// The status of an event, if it exists.
+fn status_of(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached("SELECT status FROM events WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()
+}
+
+/// What a single-row transition that changed nothing means.
+fn refused(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Transition> {
+    Ok(match status_of(tx, id)? {
+        Some(status) => Transition::Conflict(status),
+        None => Transition::NotFound,
+    })
+}
+
+/// Puts an event back to `pending` with a fresh attempt budget, unless it is processing.
+pub(super) fn replay(tx: &Transaction<'_>, id: i64, force: bool, now: &str) -> rusqlite::Result<Transition> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = ?1, last_error = NULL, \
+             processed_at = NULL, lease_until = NULL, replay_force = ?3 WHERE id = ?2 AND status != 'processing'",
+        )?
+        .execute(params![now, id, i64::from(force)])?;
+    if n == 1 {
+        Ok(Transition::Applied)
+    } else {
+        refused(tx, id)
+    }
+}
+
+/// Cancels a `pending` or `retry` event.
+pub(super) fn cancel(tx: &Transaction<'_>, id: i64, now: &str) -> rusqlite::Result<Transition> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE events SET status = 'cancelled', processed_at = ?1, lease_until = NULL \
+             WHERE id = ?2 AND status IN ('pending', 'retry')",
+        )?
+        .execute(params![now, id])?;
+    if n == 1 {
+        Ok(Transition::Applied)
+    } else {
+        refused(tx, id)
+    }
+}
+
+/// Replays a chunk of a bulk replay; each row is re-checked (not processing, still in
+/// `status` when the filter named one), since it may have moved since it was selected.
+pub(super) fn replay_ids(tx: &Transaction<'_>, ids: &[i64], status: Option<&str>, now: &str) -> rusqlite::Result<u64> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET status = 'pending', attempt_count = 0, next_attempt_at = ?1, last_error = NULL, \
+         processed_at = NULL, lease_until = NULL, replay_force = 0 \
+         WHERE id = ?2 AND status != 'processing' AND (?3 IS NULL OR status = ?3)",
+    )?;
+    let mut n = 0;
+    for id in ids {
+        n += stmt.execute(params![now, id, status])? as u64;
+    }
+    Ok(n)
+}
+
+/// Deletes up to `limit` events of `status` finished before `before`, oldest first, with
+/// their action runs.
+pub(super) fn purge(tx: &Transaction<'_>, status: &str, before: &str, limit: usize) -> rusqlite::Result<u64> {
+    // The IN term repeats the index's WHERE verbatim so SQLite uses events_finished.
+    let ids = tx
+        .prepare_cached(
+            "SELECT id FROM events WHERE status IN ('done', 'error', 'cancelled') AND status = ?1 \
+             AND processed_at < ?2 ORDER BY processed_at LIMIT ?3 + 0",
+        )?
+        .query_map(params![status, before, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut runs = tx.prepare_cached("DELETE FROM action_runs WHERE event_row_id = ?1")?;
+    let mut events = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+    for id in &ids {
+        runs.execute(params![id])?;
+        events.execute(params![id])?;
+    }
+    Ok(ids.len() as u64)
+}
