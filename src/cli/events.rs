@@ -103,18 +103,24 @@ fn usage(message: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
+/// Opens the database: read-only commands never create one (a wrong directory or URL is an
+/// error naming it); commands that change events open it as the service does.
+async fn open_db(s: &Settings, read_only: bool) -> anyhow::Result<Db> {
+    let config = s.store_config();
+    let db = if read_only {
+        crate::store::open_existing(&config).await
+    } else {
+        crate::store::open(&config).await
+    };
+    db.context("opening the database")
+}
+
 /// Runs an `events` subcommand.
 pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
-    // Looking never creates a database: a wrong directory or URL is an error naming it.
-    let db = match cmd {
-        EventsCommand::List { .. } | EventsCommand::Show { .. } => crate::store::open_existing(&s.store_config()).await,
-        EventsCommand::Replay { .. } | EventsCommand::Cancel { .. } | EventsCommand::Purge { .. } => {
-            crate::store::open(&s.store_config()).await
-        }
-    }
-    .context("opening the database")?;
+    let read_only = matches!(cmd, EventsCommand::List { .. } | EventsCommand::Show { .. });
     match cmd {
         EventsCommand::List { filter, limit, cursor } => {
+            // Bad input is a usage error (exit 2) before any database is looked for.
             let filter = match filter.filter() {
                 Ok(f) => f,
                 Err(e) => return usage(&e),
@@ -124,6 +130,7 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 Some(Some(c)) => Some(c),
                 Some(None) => return usage("--cursor is not a cursor printed by events list"),
             };
+            let db = open_db(s, read_only).await?;
             let page = db.list_page(filter, cursor, limit).await?;
             for e in &page.events {
                 println!("{}", serde_json::to_string(e)?);
@@ -132,6 +139,15 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("next page: --cursor {}", next.encode());
             }
         }
+        cmd => return run_on(&open_db(s, read_only).await?, cmd).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The subcommands that need no validation beyond clap's before the database is opened.
+async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EventsCommand::List { .. } => anyhow::bail!("events list validates its input first; it is run by `run`"),
         EventsCommand::Show { row_id } => match db.event(row_id).await? {
             Some(e) => {
                 let runs = db.action_runs(row_id).await?;
@@ -145,7 +161,7 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
-        EventsCommand::Replay { row_id, force, filter } => return replay(&db, row_id, force, filter).await,
+        EventsCommand::Replay { row_id, force, filter } => return replay(db, row_id, force, filter).await,
         EventsCommand::Cancel { row_id } => {
             return transition(db.cancel(row_id).await?, row_id, "cancelled");
         }
@@ -157,7 +173,7 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
             };
             let mut total = 0;
             for status in statuses {
-                total += crate::retention::purge(&db, status, &before).await?;
+                total += crate::retention::purge(db, status, &before).await?;
             }
             println!("ok: deleted {total} events finished before {before}");
         }
