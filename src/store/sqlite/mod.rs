@@ -168,7 +168,7 @@ impl SqliteStore {
     /// The `next_attempt_at` of the oldest due event (the due index's first entry).
     async fn oldest_due(&self) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM events WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1",
+            "SELECT MIN(next_attempt_at) FROM events INDEXED BY events_due WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1",
         )
         .bind(crate::time::now())
         .fetch_one(&self.read)

@@ -252,10 +252,12 @@ fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<En
 fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusqlite::Result<Vec<ClaimedEvent>> {
     // `LIMIT ?3 + 0`, not `LIMIT ?3`: SQLite's planner reads a bare bound LIMIT, so it would
     // re-prepare this statement on every run (measured: 6 % of the writer's time draining).
+    // `INDEXED BY events_due`: without statistics the planner prefers the operator API's
+    // `events_status_received` and sorts every due row per claim (drain 14k -> 5k events/s).
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET status = 'processing', processing_started_at = ?1, lease_until = ?2, \
            attempt_count = COALESCE(attempt_count, 0) + 1 \
-         WHERE id IN (SELECT id FROM events \
+         WHERE id IN (SELECT id FROM events INDEXED BY events_due \
                       WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
                       ORDER BY next_attempt_at, id LIMIT ?3 + 0) \
          RETURNING id, source, event_id, attempt_count, payload_json, replay_force",
