@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
-use crate::domain::EventStatus;
+use crate::domain::{EventStatus, HandlerMode};
 use crate::store::{Db, QueueDepth};
 
 /// Webhooks received, by outcome (`queued`, `duplicate`, or why they were refused).
@@ -76,8 +76,8 @@ pub fn claimed(n: usize) {
 }
 
 /// Records one handler run.
-pub fn handler_ran(mode: &str, took: Duration) {
-    metrics::histogram!(HANDLER_DURATION, "mode" => mode.to_string()).record(took.as_secs_f64());
+pub fn handler_ran(mode: HandlerMode, took: Duration) {
+    metrics::histogram!(HANDLER_DURATION, "mode" => mode.as_str()).record(took.as_secs_f64());
 }
 
 /// Counts one finished attempt (`done`, `retry` or `error`) and, for a failure, its kind.

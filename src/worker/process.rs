@@ -196,7 +196,7 @@ impl Processor {
         }
         let started = std::time::Instant::now();
         let attempt = handlers::run(&self.handlers, mode, target, &input).await;
-        metrics::handler_ran(mode.as_str(), started.elapsed());
+        metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {

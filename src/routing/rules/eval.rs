@@ -33,6 +33,7 @@ impl Condition {
         }
     }
 
+    /// Whether the condition holds, without collecting leaves.
     pub(super) fn test(&self, ctx: &Ctx<'_>) -> bool {
         let header = |name: &str| ctx.headers.and_then(|h| h.get(name));
         let at_path = |path: &JsonPath| ctx.json.and_then(|j| path.resolve(j));
@@ -68,6 +69,7 @@ impl Condition {
 }
 
 impl<'p> Ctx<'p> {
+    /// Finds the headers and the JSON body of a payload envelope.
     pub(super) fn of(payload: &'p Value) -> Self {
         Ctx {
             headers: payload.get("headers").and_then(Value::as_object),

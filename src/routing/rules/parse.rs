@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Condition, JsonPath, MAX_DEPTH, OPS, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, RuleError};
 
+/// A JSON value's kind as a refusal names it.
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
