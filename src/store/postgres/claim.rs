@@ -167,22 +167,27 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
     sorted.iter().map(|c| (c.id, c.attempt)).unzip()
 }
 
-/// The head of every statement that updates the rows of several claims (`$1` ids, `$2`
-/// attempts): it locks them in ascending id order before the UPDATE touches them, and the
-/// UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same way, so a
-/// renewal and a finish of the same rows queue behind each other instead of deadlocking,
-/// as they did when each locked the rows in the order its own plan happened to visit them.
-/// The sort sits below the row-locking step, so the locks are taken in that order;
-/// MATERIALIZED keeps the CTE from being folded into the UPDATE's join.
+/// The head of every statement that updates the rows of several claims (`$1` ids in
+/// ascending order, `$2` attempts): it locks them in that order before the UPDATE touches
+/// them, and the UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same
+/// way, so a renewal and a finish of the same rows queue behind each other instead of
+/// deadlocking, as they did when each locked the rows in the order its own plan happened
+/// to visit them.
+///
+/// Each row is locked by a lookup of its id, one after the other in array order (a
+/// subquery with a locking clause is never merged into the join). A join that left the
+/// choice to the planner scanned the whole `events_leased` or `events_status_received`
+/// index when its statistics said few rows were `processing`: without vacuum those hold
+/// an entry for every event claimed since, and a renewal took a second mid-drain
+/// (docs/PERFORMANCE.md). MATERIALIZED keeps the CTE from being folded into the UPDATE.
 macro_rules! lock_claims {
     () => {
         "WITH claims AS MATERIALIZED ( \
-           SELECT e.id, c.attempt FROM events e \
-           JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
-             ON e.id = c.id AND e.attempt_count = c.attempt \
-           WHERE e.status = 'processing' \
-           ORDER BY e.id \
-           FOR NO KEY UPDATE OF e) "
+           SELECT l.id, c.attempt FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
+           CROSS JOIN LATERAL ( \
+             SELECT e.id FROM events e \
+             WHERE e.id = c.id AND e.attempt_count = c.attempt AND e.status = 'processing' \
+             FOR NO KEY UPDATE) l) "
     };
 }
 pub(super) use lock_claims;
