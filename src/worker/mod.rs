@@ -24,6 +24,11 @@ use crate::store::{ClaimRef, Db, Finish};
 /// Most events taken by one claim. Larger claims and finishes share the writer's
 /// transactions among more events: 256 drained 13–17 % faster than 64 (docs/PERFORMANCE.md).
 const MAX_CLAIM: usize = 256;
+/// Full claims that may be held beyond the running handlers: one being stored while the
+/// next is claimed and handled. With one, a slot came back only once its outcome was
+/// stored, so on PostgreSQL the claim of the next batch waited for the finish of the last
+/// (docs/PERFORMANCE.md, issue 17).
+const CLAIMS_AHEAD: usize = 2;
 /// A handler quicker than this lets the pool claim ahead of its running handlers.
 const FAST_HANDLER: Duration = Duration::from_millis(20);
 /// Most outcomes stored by one store call.
@@ -56,19 +61,20 @@ pub async fn run_pool(
     mut shutdown: watch::Receiver<bool>,
 ) {
     // `handlers` bounds running handlers (WORKER_CONCURRENCY). `permits` bounds claimed
-    // events: while handlers are fast, one claim ahead of them, so the next claim overlaps
-    // the running handlers instead of waiting for them (the drain benchmark is paced by
-    // that overlap); while they are slow, only what can start now, so that idle workers of
-    // other processes get the rest.
+    // events: while handlers are fast, up to CLAIMS_AHEAD claims ahead of them, so the next
+    // claim overlaps the running handlers and the storing of the last batch's outcomes
+    // instead of waiting for them (the drain benchmark is paced by that overlap); while
+    // they are slow, only what can start now, so that idle workers of other processes get
+    // the rest.
     let handlers = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
-    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1) + MAX_CLAIM));
+    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1) + CLAIMS_AHEAD * MAX_CLAIM));
     let fast = Arc::new(AtomicBool::new(false));
     let in_flight: InFlight = Arc::default();
     let mut tasks = JoinSet::new();
     let renewer = tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease));
     let reclaimer = tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone()));
     // Unbounded in type only: every message carries a claim slot, so at most
-    // WORKER_CONCURRENCY + MAX_CLAIM outcomes wait here.
+    // WORKER_CONCURRENCY + CLAIMS_AHEAD * MAX_CLAIM outcomes wait here.
     let (outcomes, outcome_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone()));
     let mut error_backoff = Duration::from_millis(50);

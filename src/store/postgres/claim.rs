@@ -1,9 +1,10 @@
 //! Claims, lease renewal and release, reclaiming expired leases, replay.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
 
 use crate::store::{ClaimRef, ClaimedEvent, DoneRun, Reclaimed, rows};
 use crate::time;
@@ -11,8 +12,49 @@ use crate::time;
 /// The `last_error` of an event whose lease expired (same text as SQLite).
 const LEASE_EXPIRED: &str = "lease expired: the worker holding this event stopped or stalled";
 
-/// Claims up to `limit` due events, oldest due first. An event replayed with `force` is
-/// handed over without its done runs, so its actions run again.
+/// How often a claim scans `events_due` from its start even while the scans after the
+/// cursor keep finding full batches, so events that became due behind the cursor (retries,
+/// releases, reclaims, clocks of other instances) wait at most about this long.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// Where this process's next claim starts its scan of `events_due`: after the key
+/// `(next_attempt_at, id)` of the last event it claimed. Claimed rows leave dead entries
+/// at the front of that index until vacuum, and a scan from the start steps over all of
+/// them: over a deep queue the claims got slower the further the drain went.
+#[derive(Default)]
+pub(super) struct ClaimCursor(Mutex<CursorState>);
+
+#[derive(Default)]
+struct CursorState {
+    after: Option<(String, i64)>,
+    full_scan_at: Option<Instant>,
+}
+
+impl ClaimCursor {
+    /// The key to scan after, or None for a scan from the start (no cursor, or the last
+    /// full scan is [`FULL_SCAN_EVERY`] old).
+    fn start(&self) -> Option<(String, i64)> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if s.full_scan_at.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY) {
+            s.after = None;
+        }
+        if s.after.is_none() {
+            s.full_scan_at = Some(Instant::now());
+        }
+        s.after.clone()
+    }
+
+    /// After a claim: a full batch moves the cursor to its last key; a short one means the
+    /// scan ran out of due rows, so the next claim starts from the beginning.
+    fn advance(&self, last: Option<(String, i64)>, full: bool) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.after = last.filter(|_| full);
+    }
+}
+
+/// The claim statement, with or without the cursor condition (two texts rather than a
+/// condition on a NULL parameter, so each prepared plan can use the cursor as an index
+/// bound).
 ///
 /// The locking subquery is a MATERIALIZED CTE so that it runs exactly once: written as
 /// `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may re-run it and
@@ -21,49 +63,83 @@ const LEASE_EXPIRED: &str = "lease expired: the worker holding this event stoppe
 /// another claimer just committed is not taken twice. `NO KEY UPDATE` is the lock the
 /// UPDATE takes anyway (it changes no key), and unlike `FOR UPDATE` it does not collide
 /// with the `KEY SHARE` locks of foreign-key checks from `action_runs` inserts.
-pub(super) async fn claim_due(pool: &PgPool, limit: usize, lease: Duration) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+macro_rules! claim_sql {
+    ($after:literal) => {
+        concat!(
+            "WITH due AS MATERIALIZED ( \
+               SELECT id FROM events \
+               WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1 ",
+            $after,
+            " ORDER BY next_attempt_at, id \
+               LIMIT $3 \
+               FOR NO KEY UPDATE SKIP LOCKED) \
+             UPDATE events e SET status = 'processing', processing_started_at = $1, lease_until = $2, \
+               attempt_count = e.attempt_count + 1 \
+             FROM due WHERE e.id = due.id \
+             RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, e.next_attempt_at, \
+               CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
+                 (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+                  WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs"
+        )
+    };
+}
+
+/// Claims up to `limit` due events, oldest due first from where `cursor` says. An event
+/// replayed with `force` is handed over without its done runs, so its actions run again.
+pub(super) async fn claim_due(
+    pool: &PgPool,
+    cursor: &ClaimCursor,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
     let now = time::now();
-    let rows = sqlx::query(
-        "WITH due AS MATERIALIZED ( \
-           SELECT id FROM events \
-           WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1 \
-           ORDER BY next_attempt_at, id \
-           LIMIT $3 \
-           FOR NO KEY UPDATE SKIP LOCKED) \
-         UPDATE events e SET status = 'processing', processing_started_at = $1, lease_until = $2, \
-           attempt_count = e.attempt_count + 1 \
-         FROM due WHERE e.id = due.id \
-         RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, \
-           CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
-             (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
-              WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs",
-    )
-    .bind(&now)
-    .bind(time::after(lease))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    let mut claimed = rows
-        .iter()
-        .map(|r| {
-            let id = r.try_get("id")?;
-            Ok(ClaimedEvent {
-                id,
-                source: rows::parse_word(
-                    r.try_get::<Option<&str>, _>("source")?.unwrap_or_default(),
-                    "events",
-                    id,
-                    "source",
-                )?,
-                event_id: r.try_get::<Option<String>, _>("event_id")?.unwrap_or_default(),
-                attempt_count: r.try_get("attempt_count")?,
-                payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
-                done_runs: parse_done_runs(id, r.try_get::<Option<String>, _>("done_runs")?.as_deref())?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let after = cursor.start();
+    let query = match &after {
+        None => sqlx::query(claim_sql!("")),
+        Some(_) => sqlx::query(claim_sql!("AND (next_attempt_at, id) > ($4, $5)")),
+    };
+    let mut query = query
+        .bind(&now)
+        .bind(time::after(lease))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    if let Some((at, id)) = &after {
+        query = query.bind(at).bind(id);
+    }
+    let rows = query.fetch_all(pool).await?;
+    let mut last: Option<(String, i64)> = None;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let event = claimed_event(r)?;
+        let key = (
+            r.try_get::<Option<String>, _>("next_attempt_at")?.unwrap_or_default(),
+            event.id,
+        );
+        if last.as_ref().is_none_or(|l| key > *l) {
+            last = Some(key);
+        }
+        claimed.push(event);
+    }
+    cursor.advance(last, claimed.len() >= limit);
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
+}
+
+/// One claimed event from a row of the claim statement.
+fn claimed_event(r: &PgRow) -> Result<ClaimedEvent, sqlx::Error> {
+    let id = r.try_get("id")?;
+    Ok(ClaimedEvent {
+        id,
+        source: rows::parse_word(
+            r.try_get::<Option<&str>, _>("source")?.unwrap_or_default(),
+            "events",
+            id,
+            "source",
+        )?,
+        event_id: r.try_get::<Option<String>, _>("event_id")?.unwrap_or_default(),
+        attempt_count: r.try_get("attempt_count")?,
+        payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
+        done_runs: parse_done_runs(id, r.try_get::<Option<String>, _>("done_runs")?.as_deref())?,
+    })
 }
 
 /// Reads `[[action, output_json], …]` as aggregated by the claim of event `row_id`.
@@ -91,22 +167,27 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
     sorted.iter().map(|c| (c.id, c.attempt)).unzip()
 }
 
-/// The head of every statement that updates the rows of several claims (`$1` ids, `$2`
-/// attempts): it locks them in ascending id order before the UPDATE touches them, and the
-/// UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same way, so a
-/// renewal and a finish of the same rows queue behind each other instead of deadlocking,
-/// as they did when each locked the rows in the order its own plan happened to visit them.
-/// The sort sits below the row-locking step, so the locks are taken in that order;
-/// MATERIALIZED keeps the CTE from being folded into the UPDATE's join.
+/// The head of every statement that updates the rows of several claims (`$1` ids in
+/// ascending order, `$2` attempts): it locks them in that order before the UPDATE touches
+/// them, and the UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same
+/// way, so a renewal and a finish of the same rows queue behind each other instead of
+/// deadlocking, as they did when each locked the rows in the order its own plan happened
+/// to visit them.
+///
+/// Each row is locked by a lookup of its id, one after the other in array order (a
+/// subquery with a locking clause is never merged into the join). A join that left the
+/// choice to the planner scanned the whole `events_leased` or `events_status_received`
+/// index when its statistics said few rows were `processing`: without vacuum those hold
+/// an entry for every event claimed since, and a renewal took a second mid-drain
+/// (docs/PERFORMANCE.md). MATERIALIZED keeps the CTE from being folded into the UPDATE.
 macro_rules! lock_claims {
     () => {
         "WITH claims AS MATERIALIZED ( \
-           SELECT e.id, c.attempt FROM events e \
-           JOIN UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
-             ON e.id = c.id AND e.attempt_count = c.attempt \
-           WHERE e.status = 'processing' \
-           ORDER BY e.id \
-           FOR NO KEY UPDATE OF e) "
+           SELECT l.id, c.attempt FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
+           CROSS JOIN LATERAL ( \
+             SELECT e.id FROM events e \
+             WHERE e.id = c.id AND e.attempt_count = c.attempt AND e.status = 'processing' \
+             FOR NO KEY UPDATE) l) "
     };
 }
 pub(super) use lock_claims;

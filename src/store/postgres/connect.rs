@@ -10,6 +10,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use tokio::sync::{Notify, mpsc};
 
+use super::claim::ClaimCursor;
 use super::enqueue::enqueue_loop;
 use super::{PgStore, StoreError, migrator};
 
@@ -108,6 +109,7 @@ impl PgStore {
             wake: Arc::new(Notify::new()),
             schedules_wake: Arc::new(Notify::new()),
             listener: OnceLock::new(),
+            claim_cursor: ClaimCursor::default(),
         })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::retry::{CONFLICT_TRIES, conflict_pause, connection_lost, lock_conflict};
@@ -98,8 +98,29 @@ async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<En
 /// request order; the first of identical requests is the `Queued` one.
 async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, InsertError> {
     use InsertError::BeforeCommit;
-    // One row per key, in key order: concurrent batches (other instances included) then
-    // take the unique-index locks in the same order and cannot deadlock.
+    let rows = distinct_rows(events);
+    let mut tx = pool.begin().await.map_err(BeforeCommit)?;
+    let new_ids = insert_new(&mut tx, &rows).await.map_err(BeforeCommit)?;
+    let existing = if new_ids.len() < rows.len() {
+        select_existing(&mut tx, &rows, &new_ids).await.map_err(BeforeCommit)?
+    } else {
+        HashMap::new()
+    };
+    if !new_ids.is_empty() {
+        sqlx::query("SELECT pg_notify($1, current_schema())")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(BeforeCommit)?;
+    }
+    tx.commit().await.map_err(InsertError::AtCommit)?;
+    answers(events, &new_ids, &existing).ok_or(InsertError::AtCommit(sqlx::Error::RowNotFound))
+}
+
+/// One `(source, event_id, payload)` per key, in key order, with the payload of the key's
+/// first request: concurrent batches (other instances included) then take the
+/// unique-index locks in the same order and cannot deadlock.
+fn distinct_rows<'a>(events: &[&'a NewEvent]) -> Vec<(&'a str, &'a str, &'a str)> {
     let mut keys: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.source.as_str(), e.event_id.as_str()))
@@ -111,16 +132,17 @@ async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueu
         .rev()
         .map(|e| ((e.source.as_str(), e.event_id.as_str()), e.payload_json.as_str()))
         .collect();
-    let rows: Vec<(&str, &str, &str)> = keys
-        .iter()
+    keys.iter()
         .map(|k| (k.0, k.1, first_payload.get(k).copied().unwrap_or_default()))
-        .collect();
-    let now = time::now();
+        .collect()
+}
 
-    let mut tx = pool.begin().await.map_err(BeforeCommit)?;
-    let mut new_ids: HashMap<(String, String), i64> = HashMap::with_capacity(keys.len());
-    // Chunks in key order keep the lock order.
-    for chunk in message_chunks(&rows, |r| r.0.len() + r.1.len() + r.2.len()) {
+/// Inserts the rows whose key is new, chunk by chunk in key order (which keeps the lock
+/// order); returns the ids of those inserted.
+async fn insert_new(tx: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Result<HashMap<Key, i64>, sqlx::Error> {
+    let now = time::now();
+    let mut new_ids = HashMap::with_capacity(rows.len());
+    for chunk in message_chunks(rows, |r| r.0.len() + r.1.len() + r.2.len()) {
         let sources: Vec<&str> = chunk.iter().map(|r| r.0).collect();
         let event_ids: Vec<&str> = chunk.iter().map(|r| r.1).collect();
         let payloads: Vec<&str> = chunk.iter().map(|r| r.2).collect();
@@ -137,61 +159,63 @@ async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueu
         .bind(&payloads)
         .bind(&now)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(BeforeCommit)?;
-        collect_ids(&inserted, &mut new_ids).map_err(BeforeCommit)?;
+        .await?;
+        collect_ids(&inserted, &mut new_ids)?;
     }
-
-    // The others exist: ON CONFLICT waited for any concurrent inserter to commit, and this
-    // next statement (READ COMMITTED) sees what it committed.
-    let mut existing: HashMap<(String, String), i64> = HashMap::new();
-    if new_ids.len() < keys.len() {
-        let (src, ids): (Vec<&str>, Vec<&str>) = keys
-            .iter()
-            .filter(|k| !new_ids.contains_key(&(k.0.to_string(), k.1.to_string())))
-            .copied()
-            .unzip();
-        let rows = sqlx::query(
-            "SELECT e.id, e.source, e.event_id FROM events e \
-             JOIN UNNEST($1::text[], $2::text[]) AS k(source, event_id) \
-               ON e.source = k.source AND e.event_id = k.event_id",
-        )
-        .bind(&src)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(BeforeCommit)?;
-        collect_ids(&rows, &mut existing).map_err(BeforeCommit)?;
-    }
-    if !new_ids.is_empty() {
-        sqlx::query("SELECT pg_notify($1, current_schema())")
-            .bind(CHANNEL)
-            .execute(&mut *tx)
-            .await
-            .map_err(BeforeCommit)?;
-    }
-    tx.commit().await.map_err(InsertError::AtCommit)?;
-
-    let mut out = Vec::with_capacity(events.len());
-    let mut answered_new: HashSet<(&str, &str)> = HashSet::new();
-    for e in events {
-        let key = (e.source.as_str().to_owned(), e.event_id.clone());
-        let short = (e.source.as_str(), e.event_id.as_str());
-        let outcome = match (new_ids.get(&key), existing.get(&key)) {
-            (Some(&id), _) if answered_new.insert(short) => Enqueued::Queued(id),
-            (Some(&id), _) | (None, Some(&id)) => Enqueued::Duplicate(id),
-            // Deleted by someone else between our two statements.
-            (None, None) => {
-                return Err(InsertError::AtCommit(sqlx::Error::RowNotFound));
-            }
-        };
-        out.push(outcome);
-    }
-    Ok(out)
+    Ok(new_ids)
 }
 
+/// The ids of the rows that were not inserted. They exist: ON CONFLICT waited for any
+/// concurrent inserter to commit, and this next statement (READ COMMITTED) sees what it
+/// committed.
+async fn select_existing(
+    tx: &mut PgConnection,
+    rows: &[(&str, &str, &str)],
+    new_ids: &HashMap<Key, i64>,
+) -> Result<HashMap<Key, i64>, sqlx::Error> {
+    let (src, ids): (Vec<&str>, Vec<&str>) = rows
+        .iter()
+        .filter(|r| !new_ids.contains_key(&(r.0.to_string(), r.1.to_string())))
+        .map(|r| (r.0, r.1))
+        .unzip();
+    let found = sqlx::query(
+        "SELECT e.id, e.source, e.event_id FROM events e \
+         JOIN UNNEST($1::text[], $2::text[]) AS k(source, event_id) \
+           ON e.source = k.source AND e.event_id = k.event_id",
+    )
+    .bind(&src)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut existing = HashMap::with_capacity(found.len());
+    collect_ids(&found, &mut existing)?;
+    Ok(existing)
+}
+
+/// The answer to each request, in request order: the first request of a new key is
+/// `Queued`, every other one `Duplicate`. None if a key has neither id (deleted by someone
+/// else between the two statements).
+fn answers(events: &[&NewEvent], new_ids: &HashMap<Key, i64>, existing: &HashMap<Key, i64>) -> Option<Vec<Enqueued>> {
+    let mut answered_new: HashSet<(&str, &str)> = HashSet::new();
+    events
+        .iter()
+        .map(|e| {
+            let key = (e.source.as_str().to_owned(), e.event_id.clone());
+            let short = (e.source.as_str(), e.event_id.as_str());
+            match (new_ids.get(&key), existing.get(&key)) {
+                (Some(&id), _) if answered_new.insert(short) => Some(Enqueued::Queued(id)),
+                (Some(&id), _) | (None, Some(&id)) => Some(Enqueued::Duplicate(id)),
+                (None, None) => None,
+            }
+        })
+        .collect()
+}
+
+/// An event's `(source, event_id)`.
+type Key = (String, String);
+
 /// Adds the `(source, event_id) → id` of each row.
-fn collect_ids(rows: &[PgRow], into: &mut HashMap<(String, String), i64>) -> Result<(), sqlx::Error> {
+fn collect_ids(rows: &[PgRow], into: &mut HashMap<Key, i64>) -> Result<(), sqlx::Error> {
     for row in rows {
         into.insert((row.try_get("source")?, row.try_get("event_id")?), row.try_get("id")?);
     }

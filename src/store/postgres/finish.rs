@@ -2,10 +2,13 @@
 
 use std::collections::HashSet;
 
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, Postgres};
+use sqlx::query::Query;
 
 use super::claim::lock_claims;
 use super::message_chunks;
+use crate::domain::EventStatus;
 use crate::store::{ActionRunRecord, Finish, Outcome};
 use crate::time;
 
@@ -13,11 +16,11 @@ pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sq
     Ok(finish_batch(pool, std::slice::from_ref(f)).await?.remove(0))
 }
 
-/// Records many outcomes in one transaction, a few statements in all rather than two per
-/// outcome: per chunk of outcomes ([`message_chunks`]), one UPDATE of the events from
-/// arrays (each fenced by its claim), then one upsert of the action runs of the events it
-/// applied to. A statement per outcome cost a round trip and an executor start-up each,
-/// which dominated PostgreSQL's CPU in the drain.
+/// Records many outcomes in one transaction, one statement per chunk of outcomes
+/// ([`message_chunks`]): it updates the events from arrays (each fenced by its claim) and
+/// upserts the action runs of the events the update applied to. A statement per outcome
+/// cost a round trip and an executor start-up each, which dominated PostgreSQL's CPU in
+/// the drain; two statements per chunk (update, then upsert) still cost a round trip each.
 ///
 /// The outcomes are stored in ascending id order, chunk after chunk, so the transaction
 /// takes its row locks in that order, like every other statement on several events.
@@ -39,7 +42,7 @@ pub(super) async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<V
     Ok(applied)
 }
 
-/// Roughly what an outcome adds to the statements' messages.
+/// Roughly what an outcome adds to the statement's message.
 fn finish_bytes(f: &Finish) -> usize {
     let outcome = match &f.outcome {
         Outcome::Done { result_json } => result_json.len(),
@@ -51,42 +54,121 @@ fn finish_bytes(f: &Finish) -> usize {
     outcome + run
 }
 
-/// [`finish_batch`]'s two statements for one chunk, inside its transaction.
+/// The outcome columns of a chunk, one array per column of the UPDATE. NULL keeps a
+/// column as it is (see the statement).
+#[derive(Default)]
+struct OutcomeColumns<'a> {
+    ids: Vec<i64>,
+    attempts: Vec<i64>,
+    statuses: Vec<&'static str>,
+    processed_at: Vec<Option<&'a str>>,
+    results: Vec<Option<&'a str>>,
+    errors: Vec<Option<&'a str>>,
+    next_attempt_at: Vec<Option<&'a str>>,
+    providers: Vec<Option<&'a str>>,
+    actions: Vec<Option<&'a str>>,
+}
+
+impl<'a> OutcomeColumns<'a> {
+    fn new(finishes: &[&'a Finish], now: &'a str) -> Self {
+        let mut c = OutcomeColumns::default();
+        for f in finishes {
+            let (status, at, result, error, next) = match &f.outcome {
+                Outcome::Done { result_json } => (EventStatus::Done, Some(now), Some(result_json.as_str()), None, None),
+                Outcome::Retry { error, next_attempt_at } => (
+                    EventStatus::Retry,
+                    None,
+                    None,
+                    Some(error.as_str()),
+                    Some(next_attempt_at.as_str()),
+                ),
+                Outcome::Failed { error } => (EventStatus::Error, Some(now), None, Some(error.as_str()), None),
+            };
+            c.ids.push(f.claim.id);
+            c.attempts.push(f.claim.attempt);
+            c.statuses.push(status.as_str());
+            c.processed_at.push(at);
+            c.results.push(result);
+            c.errors.push(error);
+            c.next_attempt_at.push(next);
+            c.providers.push(f.provider.as_deref());
+            c.actions.push(f.action.as_deref());
+        }
+        c
+    }
+}
+
+/// The action-run columns of some runs, one array per column of `action_runs`, plus the
+/// attempt of the claim that wrote each (empty for a run stored outside a finish).
+struct RunColumns<'a> {
+    event_row_ids: Vec<i64>,
+    attempts: Vec<i64>,
+    text: [Vec<Option<&'a str>>; 10],
+}
+
+impl<'a> RunColumns<'a> {
+    fn new(runs: &[(&'a ActionRunRecord, i64)]) -> Self {
+        let column = |f: fn(&'a ActionRunRecord) -> Option<&'a str>| runs.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+        RunColumns {
+            event_row_ids: runs.iter().map(|(r, _)| r.event_row_id).collect(),
+            attempts: runs.iter().map(|(_, a)| *a).collect(),
+            text: [
+                column(|r| Some(&r.action)),
+                column(|r| Some(&r.started_at)),
+                column(|r| r.finished_at.as_deref()),
+                column(|r| Some(r.status.as_str())),
+                column(|r| Some(&r.provider)),
+                column(|r| Some(r.handler_mode.as_str())),
+                column(|r| r.handler_target.as_deref()),
+                column(|r| Some(&r.input_json)),
+                column(|r| r.output_json.as_deref()),
+                column(|r| r.error.as_deref()),
+            ],
+        }
+    }
+
+    /// Binds the run columns, `event_row_ids` first, then the ten text columns.
+    fn bind<'q>(&'q self, mut q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        q = q.bind(&self.event_row_ids).bind(&self.attempts);
+        for col in &self.text {
+            q = q.bind(col);
+        }
+        q
+    }
+}
+
+/// The column list and conflict clause of every action-run upsert.
+macro_rules! upsert_runs {
+    ($select:literal) => {
+        concat!(
+            "INSERT INTO action_runs (event_row_id, action, started_at, finished_at, status, provider, \
+               handler_mode, handler_target, input_json, output_json, error) ",
+            $select,
+            " ON CONFLICT (event_row_id, action) DO UPDATE SET started_at = EXCLUDED.started_at, \
+               finished_at = EXCLUDED.finished_at, status = EXCLUDED.status, provider = EXCLUDED.provider, \
+               handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
+               input_json = EXCLUDED.input_json, output_json = EXCLUDED.output_json, error = EXCLUDED.error"
+        )
+    };
+}
+
+/// [`finish_batch`]'s one statement for one chunk, inside its transaction: lock the
+/// claims' rows in id order, update the events whose claim still holds, and upsert the
+/// action runs of exactly those (joined on id and attempt: a lost claim's run is not
+/// written, the new owner writes its own). At most one claim of an event applies, so no
+/// `(event, action)` pair comes twice.
 async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let now = time::now();
-    let mut ids = Vec::with_capacity(finishes.len());
-    let mut attempts = Vec::with_capacity(finishes.len());
-    let mut statuses = Vec::with_capacity(finishes.len());
-    let mut processed_at: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
-    let mut results: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
-    let mut errors: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
-    let mut next_attempt_at: Vec<Option<&str>> = Vec::with_capacity(finishes.len());
-    let providers: Vec<Option<&str>> = finishes.iter().map(|f| f.provider.as_deref()).collect();
-    let actions: Vec<Option<&str>> = finishes.iter().map(|f| f.action.as_deref()).collect();
-    for f in finishes {
-        ids.push(f.claim.id);
-        attempts.push(f.claim.attempt);
-        // NULL keeps the column as it is (see the UPDATE).
-        let (status, at, result, error, next) = match &f.outcome {
-            Outcome::Done { result_json } => ("done", Some(now.as_str()), Some(result_json.as_str()), None, None),
-            Outcome::Retry { error, next_attempt_at } => (
-                "retry",
-                None,
-                None,
-                Some(error.as_str()),
-                Some(next_attempt_at.as_str()),
-            ),
-            Outcome::Failed { error } => ("error", Some(now.as_str()), None, Some(error.as_str()), None),
-        };
-        statuses.push(status);
-        processed_at.push(at);
-        results.push(result);
-        errors.push(error);
-        next_attempt_at.push(next);
-    }
-    let applied: HashSet<(i64, i64)> = sqlx::query_as(concat!(
+    let out = OutcomeColumns::new(finishes, &now);
+    let runs: Vec<(&ActionRunRecord, i64)> = finishes
+        .iter()
+        .filter_map(|f| f.action_run.as_ref().map(|r| (r, f.claim.attempt)))
+        .collect();
+    let runs = RunColumns::new(&runs);
+    let q = sqlx::query(concat!(
         lock_claims!(),
-        "UPDATE events e SET status = u.status, \
+        ", applied AS ( \
+           UPDATE events e SET status = u.status, \
                processed_at = COALESCE(u.processed_at, e.processed_at), \
                result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
                last_error = u.last_error, \
@@ -98,69 +180,54 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
                $7::text[], $8::text[], $9::text[]) \
                AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at, provider, action) \
              WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
-             RETURNING e.id, e.attempt_count"
+             RETURNING e.id, e.attempt_count), \
+         runs AS (",
+        upsert_runs!(
+            "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
+               r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error \
+             FROM UNNEST($10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], \
+               $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]) \
+               AS r(event_row_id, attempt, action, started_at, finished_at, status, provider, handler_mode, \
+                 handler_target, input_json, output_json, error) \
+             JOIN applied ON applied.id = r.event_row_id AND applied.attempt_count = r.attempt"
+        ),
+        ") SELECT id, attempt_count FROM applied"
     ))
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(&statuses)
-    .bind(&processed_at)
-    .bind(&results)
-    .bind(&errors)
-    .bind(&next_attempt_at)
-    .bind(&providers)
-    .bind(&actions)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let applied: Vec<bool> = finishes
+    .bind(&out.ids)
+    .bind(&out.attempts)
+    .bind(&out.statuses)
+    .bind(&out.processed_at)
+    .bind(&out.results)
+    .bind(&out.errors)
+    .bind(&out.next_attempt_at)
+    .bind(&out.providers)
+    .bind(&out.actions);
+    let applied = runs
+        .bind(q)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<HashSet<(i64, i64)>, sqlx::Error>>()?;
+    Ok(finishes
         .iter()
         .map(|f| applied.contains(&(f.claim.id, f.claim.attempt)))
-        .collect();
-    // A lost claim's action run is not written: the new owner will write its own. At most
-    // one claim of an event applies, so no (event, action) pair comes twice.
-    let runs: Vec<&ActionRunRecord> = finishes
-        .iter()
-        .zip(&applied)
-        .filter_map(|(f, ok)| f.action_run.as_ref().filter(|_| *ok))
-        .collect();
-    if !runs.is_empty() {
-        upsert_action_runs(tx, &runs).await?;
-    }
-    Ok(applied)
+        .collect())
 }
 
-/// Inserts or updates the runs in one statement (one per `(event_row_id, action)`).
-async fn upsert_action_runs(conn: &mut PgConnection, runs: &[&ActionRunRecord]) -> Result<(), sqlx::Error> {
-    let column = |f: fn(&ActionRunRecord) -> Option<&str>| runs.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let event_row_ids: Vec<i64> = runs.iter().map(|r| r.event_row_id).collect();
-    sqlx::query(
-        "INSERT INTO action_runs (event_row_id, action, started_at, finished_at, status, provider, handler_mode, \
-           handler_target, input_json, output_json, error) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
-         ON CONFLICT (event_row_id, action) DO UPDATE SET started_at = EXCLUDED.started_at, \
-           finished_at = EXCLUDED.finished_at, status = EXCLUDED.status, provider = EXCLUDED.provider, \
-           handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
-           input_json = EXCLUDED.input_json, output_json = EXCLUDED.output_json, error = EXCLUDED.error",
-    )
-    .bind(&event_row_ids)
-    .bind(column(|r| Some(&r.action)))
-    .bind(column(|r| Some(&r.started_at)))
-    .bind(column(|r| r.finished_at.as_deref()))
-    .bind(column(|r| Some(r.status.as_str())))
-    .bind(column(|r| Some(&r.provider)))
-    .bind(column(|r| Some(r.handler_mode.as_str())))
-    .bind(column(|r| r.handler_target.as_deref()))
-    .bind(column(|r| Some(&r.input_json)))
-    .bind(column(|r| r.output_json.as_deref()))
-    .bind(column(|r| r.error.as_deref()))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
+/// Inserts or updates one action run (one per `(event_row_id, action)`): a run started
+/// before its handler, so that a crash leaves a trace.
 pub(super) async fn start_run(pool: &PgPool, run: &ActionRunRecord) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    upsert_action_runs(&mut conn, &[run]).await
+    let runs = RunColumns::new(&[(run, 0)]);
+    let q = sqlx::query(upsert_runs!(
+        "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
+           r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+           AS r(event_row_id, attempt, action, started_at, finished_at, status, provider, handler_mode, \
+             handler_target, input_json, output_json, error)"
+    ));
+    runs.bind(q).execute(&mut *conn).await?;
+    Ok(())
 }

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 pub use connect::PgOptions;
 
 use super::*;
-use claim::{claim_due, reclaim_expired_leases, release_claims, renew_leases};
+use claim::{ClaimCursor, claim_due, reclaim_expired_leases, release_claims, renew_leases};
 use enqueue::EnqueueRequest;
 use finish::{finish_attempt, finish_batch, start_run};
 use listen::{Wakes, listen_loop};
@@ -68,6 +68,8 @@ pub struct PgStore {
     /// Started by the first `external_wake`, so CLI commands and `http`-only instances
     /// (which never wait for work) hold no LISTEN connection.
     listener: OnceLock<JoinHandle<()>>,
+    /// Where this process's next claim starts scanning the due index.
+    claim_cursor: ClaimCursor,
 }
 
 impl Drop for PgStore {
@@ -178,7 +180,7 @@ impl Store for PgStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            Ok(retry("claim", || claim_due(&self.pool, limit, lease)).await?)
+            Ok(retry("claim", || claim_due(&self.pool, &self.claim_cursor, limit, lease)).await?)
         })
     }
 
