@@ -7,6 +7,7 @@
 mod query;
 pub(crate) mod rows;
 mod schedule;
+mod series;
 mod types;
 
 pub mod postgres;
@@ -22,6 +23,7 @@ pub use query::{
     Transition,
 };
 pub use schedule::*;
+pub use series::MinuteCounts;
 pub use types::*;
 
 use std::path::PathBuf;
@@ -104,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The queue's depth (pending, retry, processing) and oldest due time; cheap.
     fn queue_depth(&self) -> StoreFuture<'_, QueueDepth>;
+
+    /// Events received and finished per minute over the `minutes` minutes ending with
+    /// `now`'s, oldest first, empty minutes included (the dashboard's chart).
+    fn per_minute(&self, now: chrono::DateTime<chrono::Utc>, minutes: u32) -> StoreFuture<'_, Vec<MinuteCounts>>;
 
     /// Deletes up to `limit` events in `status` finished before `before` (stored timestamp
     /// text), with their action runs; returns how many. Callers loop, pausing between batches.

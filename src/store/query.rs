@@ -209,7 +209,7 @@ fn like_pattern(q: &str) -> String {
 }
 
 /// A filter as a client wrote it (query string or command line), before validation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct FilterInput {
     /// Status name.
     pub status: Option<String>,
