@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use query::{
-    Cursor, EventFilter, EventPage, EventSummary, FilterInput, MAX_FILTER_LEN, PURGEABLE, QueueDepth, STATUSES, Stats,
-    Transition,
+    Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, QueueDepth,
+    STATUSES, Stats, Transition,
 };
 pub use schedule::*;
 pub use series::MinuteCounts;
