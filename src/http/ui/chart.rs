@@ -58,7 +58,10 @@ pub fn throughput(title: &str, minutes: &[MinuteCounts]) -> Markup {
             }
             @for (i, m) in minutes.iter().enumerate() {
                 @if (minutes.len() - 1 - i).is_multiple_of(LABEL_EVERY) {
-                    text.axis x=(x(i)) y=(HEIGHT - 8.0) text-anchor="middle" { (m.minute.get(11..16).unwrap_or("")) }
+                    // The last label ends at the last point so it is not cut off.
+                    text.axis x=(x(i)) y=(HEIGHT - 8.0) text-anchor=(if i + 1 == minutes.len() { "end" } else { "middle" }) {
+                        (m.minute.get(11..16).unwrap_or(""))
+                    }
                 }
             }
             text.axis x=(LEFT) y=(TOP - 2.0) { "per minute (UTC)" }

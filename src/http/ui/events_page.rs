@@ -1,11 +1,10 @@
-//! The events table: the API's filters (CONTRACT §10, validated by the same
-//! `EventFilter::parse`), keyset pages by cursor, and live refresh of the page shown.
+//! The events table: the API's filters (CONTRACT §10, parsed by the same
+//! `EventFilter::from_pairs`), keyset pages by cursor, and live refresh of the page shown.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::UiState;
@@ -13,48 +12,58 @@ use super::auth::Session;
 use super::layout::{page, short_time, status_badge};
 use crate::domain::{EventStatus, Source};
 use crate::error::ApiError;
-use crate::store::{Cursor, EventFilter, EventPage, EventSummary, FilterInput};
+use crate::store::{Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS};
 
 /// Rows per page.
 const PAGE: u32 = 50;
 
-/// The table's query string: the API's filter fields plus the page's cursor.
-#[derive(Deserialize, Default)]
-pub struct EventsQuery {
-    #[serde(flatten)]
-    filter: FilterInput,
-    cursor: Option<String>,
+/// The filter as given in the query string: `(key, value)` for each key of [`FILTER_KEYS`].
+type Given = Vec<(String, String)>;
+
+/// The value given for `key` (empty when none).
+fn given<'a>(f: &'a Given, key: &str) -> &'a str {
+    f.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
 }
 
 /// The events page.
 pub async fn list(
     State(state): State<UiState>,
     Extension(session): Extension<Session>,
-    Query(q): Query<EventsQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let cursor_text = pairs.iter().find(|(k, _)| k == "cursor").map(|(_, v)| v.as_str());
+    let cursor = match cursor_text.filter(|c| !c.is_empty()) {
         None => Ok(None),
         Some(text) => Cursor::decode(text).map(Some).ok_or("this page link is not valid"),
     };
-    let found = match (EventFilter::parse(q.filter.clone()), cursor) {
+    let filter = EventFilter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let found = match (filter, cursor) {
         (Ok(filter), Ok(cursor)) => Ok(state.app.db.list_page(filter, cursor, PAGE).await?),
-        (Err(e), _) => Err(e),
+        (Err(e), _) => Err(e.to_string()),
         (_, Err(e)) => Err(e.to_string()),
     };
-    let paged = q.cursor.as_deref().is_some_and(|c| !c.is_empty());
+    let shown: Given = pairs
+        .iter()
+        .filter(|(k, v)| FILTER_KEYS.contains(&k.as_str()) && !v.trim().is_empty())
+        .cloned()
+        .collect();
+    let paged = cursor_text.is_some_and(|c| !c.is_empty());
     let content = html! {
         div.row {
             h1 { "Events" }
             span.spacer {}
             span.live { "live" }
         }
-        div.card { (filter_form(&q.filter)) }
+        div.card { (filter_form(&shown)) }
         @match &found {
             Err(e) => p.flash.error { (e) },
             Ok(p) => div id="event-list" data-live="2000" {
                 div.card {
                     (table(&p.events))
-                    (pager(&q.filter, p, paged))
+                    (pager(&shown, p, paged))
                 }
             },
         }
@@ -63,10 +72,10 @@ pub async fn list(
 }
 
 /// The filter form, showing the filter as given.
-fn filter_form(f: &FilterInput) -> Markup {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let status = f.status.as_deref().unwrap_or("");
-    let source = f.source.as_deref().unwrap_or("");
+fn filter_form(f: &Given) -> Markup {
+    let text = |key: &str| given(f, key).to_owned();
+    let status = given(f, "status");
+    let source = given(f, "source");
     html! {
         form.filters method="get" action="/ui/events" {
             label { "Status"
@@ -77,8 +86,8 @@ fn filter_form(f: &FilterInput) -> Markup {
                     }
                 }
             }
-            label { "Provider" input name="provider" size="10" value=(text(&f.provider)); }
-            label { "Action" input name="action" size="12" value=(text(&f.action)); }
+            label { "Provider" input name="provider" size="10" value=(text("provider")); }
+            label { "Action" input name="action" size="12" value=(text("action")); }
             label { "Source"
                 select name="source" {
                     option value="" { "any" }
@@ -87,9 +96,9 @@ fn filter_form(f: &FilterInput) -> Markup {
                     }
                 }
             }
-            label { "Since (RFC 3339)" input name="since" size="22" placeholder="2026-01-02T03:04:05Z" value=(text(&f.since)); }
-            label { "Until" input name="until" size="22" value=(text(&f.until)); }
-            label { "Text (event id, error)" input name="q" size="16" value=(text(&f.q)); }
+            label { "Since (RFC 3339)" input name="since" size="22" placeholder="2026-01-02T03:04:05Z" value=(text("since")); }
+            label { "Until" input name="until" size="22" value=(text("until")); }
+            label { "Text (event id, error)" input name="q" size="16" value=(text("q")); }
             button type="submit" { "Filter" }
             a href="/ui/events" { "Clear" }
         }
@@ -97,7 +106,7 @@ fn filter_form(f: &FilterInput) -> Markup {
 }
 
 /// "Newest" (on a later page) and "Next page" links, keeping the filter.
-fn pager(f: &FilterInput, p: &EventPage, paged: bool) -> Markup {
+fn pager(f: &Given, p: &EventPage, paged: bool) -> Markup {
     let next = p.next.as_ref().map(|c| href(f, Some(c)));
     html! {
         div.pager {
@@ -108,21 +117,10 @@ fn pager(f: &FilterInput, p: &EventPage, paged: bool) -> Markup {
 }
 
 /// The events page's URL for filter `f` at `cursor`.
-fn href(f: &FilterInput, cursor: Option<&Cursor>) -> String {
+fn href(f: &Given, cursor: Option<&Cursor>) -> String {
     let mut url = form_urlencoded::Serializer::new(String::new());
-    let fields = [
-        ("status", &f.status),
-        ("provider", &f.provider),
-        ("action", &f.action),
-        ("source", &f.source),
-        ("since", &f.since),
-        ("until", &f.until),
-        ("q", &f.q),
-    ];
-    for (name, value) in fields {
-        if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
-            url.append_pair(name, v);
-        }
+    for (key, value) in f {
+        url.append_pair(key, value);
     }
     if let Some(c) = cursor {
         url.append_pair("cursor", &c.encode());
@@ -181,12 +179,7 @@ mod tests {
 
     #[test]
     fn page_links_keep_the_filter_and_carry_the_cursor() {
-        let f = FilterInput {
-            status: Some("error".into()),
-            q: Some("a b&c".into()),
-            action: Some(" ".into()),
-            ..FilterInput::default()
-        };
+        let f: Given = vec![("status".into(), "error".into()), ("q".into(), "a b&c".into())];
         let c = Cursor {
             received_at: "2026-01-02T03:04:05+00:00".into(),
             id: 7,
@@ -195,6 +188,8 @@ mod tests {
             href(&f, Some(&c)),
             format!("/ui/events?status=error&q=a+b%26c&cursor={}", c.encode())
         );
-        assert_eq!(href(&FilterInput::default(), None), "/ui/events");
+        assert_eq!(href(&Vec::new(), None), "/ui/events");
+        assert_eq!(given(&f, "q"), "a b&c");
+        assert_eq!(given(&f, "provider"), "");
     }
 }
