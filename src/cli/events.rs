@@ -7,7 +7,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 
 use crate::settings::Settings;
-use crate::store::{Cursor, Db, EventFilter, FilterInput, PURGEABLE, STATUSES, Transition};
+use crate::store::{Cursor, Db, EventFilter, FilterError, PURGEABLE, STATUSES, Transition};
 
 /// The filters of `GET /events`, as flags.
 #[derive(Debug, Clone, Args)]
@@ -36,16 +36,18 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(self) -> Result<EventFilter, String> {
-        EventFilter::parse(FilterInput {
-            status: self.status,
-            provider: self.provider,
-            action: self.action,
-            source: self.source,
-            since: self.since,
-            until: self.until,
-            q: self.q,
-        })
+    /// The flags through the API's filter parser (same checks, same messages).
+    fn filter(&self) -> Result<EventFilter, FilterError> {
+        let flags = [
+            ("status", &self.status),
+            ("provider", &self.provider),
+            ("action", &self.action),
+            ("source", &self.source),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+        ];
+        EventFilter::from_pairs(flags.into_iter().filter_map(|(k, v)| Some((k, v.as_deref()?))))
     }
 }
 
@@ -123,7 +125,7 @@ pub async fn run(s: &Settings, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
             // Bad input is a usage error (exit 2) before any database is looked for.
             let filter = match filter.filter() {
                 Ok(f) => f,
-                Err(e) => return usage(&e),
+                Err(e) => return usage(&e.0),
             };
             let cursor = match cursor.as_deref().map(Cursor::decode) {
                 None => None,
@@ -187,7 +189,7 @@ async fn replay(db: &Db, row_id: Option<i64>, force: bool, filter: FilterArgs) -
     }
     let filter = match filter.filter() {
         Ok(f) => f,
-        Err(e) => return usage(&e),
+        Err(e) => return usage(&e.0),
     };
     let n = db.replay_matching(filter).await?;
     println!("ok: {n} events queued again");

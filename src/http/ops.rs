@@ -7,12 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::Object;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, require_secret};
 use crate::error::{ApiError, ErrorReply};
-use crate::store::{Cursor, EventFilter, EventSummary, FilterInput, STATUSES, Stats, Transition};
+use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, STATUSES, Stats, Transition};
 
 /// Default page size of `GET /events`.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -35,42 +36,50 @@ fn force_schema() -> Object {
     string_enum(&["0", "1", "false", "true"])
 }
 
-/// Filters shared by the listing and the bulk replay.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FilterParams {
-    /// Only events in this status.
-    #[param(schema_with = status_schema)]
-    pub status: Option<String>,
-    /// Only events routed to this provider (set by their latest attempt).
-    pub provider: Option<String>,
-    /// Only events routed to this action.
-    pub action: Option<String>,
-    /// Only events of this source (`webhook` or `cron`).
-    pub source: Option<String>,
-    /// Received at or after this time (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub since: Option<String>,
-    /// Received before this time (RFC 3339).
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub until: Option<String>,
-    /// Text found in `event_id` or `last_error` (ASCII case-insensitive).
-    pub q: Option<String>,
+/// The filters of the listing and the bulk replay, as documented query parameters; the
+/// handlers read them with [`EventFilter::from_pairs`], which checks the same keys.
+pub struct FilterParams;
+
+/// What each of [`FILTER_KEYS`] does, in the same order.
+const FILTER_DOCS: [&str; 7] = [
+    "Only events in this status.",
+    "Only events routed to this provider (set by their latest attempt).",
+    "Only events routed to this action.",
+    "Only events of this source (`webhook` or `cron`).",
+    "Received at or after this time (RFC 3339).",
+    "Received before this time (RFC 3339).",
+    "Text found in `event_id` or `last_error` (ASCII case-insensitive).",
+];
+
+impl utoipa::IntoParams for FilterParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        FILTER_KEYS
+            .iter()
+            .zip(FILTER_DOCS)
+            .map(|(&key, doc)| {
+                let schema = match key {
+                    "status" => status_schema(),
+                    "since" | "until" => ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                        .build(),
+                    _ => ObjectBuilder::new().schema_type(Type::String).build(),
+                };
+                ParameterBuilder::new()
+                    .name(key)
+                    .parameter_in(parameter_in().unwrap_or_default())
+                    .description(Some(doc))
+                    .schema(Some(schema))
+                    .build()
+            })
+            .collect()
+    }
 }
 
-impl FilterParams {
-    fn filter(self) -> Result<EventFilter, ApiError> {
-        EventFilter::parse(FilterInput {
-            status: self.status,
-            provider: self.provider,
-            action: self.action,
-            source: self.source,
-            since: self.since,
-            until: self.until,
-            q: self.q,
-        })
-        .map_err(ApiError::BadRequest)
-    }
+/// A query string's filter, answering a malformed one or a bad filter with the contract's JSON 400.
+fn filter_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<EventFilter, ApiError> {
+    let pairs = query(q)?;
+    EventFilter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| ApiError::BadRequest(e.0))
 }
 
 /// Paging of `GET /events`.
@@ -162,11 +171,11 @@ fn row_id(text: &str) -> Result<i64, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    filter: Result<Query<FilterParams>, QueryRejection>,
+    filter: Result<Query<Vec<(String, String)>>, QueryRejection>,
     page: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<ListReply>, ApiError> {
     require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
-    let filter = query(filter)?.filter()?;
+    let filter = filter_of(filter)?;
     let page = query(page)?;
     let limit = match page.limit.as_deref().map(str::trim) {
         None | Some("") => DEFAULT_LIMIT,
@@ -279,10 +288,10 @@ pub async fn cancel(
 pub async fn replay_bulk(
     State(state): State<AppState>,
     headers: HeaderMap,
-    filter: Result<Query<FilterParams>, QueryRejection>,
+    filter: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<BulkReplayReply>, ApiError> {
     require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
-    let filter = query(filter)?.filter()?;
+    let filter = filter_of(filter)?;
     // Replaying "everything" by a forgotten filter would rerun every handler ever run.
     if filter.status.is_none() {
         return Err(ApiError::BadRequest(format!(

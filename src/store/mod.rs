@@ -7,6 +7,7 @@
 mod query;
 pub(crate) mod rows;
 mod schedule;
+mod series;
 mod types;
 
 pub mod postgres;
@@ -18,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use query::{
-    Cursor, EventFilter, EventPage, EventSummary, FilterInput, MAX_FILTER_LEN, PURGEABLE, QueueDepth, STATUSES, Stats,
-    Transition,
+    Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, QueueDepth,
+    STATUSES, Stats, Transition,
 };
 pub use schedule::*;
+pub use series::MinuteCounts;
 pub use types::*;
 
 use std::path::PathBuf;
@@ -105,6 +107,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The queue's depth (pending, retry, processing) and oldest due time; cheap.
     fn queue_depth(&self) -> StoreFuture<'_, QueueDepth>;
+
+    /// Events received and finished per minute over the `minutes` minutes ending with
+    /// `now`'s, oldest first, empty minutes included (the dashboard's chart).
+    fn per_minute(&self, now: chrono::DateTime<chrono::Utc>, minutes: u32) -> StoreFuture<'_, Vec<MinuteCounts>>;
 
     /// Deletes up to `limit` events in `status` finished before `before` (stored timestamp
     /// text), with their action runs; returns how many. Callers loop, pausing between batches.

@@ -208,64 +208,82 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
-/// A filter as a client wrote it (query string or command line), before validation.
-#[derive(Debug, Clone, Default)]
-pub struct FilterInput {
-    /// Status name.
-    pub status: Option<String>,
-    /// Provider name.
-    pub provider: Option<String>,
-    /// Action name.
-    pub action: Option<String>,
-    /// Source name.
-    pub source: Option<String>,
-    /// RFC 3339 time, inclusive.
-    pub since: Option<String>,
-    /// RFC 3339 time, exclusive.
-    pub until: Option<String>,
-    /// Search text.
-    pub q: Option<String>,
+/// The keys of a filter, as the query string and the command line name them: `status`,
+/// `provider`, `action`, `source`, `since` (RFC 3339, inclusive), `until` (exclusive), `q`.
+pub const FILTER_KEYS: &[&str] = &["status", "provider", "action", "source", "since", "until", "q"];
+
+/// Why a client's filter was refused; the message names the field and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError(pub String);
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
+impl std::error::Error for FilterError {}
+
 /// Trims; empty means unset; too long is an error naming the field.
-fn field(name: &str, value: Option<String>) -> Result<Option<String>, String> {
-    let Some(v) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+fn field(name: &str, value: Option<&str>) -> Result<Option<String>, FilterError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     if v.len() > MAX_FILTER_LEN {
-        return Err(format!("{name} is longer than {MAX_FILTER_LEN} characters"));
+        return Err(FilterError(format!(
+            "{name} is longer than {MAX_FILTER_LEN} characters"
+        )));
     }
-    Ok(Some(v))
+    Ok(Some(v.to_string()))
 }
 
 /// An RFC 3339 time as stored text.
-fn time_field(name: &str, value: Option<String>) -> Result<Option<String>, String> {
+fn time_field(name: &str, value: Option<&str>) -> Result<Option<String>, FilterError> {
     field(name, value)?
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(&v)
                 .map(|t| crate::time::format(t.with_timezone(&chrono::Utc)))
-                .map_err(|_| format!("{name} must be an RFC 3339 time such as 2024-01-31T00:00:00Z, got '{v}'"))
+                .map_err(|_| {
+                    FilterError(format!(
+                        "{name} must be an RFC 3339 time such as 2024-01-31T00:00:00Z, got '{v}'"
+                    ))
+                })
         })
         .transpose()
 }
 
 impl EventFilter {
-    /// Validates a client's filter; the error names the field and what it accepts.
-    pub fn parse(input: FilterInput) -> Result<EventFilter, String> {
-        let status = field("status", input.status)?;
+    /// Validates a client's filter given as `(key, value)` pairs (a query string, flags):
+    /// keys outside [`FILTER_KEYS`] are left to the caller (paging, force); an empty value
+    /// is unset; a key given twice is an error.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<EventFilter, FilterError> {
+        let mut given: [Option<&str>; 7] = [None; 7];
+        for (key, value) in pairs {
+            let Some(i) = FILTER_KEYS.iter().position(|k| *k == key) else {
+                continue;
+            };
+            if given[i].replace(value).is_some() {
+                return Err(FilterError(format!("{key} is given more than once")));
+            }
+        }
+        let [status, provider, action, source, since, until, q] = given;
+        let status = field("status", status)?;
         if let Some(s) = &status
             && !STATUSES.contains(&s.as_str())
         {
-            return Err(format!("status must be one of {}, got '{s}'", STATUSES.join(", ")));
+            return Err(FilterError(format!(
+                "status must be one of {}, got '{s}'",
+                STATUSES.join(", ")
+            )));
         }
         Ok(EventFilter {
             status,
-            provider: field("provider", input.provider)?.map(|p| p.to_ascii_lowercase()),
-            action: field("action", input.action)?,
-            source: field("source", input.source)?,
-            since: time_field("since", input.since)?,
-            until: time_field("until", input.until)?,
-            q: field("q", input.q)?,
+            provider: field("provider", provider)?.map(|p| p.to_ascii_lowercase()),
+            action: field("action", action)?,
+            source: field("source", source)?,
+            since: time_field("since", since)?,
+            until: time_field("until", until)?,
+            q: field("q", q)?,
         })
     }
 
@@ -395,5 +413,32 @@ mod tests {
         assert_eq!(EventFilter::default().clause(Dialect::Sqlite).sql, "");
         let s = f.clause(Dialect::Sqlite);
         assert!(s.sql.starts_with(" WHERE status = ?1 AND (event_id LIKE ?2"));
+    }
+
+    #[test]
+    fn from_pairs_validates_normalises_and_skips_other_keys() {
+        let f = EventFilter::from_pairs([
+            ("status", " error "),
+            ("provider", "GitHub"),
+            ("limit", "5"),
+            ("since", "2024-01-31T01:00:00+01:00"),
+            ("q", ""),
+        ])
+        .unwrap();
+        assert_eq!(f.status.as_deref(), Some("error"));
+        assert_eq!(f.provider.as_deref(), Some("github"));
+        assert_eq!(
+            f.since.as_deref(),
+            Some(crate::time::format("2024-01-31T00:00:00Z".parse().unwrap()).as_str())
+        );
+        assert_eq!(f.q, None);
+        let err = |pairs: &[(&str, &str)]| EventFilter::from_pairs(pairs.iter().copied()).unwrap_err().0;
+        assert!(err(&[("status", "nope")]).starts_with("status must be one of pending, "));
+        assert!(err(&[("until", "yesterday")]).starts_with("until must be an RFC 3339 time"));
+        assert_eq!(err(&[("q", "a"), ("q", "b")]), "q is given more than once");
+        assert_eq!(
+            err(&[("action", &"x".repeat(201))]),
+            "action is longer than 200 characters"
+        );
     }
 }

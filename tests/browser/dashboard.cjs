@@ -3,8 +3,10 @@
 // Run by .ci/run after `cargo test`: it starts the already-built `target/debug/switchyard
 // serve` itself (temporary SQLite file, a free loopback port), walks the operator's path
 // (log in, find a failed webhook, read it, fix its mapping with the CLI, replay it, watch it
-// finish, try a payload against the rules) and checks the guards (no session -> login, no
-// CSRF token -> 403, a <script> in a payload stays text). Any console error, page error,
+// finish, force a replay, try a payload against the rules, read the Overview's chart, filter
+// and page the events, see a schedule's next runs and last tick, cancel a queued event) and
+// checks the guards (no session -> login, no CSRF token -> 403, a <script> in a payload stays
+// text). Any console error, page error,
 // failed request or HTTP error seen by the page fails the run. Screenshots of every page go
 // to SCREENSHOT_DIR (default target/ui-screenshots).
 "use strict";
@@ -44,8 +46,8 @@ function cli(...args) {
   return execFileSync(binary, args, { env, cwd: work, encoding: "utf8", timeout: 30000 });
 }
 
-function startServer() {
-  const child = spawn(binary, ["serve"], { env, cwd: work, stdio: ["ignore", "pipe", "pipe"] });
+function startServer(role = "serve") {
+  const child = spawn(binary, [role], { env, cwd: work, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("server did not start:\n" + log)), 30000);
@@ -91,7 +93,7 @@ async function shot(page, name) {
 
 async function guards(context, base, eventId) {
   // Without a session every page redirects to the login.
-  for (const p of ["/ui", "/ui/events", `/ui/events/${eventId}`, "/ui/routing", "/ui/schedules"]) {
+  for (const p of ["/ui", "/ui/overview", "/ui/events", `/ui/events/${eventId}`, "/ui/routing", "/ui/schedules"]) {
     const r = await context.request.get(base + p, { maxRedirects: 0 });
     assert.equal(r.status(), 303, `${p} without a session`);
     assert.match(r.headers()["location"], /^\/ui\/login\?next=/, `${p} redirects to the login`);
@@ -107,8 +109,126 @@ async function csrfGuards(context, base, eventId) {
     const r = await context.request.post(`${base}/ui/events/${eventId}/replay`, { form, maxRedirects: 0 });
     assert.equal(r.status(), 403, `replay with form ${JSON.stringify(form)}`);
   }
+  const c = await context.request.post(`${base}/ui/events/${eventId}/cancel`, { form: {}, maxRedirects: 0 });
+  assert.equal(c.status(), 403, "cancel without a token");
   const t = await context.request.post(`${base}/ui/routing/try`, { form: { body: "{}" }, maxRedirects: 0 });
   assert.equal(t.status(), 403, "try it without a token");
+}
+
+// Signs in on the login page the browser was sent to (a no-op when already signed in).
+async function signIn(page) {
+  if (!/\/ui\/login/.test(page.url())) return;
+  await page.fill("input[name=secret]", secret);
+  await Promise.all([page.waitForURL((u) => !u.pathname.startsWith("/ui/login")), page.click("button[type=submit]")]);
+}
+
+// Force replay of a done event: its action runs again and it ends done, without a reload.
+async function forceReplay(page, base, id) {
+  await page.goto(`${base}/ui/events/${id}`);
+  await page.locator("#event-live .badge.done").first().waitFor();
+  const runsBefore = await page.locator("#event-live div.run").count();
+  await page.evaluate(() => { window.__stillHere = true; });
+  await page.click("#event-live form.force button");
+  await page.locator(".flash.ok", { hasText: "will run again" }).waitFor({ timeout: 20000 });
+  await page.locator("#event-live .badge.done").first().waitFor({ timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__stillHere), true, "force replay without a reload");
+  assert.ok(runsBefore >= 1, "the event had run before");
+  await shot(page, "event-forced");
+}
+
+// The schedules page lists the real schedules with their next runs and the last tick.
+async function schedules(page, base) {
+  const res = await page.goto(base + "/ui/schedules");
+  assert.equal(res.status(), 200, "/ui/schedules");
+  const heartbeat = page.locator("tr", { hasText: "heartbeat" });
+  assert.equal(await heartbeat.locator("td").nth(5).locator("div").count(), 3, "three next runs");
+  // The heartbeat ticks every two seconds: its last tick appears after a reload or two.
+  for (let i = 0; i < 20 && !(await heartbeat.locator("td").nth(6).textContent()).trim(); i++) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  assert.match(await heartbeat.locator("td").nth(6).textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  const daily = page.locator("tr", { hasText: "daily-digest" });
+  assert.match(await daily.locator("td").nth(5).textContent(), /09:00:00\+0[12]:00/, "next runs in Paris time");
+  await shot(page, "schedules");
+}
+
+// The Overview: counts, the chart (an accessible SVG with a line per series), the failures.
+async function overview(page, base, failedId) {
+  await page.goto(base + "/ui");
+  assert.match(page.url(), /\/ui\/overview$/);
+  assert.equal(await page.locator("header nav a").first().textContent(), "Overview");
+  assert.match(await page.locator("svg.chart title").textContent(), /per minute/);
+  assert.equal(await page.locator("svg.chart polyline").count(), 3);
+  assert.match(await page.locator(".legend").textContent(), /received \([1-9]\d*\)/);
+  const done = await page.locator(".stats .card.done .stat").textContent();
+  assert.ok(Number(done) >= 1, `done count ${done}`);
+  assert.ok((await page.locator("svg.chart text").count()) >= 8, "axis labels");
+  await shot(page, "overview");
+  // The failed webhook was replayed to done: no longer a failure; a fresh failure is listed.
+  assert.equal(await page.locator(`#event-rows tr[data-id="${failedId}"]`).count(), 0);
+}
+
+// Every filter of the API narrows the table; 60 events page by cursor with no row twice.
+async function filtersAndPaging(page, base) {
+  const ids = [];
+  for (let i = 0; i < 60; i++) ids.push(await webhook(base, "pager", { n: i, tag: `page-${i}` }));
+  await page.goto(base + "/ui/events?provider=pager");
+  await page.locator(`#event-rows tr[data-id="${ids[59]}"]`).waitFor({ timeout: 20000 });
+  const seen = await page.locator("#event-rows tr[data-id]").evaluateAll((rows) => rows.map((r) => r.dataset.id));
+  assert.equal(seen.length, 50, "a page holds 50 rows");
+  await shot(page, "events-filtered");
+  await Promise.all([page.waitForURL(/cursor=/), page.click(".pager a.next")]);
+  assert.match(page.url(), /provider=pager/, "the next page keeps the filter");
+  const rest = await page.locator("#event-rows tr[data-id]").evaluateAll((rows) => rows.map((r) => r.dataset.id));
+  assert.equal(rest.length, 10, "the second page holds the last 10");
+  assert.deepEqual([...seen, ...rest].map(Number).sort((a, b) => a - b), ids.slice().sort((a, b) => a - b));
+  assert.equal(await page.locator(".pager a.next").count(), 0, "no page after the last");
+  await shot(page, "events-page-2");
+
+  // Free text, source, time range and a status narrow as GET /events does. Wait for the
+  // worker to finish the 60 (statuses settle), and fix "until" (the heartbeat goes on).
+  const api = async (query) => {
+    const r = await fetch(`${base}/events?limit=500&${query}`, { headers: { "x-admin-secret": secret } });
+    assert.equal(r.status, 200, query);
+    return (await r.json()).events;
+  };
+  for (let i = 0; i < 40 && (await api("provider=pager&status=error")).length
+    + (await api("provider=pager&status=done")).length < 60; i++) await page.waitForTimeout(500);
+  const now = encodeURIComponent(new Date().toISOString());
+  const hourAgo = encodeURIComponent(new Date(Date.now() - 3600e3).toISOString());
+  const first = (await api(`provider=pager&until=${now}`)).find((e) => e.id === ids[0]);
+  const text = first.event_id.slice(2, 10);
+  const count = async (query) => {
+    await page.goto(`${base}/ui/events?${query}`);
+    return page.locator("#event-rows tr[data-id]").count();
+  };
+  for (const q of [`source=cron&until=${now}`, `source=webhook&provider=pager&until=${now}`,
+    `status=error&provider=pager&until=${now}`, `since=${hourAgo}&until=${now}&provider=pager`,
+    `q=${encodeURIComponent(text)}&until=${now}`, "until=2000-01-01T00:00:00Z", "status=cancelled"]) {
+    assert.equal(await count(q), Math.min(50, (await api(q)).length), q);
+  }
+  assert.ok((await count(`q=${encodeURIComponent(text)}`)) >= 1, "free text finds the event id");
+  assert.ok((await count(`source=cron&until=${now}`)) >= 1, "the heartbeat's ticks are cron events");
+  await page.goto(`${base}/ui/events?status=bogus`);
+  assert.match(await page.locator(".flash.error").textContent(), /status must be one of/);
+}
+
+// A queued event's Cancel button: the event becomes cancelled without a reload.
+async function cancelQueued(page, base) {
+  const id = await webhook(base, "acme", { type: "deploy", ref: "later" });
+  await page.goto(`${base}/ui/events/${id}`);
+  await signIn(page);
+  await page.locator("#event-live .badge.pending").first().waitFor();
+  await page.evaluate(() => { window.__stillHere = true; });
+  await page.click("#event-live form.cancel button");
+  await page.locator("#event-live .badge.cancelled").first().waitFor({ timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__stillHere), true, "cancelled without a reload");
+  assert.match(await page.locator(".flash.ok").textContent(), /Cancelled/);
+  assert.equal(await page.locator("#event-live form.cancel").count(), 0, "no cancel once cancelled");
+  await shot(page, "event-cancelled");
+  await page.goto(`${base}/ui/events?status=cancelled`);
+  await page.locator(`#event-rows tr[data-id="${id}"]`).waitFor();
 }
 
 async function run() {
@@ -119,6 +239,14 @@ async function run() {
   cli("mapping", "set", "--provider", "acme", "--action", "deploy", "--handler-mode", "command", "--handler-target", "deploy");
   cli("mapping", "rule-set", "--provider", "acme", "--name", "acme-ping", "--priority", "10",
     "--conditions-json", '{"op":"json_path_equals","path":"type","value":"ping"}', "--action", "pong");
+  // A real schedule ticking every two seconds (its ticks are routed to a noop) and a daily one.
+  const config = path.join(work, "schedules.json");
+  fs.writeFileSync(config, JSON.stringify({ schedules: [
+    { job: "heartbeat", cron: "*/2 * * * * *" },
+    { job: "daily-digest", cron: "0 9 * * MON-FRI", timezone: "Europe/Paris" },
+  ] }));
+  cli("mapping", "apply-config", "--config", config);
+  cli("mapping", "set", "--provider", "unknown", "--action", "default", "--handler-mode", "noop");
 
   const server = await startServer();
   const { base } = server;
@@ -129,8 +257,11 @@ async function run() {
     viewport: { width: 1280, height: 860 },
   });
   const problems = [];
+  let ingestOnly = null;
   try {
     const page = await context.newPage();
+    // The force replay and cancel buttons ask first; the operator says yes.
+    page.on("dialog", (d) => d.accept());
     watch(page, problems);
     await guards(context, base, 1);
 
@@ -185,13 +316,20 @@ async function run() {
     assert.ok(!(await page.content()).includes("whsec_dashboard_must_never_show_this"), "no secret on the page");
     await shot(page, "routing");
 
-    const sched = await page.goto(base + "/ui/schedules");
-    assert.equal(sched.status(), 200, "/ui/schedules");
-    await shot(page, "schedules");
+    await forceReplay(page, base, id);
+    await schedules(page, base);
+    await overview(page, base, id);
+    await filtersAndPaging(page, base);
 
+    // Cancel needs an event that stays queued: the same database served without a worker.
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => server.child.once("exit", resolve));
+    ingestOnly = await startServer("http");
+    await cancelQueued(page, ingestOnly.base);
   } finally {
     await context.close();
     server.child.kill("SIGTERM");
+    if (ingestOnly) ingestOnly.child.kill("SIGTERM");
   }
   assert.deepEqual(problems, [], "the pages reported problems");
   fs.rmSync(work, { recursive: true, force: true });

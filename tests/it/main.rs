@@ -23,6 +23,7 @@ mod routing;
 mod scheduler;
 mod seed_compat;
 mod seed_db;
+mod series;
 mod sources;
 mod store;
 mod ui;

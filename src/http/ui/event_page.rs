@@ -1,5 +1,6 @@
 //! One event: payload, the router's decision and reasons, every action run, and the
-//! replay button. The status and runs refresh themselves, so a replay is seen finishing.
+//! replay, force replay and cancel buttons. The status and runs refresh themselves, so a
+//! replay is seen finishing.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -12,16 +13,23 @@ use super::UiState;
 use super::auth::{Session, see_other};
 use super::events_page::router_of;
 use super::layout::{csrf_field, page, pretty_json, short_time, status_badge};
+use crate::domain::EventStatus;
 use crate::error::ApiError;
-use crate::store::{ActionRunRow, EventRow};
+use crate::store::{ActionRunRow, EventRow, Transition};
 
 /// The notes a form's redirect may show (a fixed set: nothing from the URL is echoed).
 const NOTES: &[(&str, &str)] = &[
     ("replayed", "Queued again with a fresh attempt budget."),
     (
+        "forced",
+        "Queued again with a fresh attempt budget; actions that already ran will run again.",
+    ),
+    (
         "busy",
         "The event is being processed right now; try again when it finishes.",
     ),
+    ("cancelled", "Cancelled: it will not be attempted again."),
+    ("not-cancellable", "Only a pending or retry event can be cancelled."),
 ];
 
 /// The event page's query string.
@@ -66,6 +74,7 @@ pub async fn show(
 /// The parts that change while the event is processed: status, decision, runs, buttons.
 fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
     let status = e.status.map(|v| v.as_str()).unwrap_or("?");
+    let done = e.status == Some(EventStatus::Done);
     html! {
         div.grid {
             div.card {
@@ -73,7 +82,7 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
                     h2 { "Status" }
                     (status_badge(status))
                     span.spacer {}
-                    (buttons(session, e.id, status))
+                    (buttons(session, e.id, e.status))
                 }
                 dl.facts {
                     dt { "Source" } dd { (e.source.map(|v| v.as_str()).unwrap_or("")) }
@@ -83,7 +92,7 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
                     dt { "Next attempt" } dd.mono { (short_time(e.next_attempt_at.as_deref())) }
                     dt { "Processed" } dd.mono { (short_time(e.processed_at.as_deref())) }
                 }
-                @if let Some(err) = e.last_error.as_deref().filter(|_| status != "done") {
+                @if let Some(err) = e.last_error.as_deref().filter(|_| !done) {
                     h2 { "Last error" }
                     pre.error-text { (err) }
                 }
@@ -100,13 +109,29 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
     }
 }
 
-fn buttons(session: &Session, id: i64, status: &str) -> Markup {
-    let action = format!("/ui/events/{id}/replay");
+/// Replay and force replay (not while processing), cancel (only pending or retry, as the
+/// API allows); each posts in the background and the live part shows the outcome.
+fn buttons(session: &Session, id: i64, status: Option<EventStatus>) -> Markup {
+    let replay = format!("/ui/events/{id}/replay");
+    let cancel = format!("/ui/events/{id}/cancel");
     html! {
-        @if status != "processing" {
-            form.inline method="post" action=(action) data-async {
+        @if status != Some(EventStatus::Processing) {
+            form.inline method="post" action=(replay) data-async {
                 (csrf_field(session))
                 button.primary type="submit" { "Replay" }
+            }
+            form.inline.force method="post" action=(replay) data-async
+                data-confirm="Run every action again, including those that already succeeded?" {
+                (csrf_field(session))
+                input type="hidden" name="force" value="1";
+                button type="submit" { "Force replay" }
+            }
+        }
+        @if status.is_some_and(EventStatus::is_due_able) {
+            form.inline.cancel method="post" action=(cancel) data-async
+                data-confirm="Cancel this event? It will never be attempted again." {
+                (csrf_field(session))
+                button.danger type="submit" { "Cancel" }
             }
         }
     }
@@ -167,18 +192,44 @@ fn runs_table(runs: &[ActionRunRow]) -> Markup {
 
 /// The replay form's fields (the CSRF token is checked by the middleware).
 #[derive(Deserialize)]
-pub struct ReplayForm {}
+pub struct ReplayForm {
+    /// `1` reruns actions that already ran to `done` (as the API's `?force=1`).
+    force: Option<String>,
+}
 
-/// Queues the event again.
+/// Queues the event again, forced or not.
 pub async fn replay(
     State(state): State<UiState>,
     Path(id): Path<i64>,
-    Form(_form): Form<ReplayForm>,
+    Form(form): Form<ReplayForm>,
 ) -> Result<Response, ApiError> {
-    let queued = state.app.db.replay(id, false).await? == crate::store::Transition::Applied;
+    let force = form.force.as_deref() == Some("1");
+    let queued = state.app.db.replay(id, force).await? == Transition::Applied;
     if queued {
         state.app.wake.notify_one();
     }
-    let note = if queued { "replayed" } else { "busy" };
+    let note = match (queued, force) {
+        (false, _) => "busy",
+        (true, false) => "replayed",
+        (true, true) => "forced",
+    };
+    Ok(see_other(&format!("/ui/events/{id}?note={note}")))
+}
+
+/// The cancel form's fields (the CSRF token is checked by the middleware).
+#[derive(Deserialize)]
+pub struct CancelForm {}
+
+/// Cancels a pending or retry event.
+pub async fn cancel(
+    State(state): State<UiState>,
+    Path(id): Path<i64>,
+    Form(_form): Form<CancelForm>,
+) -> Result<Response, ApiError> {
+    let note = match state.app.db.cancel(id).await? {
+        Transition::Applied => "cancelled",
+        Transition::NotFound => return Err(ApiError::NotFound(format!("event {id} not found"))),
+        Transition::Conflict(_) => "not-cancellable",
+    };
     Ok(see_other(&format!("/ui/events/{id}?note={note}")))
 }

@@ -15,13 +15,18 @@ pub const CSS_PATH: &str = concat!("/ui/static/app.css?v=", env!("CARGO_PKG_VERS
 pub const JS_PATH: &str = concat!("/ui/static/app.js?v=", env!("CARGO_PKG_VERSION"));
 
 /// The navigation entries: path, label.
-const NAV: &[(&str, &str)] = &[("/ui/events", "Events"), ("/ui/routing", "Routing")];
+const NAV: &[(&str, &str)] = &[
+    ("/ui/overview", "Overview"),
+    ("/ui/events", "Events"),
+    ("/ui/routing", "Routing"),
+    ("/ui/schedules", "Schedules"),
+];
 
 /// A full dashboard page with navigation; `active` is the nav path to highlight.
 pub fn page(title: &str, active: &str, session: &Session, content: Markup) -> Html<String> {
     let body = html! {
         header.top {
-            a.brand href="/ui/events" { "switchyard" }
+            a.brand href="/ui/overview" { "switchyard" }
             nav {
                 @for (path, label) in NAV {
                     a href=(path) class=[(*path == active).then_some("active")] { (label) }

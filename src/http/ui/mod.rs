@@ -4,9 +4,11 @@
 
 mod assets;
 mod auth;
+mod chart;
 mod event_page;
 mod events_page;
 mod layout;
+mod overview_page;
 mod routing_page;
 mod schedules_page;
 mod session;
@@ -40,11 +42,13 @@ pub fn router(app: AppState) -> Router {
         .saturating_add(64 * 1024);
     let state = UiState { app, key };
     let pages = Router::new()
-        .route("/ui", get(|| async { auth::see_other("/ui/events") }))
-        .route("/ui/", get(|| async { auth::see_other("/ui/events") }))
+        .route("/ui", get(|| async { auth::see_other("/ui/overview") }))
+        .route("/ui/", get(|| async { auth::see_other("/ui/overview") }))
+        .route("/ui/overview", get(overview_page::show))
         .route("/ui/events", get(events_page::list))
         .route("/ui/events/{id}", get(event_page::show))
         .route("/ui/events/{id}/replay", post(event_page::replay))
+        .route("/ui/events/{id}/cancel", post(event_page::cancel))
         .route("/ui/routing", get(routing_page::show))
         .route("/ui/routing/try", post(routing_page::try_it))
         .route("/ui/schedules", get(schedules_page::show))

@@ -146,6 +146,26 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     Ok(stats)
 }
 
+/// Received and finished counts per minute of the window ending with `now`'s minute.
+pub(super) async fn per_minute(
+    pool: &PgPool,
+    now: chrono::DateTime<chrono::Utc>,
+    minutes: u32,
+) -> Result<Vec<MinuteCounts>, sqlx::Error> {
+    let w = crate::store::series::Window::new(now, minutes);
+    let received: Vec<(String, i64)> = sqlx::query_as(crate::store::series::POSTGRES_RECEIVED)
+        .bind(&w.from)
+        .bind(&w.to)
+        .fetch_all(pool)
+        .await?;
+    let finished: Vec<(String, String, i64)> = sqlx::query_as(crate::store::series::POSTGRES_FINISHED)
+        .bind(&w.from)
+        .bind(&w.to)
+        .fetch_all(pool)
+        .await?;
+    Ok(w.fill(&received, &finished))
+}
+
 /// The queue's depth.
 pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
     let mut depth = QueueDepth::default();

@@ -306,6 +306,10 @@ impl Store for PgStore {
         Box::pin(async move { Ok(retry("stats", || admin::stats(&self.pool)).await?) })
     }
 
+    fn per_minute(&self, now: chrono::DateTime<chrono::Utc>, minutes: u32) -> StoreFuture<'_, Vec<MinuteCounts>> {
+        Box::pin(async move { Ok(retry("per-minute series", || admin::per_minute(&self.pool, now, minutes)).await?) })
+    }
+
     fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
         Box::pin(async move { Ok(retry("queue depth", || admin::queue_depth(&self.pool)).await?) })
     }

@@ -1,10 +1,34 @@
 //! Operator writes run by the SQLite writer thread: replay, cancel, bulk-replay chunks and
 //! purge batches. Each is small (one row, or one bounded chunk), so it shares a group
-//! commit with ingest without holding it up for long.
+//! commit with ingest without holding it up for long. Also the dashboard's per-minute
+//! series, read from the reader pool.
 
 use rusqlite::{OptionalExtension, Transaction, params};
+use sqlx::sqlite::SqlitePool;
 
 use super::Transition;
+use crate::store::MinuteCounts;
+use crate::store::series::{self, Window};
+
+/// Received and finished counts per minute of the window ending with `now`'s minute.
+pub(super) async fn per_minute(
+    pool: &SqlitePool,
+    now: chrono::DateTime<chrono::Utc>,
+    minutes: u32,
+) -> Result<Vec<MinuteCounts>, sqlx::Error> {
+    let w = Window::new(now, minutes);
+    let received: Vec<(String, i64)> = sqlx::query_as(series::SQLITE_RECEIVED)
+        .bind(&w.from)
+        .bind(&w.to)
+        .fetch_all(pool)
+        .await?;
+    let finished: Vec<(String, String, i64)> = sqlx::query_as(series::SQLITE_FINISHED)
+        .bind(&w.from)
+        .bind(&w.to)
+        .fetch_all(pool)
+        .await?;
+    Ok(w.fill(&received, &finished))
+}
 
 /// The status of an event, if it exists.
 fn status_of(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Option<String>> {

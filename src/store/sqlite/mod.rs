@@ -390,6 +390,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn per_minute(&self, now: chrono::DateTime<chrono::Utc>, minutes: u32) -> StoreFuture<'_, Vec<MinuteCounts>> {
+        Box::pin(async move { Ok(admin::per_minute(&self.read, now, minutes).await?) })
+    }
+
     fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
         Box::pin(async move {
             let rows = sqlx::query(
