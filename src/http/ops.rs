@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, require_secret};
 use crate::error::{ApiError, ErrorReply};
-use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, STATUSES, Stats, Transition};
+use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, MAX_FILTER_LEN, STATUSES, Stats, Transition};
 
 /// Default page size of `GET /events`.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -78,7 +78,10 @@ fn filter_params(parameter_in: impl Fn() -> Option<ParameterIn>, status_required
                     .schema_type(Type::String)
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
                     .build(),
-                _ => ObjectBuilder::new().schema_type(Type::String).build(),
+                _ => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(MAX_FILTER_LEN))
+                    .build(),
             };
             let required = key == "status" && status_required;
             ParameterBuilder::new()
