@@ -9,10 +9,11 @@ use tokio::sync::watch;
 use crate::domain::EventStatus;
 use crate::store::{Db, StoreError};
 
-/// Events deleted per batch (one short transaction each).
-pub const BATCH: usize = 250;
+/// Events deleted per batch (one short transaction each): a blocked ingest commit waits for
+/// at most one batch.
+pub const BATCH: usize = 100;
 
-/// Pause between two batches, so ingest's commits run in between.
+/// Shortest pause between two batches, so ingest's commits run in between.
 const PAUSE: Duration = Duration::from_millis(10);
 
 /// How often `serve` applies the retention settings.
@@ -23,12 +24,15 @@ const INTERVAL: Duration = Duration::from_secs(600);
 pub async fn purge(db: &Db, status: EventStatus, before: &str) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
+        let started = std::time::Instant::now();
         let n = db.purge_batch(status, before, BATCH).await?;
         total += n;
         if n < BATCH as u64 {
             return Ok(total);
         }
-        tokio::time::sleep(PAUSE).await;
+        // At least as long as the batch took: on a slow or busy machine the purge still
+        // holds the database at most half the time, never back to back.
+        tokio::time::sleep(PAUSE.max(started.elapsed())).await;
     }
 }
 

@@ -15,7 +15,8 @@ use crate::error::{ApiError, ErrorReply};
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CronQuery {
-    /// The job's name (required).
+    /// The job's name (required; surrounding blanks are trimmed, blank is refused).
+    #[param(required = true, pattern = r"\S")]
     job: Option<String>,
 }
 

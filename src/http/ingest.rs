@@ -5,7 +5,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::body::{BodyLimits, read_body};
 use super::{AppState, require_secret};
@@ -31,13 +33,43 @@ pub struct IngestReply {
 
 /// A webhook's reply: the ingest outcome, or a provider handshake's answer (a source's
 /// Slack `url_verification` or Discord PING, CONTRACT §8), which is not queued.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum WebhookReply {
     /// The event was queued or was a duplicate.
     Ingested(IngestReply),
     /// The provider's handshake answer.
     Challenge(serde_json::Value),
+}
+
+// Written by hand: derived, the handshake would be "any value", which an ingest reply also
+// matches, so `oneOf` would reject every reply. Handshakes have exactly one member.
+impl utoipa::PartialSchema for WebhookReply {
+    fn schema() -> RefOr<Schema> {
+        let handshake = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A provider handshake's answer: Slack `{\"challenge\": …}` or Discord `{\"type\": 1}`.",
+            ))
+            .property("challenge", ObjectBuilder::new().schema_type(Type::String))
+            .property("type", ObjectBuilder::new().schema_type(Type::Integer))
+            .min_properties(Some(1))
+            .max_properties(Some(1));
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(IngestReply::name()))
+            .item(handshake)
+            .description(Some(
+                "The ingest outcome, or a provider handshake's answer (not queued).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookReply {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((IngestReply::name().into(), IngestReply::schema()));
+        IngestReply::schemas(schemas);
+    }
 }
 
 /// Queues a webhook (any body; JSON objects are parsed for routing).

@@ -6,14 +6,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::Object;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{Object, Required};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, require_secret};
 use crate::error::{ApiError, ErrorReply};
-use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, STATUSES, Stats, Transition};
+use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, MAX_FILTER_LEN, STATUSES, Stats, Transition};
 
 /// Default page size of `GET /events`.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -53,27 +53,46 @@ const FILTER_DOCS: [&str; 7] = [
 
 impl utoipa::IntoParams for FilterParams {
     fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        FILTER_KEYS
-            .iter()
-            .zip(FILTER_DOCS)
-            .map(|(&key, doc)| {
-                let schema = match key {
-                    "status" => status_schema(),
-                    "since" | "until" => ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-                        .build(),
-                    _ => ObjectBuilder::new().schema_type(Type::String).build(),
-                };
-                ParameterBuilder::new()
-                    .name(key)
-                    .parameter_in(parameter_in().unwrap_or_default())
-                    .description(Some(doc))
-                    .schema(Some(schema))
-                    .build()
-            })
-            .collect()
+        filter_params(parameter_in, false)
     }
+}
+
+/// The filters of the bulk replay: the same, with `status` required.
+pub struct BulkReplayParams;
+
+impl utoipa::IntoParams for BulkReplayParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        filter_params(parameter_in, true)
+    }
+}
+
+/// The documented filter parameters, `status` required or not.
+fn filter_params(parameter_in: impl Fn() -> Option<ParameterIn>, status_required: bool) -> Vec<Parameter> {
+    FILTER_KEYS
+        .iter()
+        .zip(FILTER_DOCS)
+        .map(|(&key, doc)| {
+            let schema = match key {
+                "status" => status_schema(),
+                "since" | "until" => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .build(),
+                _ => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(MAX_FILTER_LEN))
+                    .build(),
+            };
+            let required = key == "status" && status_required;
+            ParameterBuilder::new()
+                .name(key)
+                .parameter_in(parameter_in().unwrap_or_default())
+                .required(if required { Required::True } else { Required::False })
+                .description(Some(doc))
+                .schema(Some(schema))
+                .build()
+        })
+        .collect()
 }
 
 /// A query string's filter, answering a malformed one or a bad filter with the contract's JSON 400.
@@ -277,7 +296,7 @@ pub async fn cancel(
 
 /// Replays every event matching the filters (the dead-letter queue: `?status=error`).
 #[utoipa::path(post, path = "/events/replay", tag = "operator",
-    params(FilterParams),
+    params(BulkReplayParams),
     security(("admin_secret" = [])),
     responses(
         (status = 200, description = "How many events were queued again", body = BulkReplayReply),
