@@ -7,6 +7,8 @@
 //! - `ingest`: `switchyard http` (no worker) under wrk: durable ingest; rows stored vs 200s;
 //!   then an exact check (N requests from this program, every status counted, rows = 200s).
 //! - `serve`: `switchyard serve` with a `noop` mapping under wrk: ingest while the worker drains.
+//!   At its end, a storage soak (`--soak-seconds`, `--soak-rate`): small webhooks at a
+//!   fixed rate, then bytes stored per event, RSS and open fds before and after.
 //! - `latency`: `switchyard serve`, idle queue, one webhook at a time: webhook → `done`.
 //! - `drain`: N events pre-filled through the library's `Store::enqueue` (the real group
 //!   commit, no HTTP), then `switchyard worker` started and timed until all are `done`.
@@ -20,6 +22,7 @@ mod drain;
 mod phases;
 mod procs;
 mod report;
+mod soak;
 mod wrk;
 
 use std::collections::BTreeMap;

@@ -203,6 +203,7 @@ impl Bench {
             "backlog drained after wrk stopped",
             format!("in {:.1} s", started.elapsed().as_secs_f64()),
         );
+        self.soak(&t, &server, &probe).await?;
         probe.close().await;
         let hwm = server.stop(&mut self.report).await?;
         self.rss_line(&section, hwm);
