@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 
 use super::claim::lock_claims;
 use super::message_chunks;
-use crate::store::{ActionRunRecord, Finish, Outcome};
+use crate::store::{ActionRunRecord, Finish, Outcome, run_input};
 use crate::time;
 
 pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
@@ -84,6 +84,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         errors.push(error);
         next_attempt_at.push(next);
     }
+    keep_run_inputs(tx, finishes).await?;
     let applied: HashSet<(i64, i64)> = sqlx::query_as(concat!(
         lock_claims!(),
         "UPDATE events e SET status = u.status, \
@@ -128,6 +129,37 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         upsert_action_runs(tx, &runs).await?;
     }
     Ok(applied)
+}
+
+/// Before `done` outcomes replace their events' results, stores the full input of those
+/// events' runs whose input is the event's ([`run_input`]), except the run each finish
+/// rewrites.
+async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<(), sqlx::Error> {
+    let done: Vec<&&Finish> = finishes
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .collect();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = done.iter().map(|f| f.claim.id).collect();
+    let except: Vec<Option<&str>> = done
+        .iter()
+        .map(|f| f.action_run.as_ref().map(|r| r.action.as_str()))
+        .collect();
+    sqlx::query(
+        "UPDATE action_runs ar SET input_json = json_build_object('action', ar.action, \
+           'router', e.result_json::json -> 'router', 'payload', e.payload_json::json)::text \
+         FROM events e, UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
+         WHERE e.id = u.id AND ar.event_row_id = u.id AND ar.input_json = $3 \
+           AND ar.action IS DISTINCT FROM u.action",
+    )
+    .bind(&ids)
+    .bind(&except)
+    .bind(run_input::FROM_EVENT)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Inserts or updates the runs in one statement (one per `(event_row_id, action)`).
