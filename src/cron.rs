@@ -3,6 +3,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::domain::Source;
 use crate::store::NewEvent;
 use crate::time::format_seconds;
 
@@ -17,11 +18,11 @@ pub fn scheduled_event(job: &str, at: DateTime<Utc>, extra: &Map<String, Value>)
     let scheduled_at = format_seconds(at.trunc_subsecs(0));
     let mut payload = extra.clone();
     payload.insert("job".into(), json!(job));
-    payload.insert("source_hint".into(), json!("cron"));
+    payload.insert("source_hint".into(), json!(Source::Cron.as_str()));
     payload.insert("scheduled_at".into(), json!(scheduled_at));
     let payload = Value::Object(payload);
     NewEvent {
-        source: crate::domain::Source::Cron,
+        source: Source::Cron,
         event_id: format!("cron:{job}:{scheduled_at}"),
         payload_json: payload.to_string(),
     }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use crate::routing::cache::RoutingCache;
 use crate::settings::Settings;
@@ -171,86 +172,100 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let worker = if role != Role::Http {
-        let pool = worker::run_pool(
-            db.clone(),
-            processor(&db, &settings),
-            pool_config(&settings),
-            wake.clone(),
-            stop_rx.clone(),
-        );
-        Some(tokio::spawn(pool))
-    } else {
-        None
-    };
-
-    let scheduler = (role != Role::Http).then(|| {
-        let clock = Arc::new(scheduler::clock::SystemClock);
-        let task = scheduler::Scheduler::new(db.clone(), clock, scheduler::Options::default());
-        tokio::spawn(task.run(stop_rx.clone()))
-    });
-    // Retention runs beside the workers; the queue gauges beside the HTTP server (/metrics).
-    let retention = (role == Role::Serve).then(|| {
-        tokio::spawn(retention::run(
-            db.clone(),
-            settings.retention_done_days,
-            settings.retention_error_days,
-            stop_rx.clone(),
-        ))
-    });
-    let sampler = (role != Role::Worker).then(|| tokio::spawn(metrics::sample_loop(db.clone(), stop_rx.clone())));
-
+    let background = spawn_background(&db, &settings, role, &wake, &stop_rx);
     let server = match (role, listener) {
         (Role::Worker, _) => None,
         (_, None) => anyhow::bail!("an HTTP role needs a listener"),
         (_, Some(listener)) => {
-            let addr = listener.local_addr()?;
-            http::server::warn_unprotected(addr, &settings);
-            tracing::info!(%addr, backend = db.backend(), database = %store::location(&settings.store_config()), "switchyard listening");
             let state = http::AppState {
                 db: db.clone(),
                 settings: settings.clone(),
                 wake: wake.clone(),
-                sources: sources.clone(),
+                sources,
             };
-            for source in sources.iter() {
-                tracing::info!(name = %source.name, path = %source.path(), scheme = source.scheme.name(),
-                    provider = %source.provider, secrets = source.secret_count(), "source verified by its provider's signature");
-            }
-            let mut stop = stop_rx.clone();
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let limits = http::server::ConnLimits {
-                header_read_timeout: Duration::from_secs_f64(settings.header_read_timeout),
-                max_connections: settings.max_connections as usize,
-            };
-            Some(tokio::spawn(http::server::serve(
-                listener,
-                http::router(state),
-                limits,
-                stopped,
-            )))
+            Some(spawn_server(listener, state, stop_rx.clone())?)
         }
     };
 
     shutdown.await;
     tracing::info!("shutting down: no new requests; finishing in-flight events");
     let _ = stop_tx.send(true);
+    // The server first (no new events), then the workers finish what they hold.
     if let Some(server) = server {
         let _ = server.await;
     }
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
-    if let Some(scheduler) = scheduler {
-        let _ = scheduler.await;
-    }
-    for task in [retention, sampler].into_iter().flatten() {
+    for task in background {
         let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the tasks beside the HTTP server that `role` runs, in the order shutdown awaits
+/// them: workers, scheduler, retention, queue gauges.
+fn spawn_background(
+    db: &Db,
+    settings: &Arc<Settings>,
+    role: Role,
+    wake: &Arc<Notify>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if role != Role::Http {
+        let pool = worker::run_pool(
+            db.clone(),
+            processor(db, settings),
+            pool_config(settings),
+            wake.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(pool));
+        let clock = Arc::new(scheduler::clock::SystemClock);
+        let task = scheduler::Scheduler::new(db.clone(), clock, scheduler::Options::default());
+        tasks.push(tokio::spawn(task.run(stop.clone())));
+    }
+    // Retention runs beside the workers; the queue gauges beside the HTTP server (/metrics).
+    if role == Role::Serve {
+        tasks.push(tokio::spawn(retention::run(
+            db.clone(),
+            settings.retention_done_days,
+            settings.retention_error_days,
+            stop.clone(),
+        )));
+    }
+    if role != Role::Worker {
+        tasks.push(tokio::spawn(metrics::sample_loop(db.clone(), stop.clone())));
+    }
+    tasks
+}
+
+/// Starts the HTTP server on `listener`; it stops accepting once `stop` turns true.
+fn spawn_server(
+    listener: TcpListener,
+    state: http::AppState,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let addr = listener.local_addr()?;
+    let settings = state.settings.clone();
+    http::server::warn_unprotected(addr, &settings);
+    tracing::info!(%addr, backend = state.db.backend(), database = %store::location(&settings.store_config()), "switchyard listening");
+    for source in state.sources.iter() {
+        tracing::info!(name = %source.name, path = %source.path(), scheme = source.scheme.name(),
+            provider = %source.provider, secrets = source.secret_count(), "source verified by its provider's signature");
+    }
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let limits = http::server::ConnLimits {
+        header_read_timeout: Duration::from_secs_f64(settings.header_read_timeout),
+        max_connections: settings.max_connections as usize,
+    };
+    Ok(tokio::spawn(http::server::serve(
+        listener,
+        http::router(state),
+        limits,
+        stopped,
+    )))
 }
 
 /// Resolves on SIGTERM or SIGINT.

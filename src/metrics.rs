@@ -10,6 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
+use crate::domain::{EventStatus, HandlerMode};
 use crate::store::{Db, QueueDepth};
 
 /// Webhooks received, by outcome (`queued`, `duplicate`, or why they were refused).
@@ -75,14 +76,14 @@ pub fn claimed(n: usize) {
 }
 
 /// Records one handler run.
-pub fn handler_ran(mode: &str, took: Duration) {
-    metrics::histogram!(HANDLER_DURATION, "mode" => mode.to_string()).record(took.as_secs_f64());
+pub fn handler_ran(mode: HandlerMode, took: Duration) {
+    metrics::histogram!(HANDLER_DURATION, "mode" => mode.as_str()).record(took.as_secs_f64());
 }
 
 /// Counts one finished attempt (`done`, `retry` or `error`) and, for a failure, its kind.
-pub fn attempt_finished(outcome: &'static str, failure_kind: Option<&str>) {
-    metrics::counter!(ATTEMPTS, "outcome" => outcome).increment(1);
-    if outcome != "done" {
+pub fn attempt_finished(outcome: EventStatus, failure_kind: Option<&str>) {
+    metrics::counter!(ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
+    if outcome != EventStatus::Done {
         let kind = failure_kind.unwrap_or("other").to_string();
         metrics::counter!(ATTEMPTS_FAILED, "kind" => kind).increment(1);
     }
@@ -90,9 +91,9 @@ pub fn attempt_finished(outcome: &'static str, failure_kind: Option<&str>) {
 
 /// Sets the queue gauges from a sample.
 fn record_depth(depth: &QueueDepth) {
-    metrics::gauge!(QUEUE_DEPTH, "status" => "pending").set(depth.pending as f64);
-    metrics::gauge!(QUEUE_DEPTH, "status" => "retry").set(depth.retry as f64);
-    metrics::gauge!(QUEUE_DEPTH, "status" => "processing").set(depth.processing as f64);
+    metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Pending.as_str()).set(depth.pending as f64);
+    metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Retry.as_str()).set(depth.retry as f64);
+    metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Processing.as_str()).set(depth.processing as f64);
     let age = depth.oldest_due.as_deref().and_then(crate::time::age_seconds);
     metrics::gauge!(OLDEST_DUE_AGE).set(age.unwrap_or(0.0));
 }

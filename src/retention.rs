@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::domain::EventStatus;
 use crate::store::{Db, StoreError};
 
 /// Events deleted per batch (one short transaction each).
@@ -19,7 +20,7 @@ const INTERVAL: Duration = Duration::from_secs(600);
 
 /// Deletes events in `status` that finished before `before` (stored timestamp text);
 /// returns how many.
-pub async fn purge(db: &Db, status: &str, before: &str) -> Result<u64, StoreError> {
+pub async fn purge(db: &Db, status: EventStatus, before: &str) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
         let n = db.purge_batch(status, before, BATCH).await?;
@@ -63,7 +64,11 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
 
 /// Purges by the retention settings (days; 0 keeps forever) every [`INTERVAL`] until `stop`.
 pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Receiver<bool>) {
-    let limits = [("done", done_days), ("error", error_days), ("cancelled", error_days)];
+    let limits = [
+        (EventStatus::Done, done_days),
+        (EventStatus::Error, error_days),
+        (EventStatus::Cancelled, error_days),
+    ];
     loop {
         for (status, days) in limits {
             if days == 0 {
@@ -72,8 +77,15 @@ pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Recei
             let before = cutoff(Duration::from_secs(u64::from(days) * 86_400));
             match purge(&db, status, &before).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(status, deleted = n, days, "retention purged old events"),
-                Err(e) => tracing::warn!(status, error = %e, "retention purge failed; trying again later"),
+                Ok(n) => tracing::info!(
+                    status = status.as_str(),
+                    deleted = n,
+                    days,
+                    "retention purged old events"
+                ),
+                Err(e) => {
+                    tracing::warn!(status = status.as_str(), error = %e, "retention purge failed; trying again later")
+                }
             }
         }
         tokio::select! {

@@ -92,7 +92,7 @@ pub enum EventsCommand {
         #[arg(long, value_parser = crate::retention::parse_age)]
         older_than: std::time::Duration,
         /// Only this status (default: done, error and cancelled).
-        #[arg(long, value_parser = PossibleValuesParser::new(PURGEABLE))]
+        #[arg(long, value_parser = PossibleValuesParser::new(PURGEABLE.iter().map(|s| s.as_str())))]
         status: Option<String>,
     },
 }
@@ -167,8 +167,8 @@ async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         }
         EventsCommand::Purge { older_than, status } => {
             let before = crate::retention::cutoff(older_than);
-            let statuses: Vec<&str> = match &status {
-                Some(s) => vec![s.as_str()],
+            let statuses = match &status {
+                Some(s) => vec![s.parse()?],
                 None => PURGEABLE.to_vec(),
             };
             let mut total = 0;

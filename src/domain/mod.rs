@@ -1,6 +1,7 @@
 //! The vocabulary every module shares: the enumerated values of the contract (handler
 //! modes, statuses, sources, LLM back-ends, settings with a fixed set of values), the
-//! stored timestamp, the routing records and schedules.
+//! stored timestamp, the routing records and schedules, and the names of the built-in
+//! providers ([`provider`]).
 //!
 //! Each enum parses from its one spelling and fails on anything else: an unknown value is
 //! an error where it enters (command line, config file, database row), never a default.
@@ -9,6 +10,7 @@
 #[macro_use]
 mod text_enum;
 mod modes;
+pub mod provider;
 mod redacted;
 mod routing;
 mod schedule;

@@ -23,6 +23,9 @@ impl EventStatus {
     pub fn is_due_able(self) -> bool {
         matches!(self, EventStatus::Pending | EventStatus::Retry)
     }
+
+    /// The statuses of finished events, the only ones a purge deletes.
+    pub const FINISHED: &'static [EventStatus] = &[EventStatus::Done, EventStatus::Error, EventStatus::Cancelled];
 }
 
 text_enum! {

@@ -38,43 +38,64 @@ pub struct AgentFile {
 /// Parses an agent file; a file without a `---` front matter block is all body.
 pub fn parse_agent(text: &str) -> AgentFile {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut agent = AgentFile::default();
+    let (front, body) = split_front_matter(text);
+    let mut agent = AgentFile {
+        body: body.trim().to_owned(),
+        ..AgentFile::default()
+    };
+    read_front_matter(&mut agent, &front);
+    agent
+}
+
+/// The front matter lines (between a first line `---` and the next `---`, right-trimmed)
+/// and the body after it; no front matter (none opened, or never closed) is all body.
+fn split_front_matter(text: &str) -> (Vec<&str>, &str) {
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or_default();
     if first.trim_end() != "---" {
-        agent.body = text.trim().to_owned();
-        return agent;
+        return (Vec::new(), text);
     }
     let mut consumed = first.len();
     let mut front = Vec::new();
-    let mut closed = false;
     for line in lines {
         consumed += line.len();
         if line.trim_end() == "---" {
-            closed = true;
-            break;
+            return (front, &text[consumed..]);
         }
         front.push(line.trim_end());
     }
-    if !closed {
-        agent.body = text.trim().to_owned();
-        return agent;
-    }
-    agent.body = text[consumed..].trim().to_owned();
+    (Vec::new(), text)
+}
 
+/// A `key: |` (literal) or `key: >` (folded) block scalar being collected.
+struct Block<'a> {
+    key: String,
+    folded: bool,
+    lines: Vec<&'a str>,
+}
+
+impl Block<'_> {
+    /// Stores the collected text under its key.
+    fn finish(self, agent: &mut AgentFile) {
+        let text = self.lines.join(if self.folded { " " } else { "\n" }).trim().to_owned();
+        agent.set_text(&self.key, Some(text).filter(|t| !t.is_empty()));
+    }
+}
+
+/// Reads the front matter's keys (the small YAML subset agent files use: `key: value`,
+/// `tools` as a flow or block list, block scalars) into `agent`.
+fn read_front_matter(agent: &mut AgentFile, front: &[&str]) {
     let mut list_key: Option<String> = None;
-    // A `key: |` or `key: >` block scalar being collected: (key, folded, lines).
-    let mut block: Option<(String, bool, Vec<&str>)> = None;
-    for line in front {
+    let mut block: Option<Block<'_>> = None;
+    for &line in front {
         let trimmed = line.trim();
-        if let Some((_, _, lines)) = block.as_mut() {
+        if let Some(b) = block.as_mut() {
             if line.starts_with([' ', '\t']) || trimmed.is_empty() {
-                lines.push(trimmed);
+                b.lines.push(trimmed);
                 continue;
             }
-            if let Some((key, folded, lines)) = block.take() {
-                let text = lines.join(if folded { " " } else { "\n" }).trim().to_owned();
-                agent.set_text(&key, Some(text).filter(|t| !t.is_empty()));
+            if let Some(b) = block.take() {
+                b.finish(agent);
             }
         }
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -103,7 +124,11 @@ pub fn parse_agent(text: &str) -> AgentFile {
         if let Some(indicator @ ('|' | '>')) = value.chars().next()
             && value[1..].chars().all(|c| matches!(c, '-' | '+'))
         {
-            block = Some((key, indicator == '>', Vec::new()));
+            block = Some(Block {
+                key,
+                folded: indicator == '>',
+                lines: Vec::new(),
+            });
             continue;
         }
         match key.as_str() {
@@ -111,11 +136,9 @@ pub fn parse_agent(text: &str) -> AgentFile {
             other => agent.set_text(other, Some(unquote(value).to_owned()).filter(|v| !v.is_empty())),
         }
     }
-    if let Some((key, folded, lines)) = block {
-        let text = lines.join(if folded { " " } else { "\n" }).trim().to_owned();
-        agent.set_text(&key, Some(text).filter(|t| !t.is_empty()));
+    if let Some(b) = block {
+        b.finish(agent);
     }
-    agent
 }
 
 impl AgentFile {

@@ -90,33 +90,12 @@ pub async fn run(
     target: Option<&str>,
     input: &HandlerInput<'_>,
 ) -> Result<Value, HandlerError> {
-    let url = target
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| HandlerError::permanent("http handler needs a handler_target URL (http:// or https://)"))?;
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        let shown = outbound::scrub_url_credentials(url);
-        HandlerError::permanent(format!("invalid http target '{shown}': {e}"))
-    })?;
-    let shown = outbound::display_url(&parsed);
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(HandlerError::permanent(format!(
-            "http target '{shown}' must use http or https"
-        )));
-    }
-    if !cfg.allow_private {
-        outbound::check_literal(&parsed).map_err(|r| refused(&shown, &r))?;
-    }
+    let (url, shown) = destination(cfg, target)?;
     let secret = cfg.secret.as_deref().ok_or_else(|| {
         HandlerError::permanent("HTTP_HANDLER_SECRET must be set to sign requests of the http handler")
     })?;
     let body = super::encode_json("the event", input)?;
-    // Stable across retries of one event's action, so receivers can dedupe.
-    let mut id_hash = Sha256::new();
-    id_hash.update(input.action.as_bytes());
-    id_hash.update(b"\0");
-    id_hash.update(serde_json::to_vec(input.payload).unwrap_or_default());
-    let id = format!("msg_{}", &hex::encode(id_hash.finalize())[..32]);
+    let id = message_id(input);
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -125,7 +104,7 @@ pub async fn run(
 
     let response = cfg
         .client
-        .post(parsed)
+        .post(url)
         .timeout(cfg.timeout)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
@@ -146,13 +125,58 @@ pub async fn run(
     let bytes = outbound::read_capped(response, MAX_REPLY_BYTES)
         .await
         .map_err(|e| HandlerError::new(format!("POST {shown} answered HTTP {}, but {e}", status.as_u16())))?;
+    answer(&shown, status, wait, &bytes)
+}
+
+/// The target as a URL the handler may post to, and its text without credentials (for
+/// messages); a missing, malformed, non-HTTP or (by the address policy) refused target is
+/// a permanent failure.
+fn destination(cfg: &HttpHandlerConfig, target: Option<&str>) -> Result<(reqwest::Url, String), HandlerError> {
+    let url = target
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| HandlerError::permanent("http handler needs a handler_target URL (http:// or https://)"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        let shown = outbound::scrub_url_credentials(url);
+        HandlerError::permanent(format!("invalid http target '{shown}': {e}"))
+    })?;
+    let shown = outbound::display_url(&parsed);
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(HandlerError::permanent(format!(
+            "http target '{shown}' must use http or https"
+        )));
+    }
+    if !cfg.allow_private {
+        outbound::check_literal(&parsed).map_err(|r| refused(&shown, &r))?;
+    }
+    Ok((parsed, shown))
+}
+
+/// The `webhook-id`: stable across retries of one event's action, so receivers can dedupe.
+fn message_id(input: &HandlerInput<'_>) -> String {
+    let mut id_hash = Sha256::new();
+    id_hash.update(input.action.as_bytes());
+    id_hash.update(b"\0");
+    id_hash.update(serde_json::to_vec(input.payload).unwrap_or_default());
+    format!("msg_{}", &hex::encode(id_hash.finalize())[..32])
+}
+
+/// The handler's result from the receiver's reply: a 2xx reply's JSON object (or its status
+/// and text); 429 and 5xx a retryable failure honouring `Retry-After`; anything else a
+/// failure quoting the start of the reply.
+fn answer(
+    shown: &str,
+    status: reqwest::StatusCode,
+    wait: Option<Duration>,
+    bytes: &[u8],
+) -> Result<Value, HandlerError> {
     if status.is_success() {
-        return Ok(match serde_json::from_slice::<Value>(&bytes) {
+        return Ok(match serde_json::from_slice::<Value>(bytes) {
             Ok(v @ Value::Object(_)) => v,
-            _ => json!({"status": status.as_u16(), "body": String::from_utf8_lossy(&bytes)}),
+            _ => json!({"status": status.as_u16(), "body": String::from_utf8_lossy(bytes)}),
         });
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     let mut message = format!(
         "POST {shown} answered HTTP {}: {}",
         status.as_u16(),

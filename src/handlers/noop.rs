@@ -3,8 +3,9 @@
 use serde_json::{Value, json};
 
 use super::HandlerInput;
+use crate::domain::HandlerMode;
 
 /// The output of a `noop` run.
 pub fn run(input: &HandlerInput<'_>) -> Value {
-    json!({"mode": "noop", "action": input.action})
+    json!({"mode": HandlerMode::Noop.as_str(), "action": input.action})
 }

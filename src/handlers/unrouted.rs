@@ -24,7 +24,7 @@ pub async fn run(cfg: &HandlerConfig, payload: &Value, router: &Value) -> Result
     let input = json!({"router": router, "payload": payload});
     match cfg.llm_mode {
         LlmMode::Noop => Ok(json!({"note": "no mapping"})),
-        LlmMode::Echo => Ok(json!({"mode": "echo", "prompt": prompt, "input": input})),
+        LlmMode::Echo => Ok(json!({"mode": LlmMode::Echo.as_str(), "prompt": prompt, "input": input})),
         LlmMode::Command => run_command(cfg, prompt, &input).await,
         LlmMode::Claude => {
             // Same stdin as `command` mode, so switching modes changes nothing for the prompt.

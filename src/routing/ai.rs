@@ -137,7 +137,10 @@ pub fn apply(payload: &Value, answer: Value, detection: &mut Detection) -> Resul
         .and_then(Value::as_f64)
         .filter(|c| (0.0..=1.0).contains(c))
         .ok_or("invalid_response")?;
-    if provider != detection.provider && provider != "unknown" && confidence >= detection.confidence {
+    if provider != detection.provider
+        && provider != super::detect::UNKNOWN_PROVIDER
+        && confidence >= detection.confidence
+    {
         detection.provider = provider.clone();
         detection.confidence = confidence;
         detection.reasons.push(OVERRIDE_REASON.to_owned());

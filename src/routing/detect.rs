@@ -14,6 +14,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::domain::provider;
+
 /// Result of provider detection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
@@ -26,7 +28,7 @@ pub struct Detection {
 }
 
 /// Provider reported when no heuristic matches.
-pub const UNKNOWN_PROVIDER: &str = "unknown";
+pub const UNKNOWN_PROVIDER: &str = provider::UNKNOWN;
 /// Confidence of the `unknown` fallback.
 pub const UNKNOWN_CONFIDENCE: f64 = 0.2;
 /// Confidence given to a usable path hint.
@@ -84,68 +86,68 @@ const fn rule(
 pub static RULES: &[DetectRule] = &[
     rule(
         Matcher::Header("x-github-event"),
-        "github",
+        provider::GITHUB,
         0.98,
         &["header:x-github-event"],
     ),
     rule(
         Matcher::Header("x-github-delivery"),
-        "github",
+        provider::GITHUB,
         0.98,
         &["header:x-github-delivery"],
     ),
     rule(
         Matcher::Header("stripe-signature"),
-        "stripe",
+        provider::STRIPE,
         0.98,
         &["header:stripe-signature"],
     ),
     rule(
         Matcher::Header("x-shopify-topic"),
-        "shopify",
+        provider::SHOPIFY,
         0.98,
         &["header:x-shopify-topic"],
     ),
     rule(
         Matcher::Header("x-slack-signature"),
-        "slack",
+        provider::SLACK,
         0.95,
         &["header:x-slack-signature"],
     ),
     rule(
         Matcher::Header("x-twilio-signature"),
-        "twilio",
+        provider::TWILIO,
         0.95,
         &["header:x-twilio-signature"],
     ),
     rule(
         Matcher::HeaderAndJsonKeys("x-hub-signature", &["meetingId", "eventType"]),
-        "fireflies",
+        provider::FIREFLIES,
         0.98,
         &["header:x-hub-signature", "json:fireflies_meeting"],
     ),
     rule(
         Matcher::Header("x-hub-signature"),
-        "fireflies",
+        provider::FIREFLIES,
         0.8,
         &["header:x-hub-signature"],
     ),
     // Beyond the contract: other well-known senders with a dedicated header.
     rule(
         Matcher::Header("x-gitlab-event"),
-        "gitlab",
+        provider::GITLAB,
         0.98,
         &["header:x-gitlab-event"],
     ),
     rule(
         Matcher::Header("linear-signature"),
-        "linear",
+        provider::LINEAR,
         0.95,
         &["header:linear-signature"],
     ),
     rule(
         Matcher::Header("x-signature-ed25519"),
-        "discord",
+        provider::DISCORD,
         0.95,
         &["header:x-signature-ed25519"],
     ),
@@ -153,32 +155,32 @@ pub static RULES: &[DetectRule] = &[
     // names the real provider (see `apply_verified_source`).
     rule(
         Matcher::Header("webhook-id"),
-        "standard-webhooks",
+        provider::STANDARD_WEBHOOKS,
         0.9,
         &["header:webhook-id"],
     ),
     rule(
         Matcher::Header("svix-id"),
-        "standard-webhooks",
+        provider::STANDARD_WEBHOOKS,
         0.9,
         &["header:svix-id"],
     ),
     // JSON-shape guesses (contract order).
     rule(
         Matcher::Json(is_stripe_event),
-        "stripe",
+        provider::STRIPE,
         0.85,
         &["json:stripe_event_shape"],
     ),
     rule(
         Matcher::JsonKeys(&["zen", "hook_id"]),
-        "github",
+        provider::GITHUB,
         0.75,
         &["json:github_ping"],
     ),
     rule(
         Matcher::Json(is_slack_challenge),
-        "slack",
+        provider::SLACK,
         0.65,
         &["json:slack_url_verification"],
     ),

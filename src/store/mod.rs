@@ -27,7 +27,7 @@ pub use types::*;
 
 use std::path::PathBuf;
 
-use crate::domain::SqliteSynchronous;
+use crate::domain::{EventStatus, SqliteSynchronous};
 
 /// A boxed future returned by store methods (keeps the trait usable as `dyn Store`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -108,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` events in `status` finished before `before` (stored timestamp
     /// text), with their action runs; returns how many. Callers loop, pausing between batches.
-    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64>;
+    fn purge_batch(&self, status: EventStatus, before: &str, limit: usize) -> StoreFuture<'_, u64>;
 
     /// Succeeds when the database answers (readiness).
     fn ping(&self) -> StoreFuture<'_, ()>;

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const STATUSES: &[&str] = crate::domain::EventStatus::NAMES;
 
 /// Statuses a purge may delete (finished ones).
-pub const PURGEABLE: &[&str] = &["done", "error", "cancelled"];
+pub const PURGEABLE: &[crate::domain::EventStatus] = crate::domain::EventStatus::FINISHED;
 
 /// Events replayed per writer request by a bulk replay (one short transaction each).
 pub(crate) const REPLAY_CHUNK: usize = 500;

@@ -149,6 +149,17 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The event status this outcome leaves: `done`, `retry` or `error`.
+    pub fn status(&self) -> EventStatus {
+        match self {
+            Outcome::Done { .. } => EventStatus::Done,
+            Outcome::Retry { .. } => EventStatus::Retry,
+            Outcome::Failed { .. } => EventStatus::Error,
+        }
+    }
+}
+
 /// The outcome of one attempt, with the action run it produced, if any.
 #[derive(Debug, Clone)]
 pub struct Finish {

@@ -24,10 +24,10 @@ pub struct Processor {
 /// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
 /// `tracing` formats its fields only when the level filter lets the line through.
 fn log_finished(event: &ClaimedEvent, decision: &RouteDecision, outcome: &Outcome, took: Duration) {
-    let (outcome, error, next_attempt_at) = match outcome {
-        Outcome::Done { .. } => ("done", None, None),
-        Outcome::Retry { error, next_attempt_at } => ("retry", Some(error.as_str()), Some(next_attempt_at.as_str())),
-        Outcome::Failed { error } => ("error", Some(error.as_str()), None),
+    let (error, next_attempt_at) = match outcome {
+        Outcome::Done { .. } => (None, None),
+        Outcome::Retry { error, next_attempt_at } => (Some(error.as_str()), Some(next_attempt_at.as_str())),
+        Outcome::Failed { error } => (Some(error.as_str()), None),
     };
     tracing::info!(
         event_id = %event.event_id,
@@ -37,7 +37,7 @@ fn log_finished(event: &ClaimedEvent, decision: &RouteDecision, outcome: &Outcom
         action = %decision.mapped_action.as_deref().unwrap_or("-"),
         handler = %handler_name(decision),
         target = %decision.handler_target.as_deref().unwrap_or("-"),
-        outcome = %outcome,
+        outcome = %outcome.status(),
         attempt = event.attempt_count,
         duration_ms = took.as_millis() as u64,
         error,
@@ -145,12 +145,7 @@ impl Processor {
                 error: e.message,
             },
         };
-        let label = match &outcome {
-            Outcome::Done { .. } => "done",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Failed { .. } => "error",
-        };
-        metrics::attempt_finished(label, failure_kind.as_deref());
+        metrics::attempt_finished(outcome.status(), failure_kind.as_deref());
         log_finished(event, &decision, &outcome, started.elapsed());
         Finish {
             claim: event.claim_ref(),
@@ -224,7 +219,7 @@ impl Processor {
         }
         let started = std::time::Instant::now();
         let attempt = handlers::run(&self.handlers, mode, target, &input).await;
-        metrics::handler_ran(mode.as_str(), started.elapsed());
+        metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {

@@ -3,6 +3,7 @@
 
 mod agent;
 mod api;
+mod architecture;
 mod claude_e2e;
 mod cli;
 mod cli_safety;

@@ -389,13 +389,18 @@ async fn purge_deletes_old_finished_events_with_their_runs(t: TestStore) {
     let sql = format!("UPDATE events SET processed_at = '2020-01-01T00:00:00.000000+00:00' WHERE id IN ({old})");
     t.exec(&sql, &sql).await;
     let before = switchyard::retention::cutoff(Duration::from_secs(86_400));
-    assert_eq!(db.purge_batch("error", &before, 2).await.unwrap(), 0);
+    assert_eq!(db.purge_batch(EventStatus::Error, &before, 2).await.unwrap(), 0);
     assert_eq!(
-        db.purge_batch("done", &before, 2).await.unwrap(),
+        db.purge_batch(EventStatus::Done, &before, 2).await.unwrap(),
         2,
         "a batch is bounded"
     );
-    assert_eq!(switchyard::retention::purge(db, "done", &before).await.unwrap(), 3);
+    assert_eq!(
+        switchyard::retention::purge(db, EventStatus::Done, &before)
+            .await
+            .unwrap(),
+        3
+    );
     for id in &ids[..5] {
         assert!(db.event(*id).await.unwrap().is_none());
         assert!(

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::answer::{parse_json_answer, scrub, start_of};
 use super::api::send;
+use crate::domain::LlmProvider;
 use crate::handlers::{HandlerConfig, HandlerError};
 
 /// Model used with `anthropic` when neither the target nor `LLM_MODEL` names one.
@@ -49,7 +50,7 @@ pub(super) async fn complete(
         .header("x-api-key", key)
         .header("anthropic-version", ANTHROPIC_VERSION)
         .json(&body);
-    let reply = send("anthropic", key, request).await?;
+    let reply = send(LlmProvider::Anthropic, key, request).await?;
     let malformed = |why: &str| {
         HandlerError::new(scrub(&format!("malformed reply from anthropic: {why}"), key)).with_kind("invalid_response")
     };

@@ -4,10 +4,15 @@
 use serde_json::Value;
 
 use super::answer::{scrub, start_of};
+use crate::domain::LlmProvider;
 use crate::handlers::{HandlerError, outbound};
 
 /// Sends `request`, returning the JSON body of a 2xx reply; errors are scrubbed of `key`.
-pub(super) async fn send(name: &str, key: &str, request: reqwest::RequestBuilder) -> Result<Value, HandlerError> {
+pub(super) async fn send(
+    name: LlmProvider,
+    key: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Value, HandlerError> {
     let scrubbed = |m: String| scrub(&m, key);
     let failed = |what: &str, e: reqwest::Error| {
         let (how, kind) = if e.is_timeout() {

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::answer::{parse_json_answer, scrub, start_of};
 use super::api::send;
+use crate::domain::LlmProvider;
 use crate::handlers::{HandlerConfig, HandlerError};
 
 /// Model used with `openai` when neither the target nor `LLM_MODEL` names one.
@@ -34,7 +35,7 @@ pub(super) async fn complete(
         .timeout(llm.timeout)
         .bearer_auth(key)
         .json(&body);
-    let reply = send("openai", key, request).await?;
+    let reply = send(LlmProvider::Openai, key, request).await?;
     let malformed = |why: &str| {
         HandlerError::new(scrub(&format!("malformed reply from openai: {why}"), key)).with_kind("invalid_response")
     };

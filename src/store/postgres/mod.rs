@@ -316,7 +316,7 @@ impl Store for PgStore {
         Box::pin(async move { Ok(retry("queue depth", || admin::queue_depth(&self.pool)).await?) })
     }
 
-    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64> {
+    fn purge_batch(&self, status: crate::domain::EventStatus, before: &str, limit: usize) -> StoreFuture<'_, u64> {
         let (status, before) = (status.to_string(), before.to_string());
         Box::pin(async move {
             let purge = || admin::purge_batch(&self.pool, &status, &before, limit);

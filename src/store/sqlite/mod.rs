@@ -420,7 +420,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn purge_batch(&self, status: &str, before: &str, limit: usize) -> StoreFuture<'_, u64> {
+    fn purge_batch(&self, status: crate::domain::EventStatus, before: &str, limit: usize) -> StoreFuture<'_, u64> {
         let op = Op::Purge {
             status: status.to_string(),
             before: before.to_string(),
