@@ -11,7 +11,15 @@
 use serde_json::Value;
 
 use super::{ActionRunRow, EventRow};
-use crate::handlers::HandlerInput;
+
+/// A handler's input as the worker serialises it (`handlers::HandlerInput`: same fields,
+/// same order; the store does not depend on `handlers`, and the tests compare the two).
+#[derive(serde::Serialize)]
+struct Input<'a> {
+    action: &'a str,
+    router: &'a Value,
+    payload: &'a Value,
+}
 
 /// What `input_json` holds when the input is the event's (never a handler input: those
 /// always have `action`, `router` and `payload`).
@@ -30,7 +38,7 @@ pub fn rebuild(action: &str, event: &EventRow) -> String {
         .and_then(|r| serde_json::from_str::<Value>(r).ok())
         .and_then(|mut r| r.get_mut("router").map(Value::take))
         .unwrap_or(Value::Null);
-    let input = HandlerInput {
+    let input = Input {
         action,
         router: &router,
         payload: &payload,
