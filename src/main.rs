@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use switchyard::cli::Cli;
-use switchyard::cli::prototype::{self, Defaulted};
+use switchyard::cli::prototype;
 use switchyard::settings::prepare_environment;
 
 /// mimalloc rather than glibc's malloc, built without transparent huge pages (resident
@@ -16,15 +15,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     prepare_environment();
     let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.settings = cli.settings.normalized();
-    switchyard::logging::init(cli.settings.log_format);
-    let defaulted = |id: &str| matches!(matches.value_source(id), Some(ValueSource::DefaultValue) | None);
-    let layout = Defaulted {
-        db_path: defaulted("db_path"),
-        commands_path: defaulted("commands_path"),
-    };
-    prototype::adopt(&mut cli.settings, layout);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (settings, defaulted) = cli.settings(&matches).unwrap_or_else(|e| e.exit());
+    let mut settings = settings.normalized();
+    switchyard::logging::init(settings.log_format);
+    prototype::adopt(&mut settings, defaulted);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -32,7 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(switchyard::cli::dispatch(cli)) {
+    match runtime.block_on(switchyard::cli::dispatch(cli, settings)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", switchyard::cli::error_message(&e));

@@ -1,11 +1,15 @@
-//! The clap command tree: the global settings plus one subcommand.
+//! The clap command tree. `serve`, `http` and `worker` take every service setting as a
+//! flag; the operator commands take only their own flags and the database selection, and
+//! read the other settings from the environment (so their `--help` stays short).
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use super::{events, mapping, sources};
-use crate::settings::Settings;
+use crate::settings::{DefaultedPaths, Settings};
 
-/// The command line: global settings plus one subcommand.
+/// The command line: one subcommand.
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",
@@ -14,11 +18,8 @@ use crate::settings::Settings;
 )]
 pub struct Cli {
     /// Print the database the command uses (on stderr) before running it.
-    #[arg(short = 'v', long, global = true)]
+    #[arg(short = 'v', long, global = true, display_order = 900)]
     pub verbose: bool,
-    /// Settings shared by every command.
-    #[command(flatten)]
-    pub settings: Settings,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -28,27 +29,110 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// HTTP server, worker pool and cron scheduler in one process (the default way to run).
-    Serve,
+    Serve(Box<Settings>),
     /// HTTP server only.
-    Http,
+    Http(Box<Settings>),
     /// Worker pool and cron scheduler.
     Worker {
         /// Process at most one due event, then exit 0.
         #[arg(long)]
         run_once: bool,
+        /// The service settings.
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
     /// Cron helpers.
-    #[command(subcommand)]
-    Cron(CronCommand),
+    Cron(Tool<CronCommand>),
     /// Provider mappings, routing rules and the config file.
-    #[command(subcommand)]
-    Mapping(mapping::MappingCommand),
+    Mapping(Tool<mapping::MappingCommand>),
     /// Operator tools for stored events.
-    #[command(subcommand)]
-    Events(events::EventsCommand),
+    Events(Tool<events::EventsCommand>),
     /// Provider sources (signature-verified webhook paths).
+    Sources {
+        /// JSON config file whose `sources` are listed with the environment's shortcuts.
+        #[arg(
+            long = "config",
+            env = "APP_CONFIG_PATH",
+            value_name = "APP_CONFIG_PATH",
+            global = true
+        )]
+        config_path: Option<PathBuf>,
+        /// What to list.
+        #[command(subcommand)]
+        command: sources::SourcesCommand,
+    },
+}
+
+/// An operator command group: the database it works on, then the subcommand.
+#[derive(Debug, Args)]
+pub struct Tool<C: Subcommand> {
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// What to run.
     #[command(subcommand)]
-    Sources(sources::SourcesCommand),
+    pub command: C,
+}
+
+/// The database selection of the operator commands (the service's `--db`/`--database-url`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DbArgs {
+    /// SQLite database file, used when DATABASE_URL is unset [default: data/events.sqlite3].
+    #[arg(long = "db", env = "APP_DB_PATH", value_name = "APP_DB_PATH", global = true)]
+    pub db_path: Option<PathBuf>,
+    /// A postgres:// URL selects PostgreSQL instead of SQLite.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+impl DbArgs {
+    /// Puts the flags given on the command line over the environment's settings.
+    fn overlay(&self, s: &mut Settings, defaulted: &mut DefaultedPaths) {
+        if let Some(path) = &self.db_path {
+            s.db_path = path.clone();
+            defaulted.db_path = false;
+        }
+        if let Some(url) = &self.database_url {
+            s.database_url = Some(url.clone());
+        }
+    }
+}
+
+impl Cli {
+    /// The settings this command runs with: a service role's own flags, or for the
+    /// operator commands the environment under their flags. `matches` are the ones
+    /// this `Cli` was parsed from. A bad value is clap's error naming the variable.
+    pub fn settings(&self, matches: &ArgMatches) -> Result<(Settings, DefaultedPaths), clap::Error> {
+        let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
+        let service = |s: &Settings| Ok((s.clone(), DefaultedPaths::of(sub)));
+        let (mut s, mut defaulted) = match &self.command {
+            Command::Serve(s) | Command::Http(s) => return service(s),
+            Command::Worker { settings, .. } => return service(settings),
+            _ => Settings::from_environment()?,
+        };
+        match &self.command {
+            Command::Cron(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Events(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Mapping(tool) => {
+                tool.db.overlay(&mut s, &mut defaulted);
+                tool.command.overlay(&mut s, &mut defaulted);
+            }
+            Command::Sources { config_path, .. } => {
+                if config_path.is_some() {
+                    s.config_path.clone_from(config_path);
+                }
+            }
+            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } => {}
+        }
+        Ok((s, defaulted))
+    }
 }
 
 /// `cron` subcommands.
@@ -60,7 +144,8 @@ pub enum CronCommand {
         #[arg(long)]
         job: String,
     },
-    /// Ask a running server to enqueue a cron event (POST /cron/enqueue).
+    /// Ask a running server to enqueue a cron event (POST /cron/enqueue with the
+    /// INGRESS_SECRET and CRON_SECRET of the environment).
     Call {
         /// Job name.
         #[arg(long)]
@@ -116,9 +201,12 @@ mod tests {
 
     #[test]
     fn llm_mode_is_case_insensitive_and_unknown_values_are_refused() {
-        let cli = Cli::try_parse_from(["switchyard", "--llm-mode", "Echo", "serve"]).unwrap();
-        assert_eq!(cli.settings.llm_mode, crate::domain::LlmMode::Echo);
-        assert!(Cli::try_parse_from(["switchyard", "--llm-provider", "gpt", "serve"]).is_err());
-        assert!(Cli::try_parse_from(["switchyard", "--sqlite-synchronous", "FULL", "serve"]).is_err());
+        let cli = Cli::try_parse_from(["switchyard", "serve", "--llm-mode", "Echo"]).unwrap();
+        let Command::Serve(settings) = cli.command else {
+            panic!("parsed {cli:?}")
+        };
+        assert_eq!(settings.llm_mode, crate::domain::LlmMode::Echo);
+        assert!(Cli::try_parse_from(["switchyard", "serve", "--llm-provider", "gpt"]).is_err());
+        assert!(Cli::try_parse_from(["switchyard", "serve", "--sqlite-synchronous", "FULL"]).is_err());
     }
 }

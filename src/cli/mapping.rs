@@ -1,14 +1,15 @@
 //! `switchyard mapping …`: provider mappings, routing rules and the config file.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::domain::{HandlerMode, Mapping};
 use crate::routing::Condition;
-use crate::settings::Settings;
+use crate::settings::{DefaultedPaths, Settings};
 use crate::store::{RoutingChanges, RuleUpsert};
 
 /// `mapping` subcommands.
@@ -31,9 +32,9 @@ pub enum MappingCommand {
         /// Store the mapping disabled.
         #[arg(long)]
         disabled: bool,
-        /// Refuse (exit 2) instead of warning when the handler target cannot be found.
-        #[arg(long)]
-        strict: bool,
+        /// How the handler target is checked.
+        #[command(flatten)]
+        check: TargetCheck,
     },
     /// Print a provider's mapping, or `not found` (exit 1).
     Get {
@@ -67,9 +68,9 @@ pub enum MappingCommand {
         /// Store the rule disabled.
         #[arg(long)]
         disabled: bool,
-        /// Refuse (exit 2) instead of warning when the handler target cannot be found.
-        #[arg(long)]
-        strict: bool,
+        /// How the handler target is checked.
+        #[command(flatten)]
+        check: TargetCheck,
     },
     /// List rules in evaluation order (all providers without --provider), or `no rules`.
     RuleList {
@@ -86,8 +87,43 @@ pub enum MappingCommand {
         #[arg(long)]
         name: String,
     },
-    /// Apply a config file (the global `--config FILE` / APP_CONFIG_PATH).
-    ApplyConfig,
+    /// Apply a config file (CONTRACT §6).
+    ApplyConfig {
+        /// The JSON config file.
+        #[arg(long = "config", env = "APP_CONFIG_PATH", value_name = "APP_CONFIG_PATH")]
+        config_path: Option<PathBuf>,
+    },
+}
+
+/// How `set` and `rule-set` check that a `command` or `agent` target exists.
+#[derive(Debug, Clone, Args)]
+pub struct TargetCheck {
+    /// Refuse (exit 2) instead of warning when the handler target cannot be found.
+    #[arg(long)]
+    strict: bool,
+    /// The whitelist a `command` target is looked up in [default: commands.json].
+    #[arg(long, env = "APP_COMMANDS_PATH", value_name = "APP_COMMANDS_PATH")]
+    commands_path: Option<PathBuf>,
+}
+
+impl MappingCommand {
+    /// Puts this subcommand's file flags over the environment's settings.
+    pub fn overlay(&self, s: &mut Settings, defaulted: &mut DefaultedPaths) {
+        match self {
+            MappingCommand::Set { check, .. } | MappingCommand::RuleSet { check, .. } => {
+                if let Some(path) = &check.commands_path {
+                    s.commands_path = path.clone();
+                    defaulted.commands_path = false;
+                }
+            }
+            MappingCommand::ApplyConfig { config_path } => {
+                if config_path.is_some() {
+                    s.config_path.clone_from(config_path);
+                }
+            }
+            MappingCommand::Get { .. } | MappingCommand::RuleList { .. } | MappingCommand::RuleDelete { .. } => {}
+        }
+    }
 }
 
 /// Prints the rules of `provider` (all providers when `None`) in evaluation order.
@@ -138,25 +174,24 @@ fn parse_mode(mode: &str) -> Option<HandlerMode> {
     mode.parse().map_err(|e| eprintln!("error: --handler-mode: {e}")).ok()
 }
 
-/// Runs a `mapping` subcommand.
-pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
-    // Validate before opening the database so a typo never creates files.
-    let changes = match &cmd {
+/// The routing change `set` or `rule-set` asks for, validated before any database is
+/// opened so a typo never creates files; `Err` is the exit code of a refusal.
+fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<RoutingChanges>, ExitCode> {
+    let refuse = || ExitCode::from(2);
+    match cmd {
         MappingCommand::Set {
             provider,
             action,
             handler_mode,
             handler_target,
             disabled,
-            strict,
+            check,
         } => {
-            let Some(handler_mode) = parse_mode(handler_mode) else {
-                return Ok(ExitCode::from(2));
-            };
-            if !check_target(s, handler_mode, handler_target.as_deref(), *strict) {
-                return Ok(ExitCode::from(2));
+            let handler_mode = parse_mode(handler_mode).ok_or_else(refuse)?;
+            if !check_target(s, handler_mode, handler_target.as_deref(), check.strict) {
+                return Err(refuse());
             }
-            Some(RoutingChanges {
+            Ok(Some(RoutingChanges {
                 mappings: vec![Mapping {
                     provider: provider.trim().to_lowercase(),
                     action: action.trim().to_string(),
@@ -164,9 +199,8 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],
-                rules: vec![],
-                schedules: vec![],
-            })
+                ..RoutingChanges::default()
+            }))
         }
         MappingCommand::RuleSet {
             provider,
@@ -177,22 +211,21 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
             handler_mode,
             handler_target,
             disabled,
-            strict,
+            check,
         } => {
-            if let Err(e) = Condition::parse_str(conditions_json) {
-                eprintln!("error: --conditions-json: {e}");
-                return Ok(ExitCode::from(2));
-            }
-            let Some(handler_mode) = parse_mode(handler_mode) else {
-                return Ok(ExitCode::from(2));
-            };
-            if !check_target(s, handler_mode, handler_target.as_deref(), *strict) {
-                return Ok(ExitCode::from(2));
-            }
             // Store the canonical (compact) form of what was validated.
-            let canonical: serde_json::Value = serde_json::from_str(conditions_json)?;
-            Some(RoutingChanges {
-                mappings: vec![],
+            let canonical = match Condition::parse_str(conditions_json) {
+                Ok(_) => serde_json::from_str::<serde_json::Value>(conditions_json).map_err(|_| refuse())?,
+                Err(e) => {
+                    eprintln!("error: --conditions-json: {e}");
+                    return Err(refuse());
+                }
+            };
+            let handler_mode = parse_mode(handler_mode).ok_or_else(refuse)?;
+            if !check_target(s, handler_mode, handler_target.as_deref(), check.strict) {
+                return Err(refuse());
+            }
+            Ok(Some(RoutingChanges {
                 rules: vec![RuleUpsert {
                     provider: provider.trim().to_lowercase(),
                     name: name.trim().to_string(),
@@ -203,23 +236,31 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],
-                schedules: vec![],
-            })
+                ..RoutingChanges::default()
+            }))
         }
-        _ => None,
-    };
-    if let MappingCommand::ApplyConfig = cmd {
-        let Some(path) = &s.config_path else {
-            eprintln!("error: apply-config needs --config FILE (or APP_CONFIG_PATH)");
-            return Ok(ExitCode::from(2));
-        };
-        // Refuse a bad file before touching the database.
-        if let Err(e) = crate::config_file::load(path) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+        MappingCommand::ApplyConfig { .. } => {
+            let Some(path) = &s.config_path else {
+                eprintln!("error: apply-config needs --config FILE (or APP_CONFIG_PATH)");
+                return Err(refuse());
+            };
+            // Refuse a bad file before touching the database.
+            if let Err(e) = crate::config_file::load(path) {
+                eprintln!("error: {e}");
+                return Err(refuse());
+            }
+            Ok(None)
         }
+        _ => Ok(None),
     }
+}
 
+/// Runs a `mapping` subcommand.
+pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> {
+    let changes = match requested_change(s, &cmd) {
+        Ok(changes) => changes,
+        Err(code) => return Ok(code),
+    };
     // Looking never creates a database: a wrong directory or URL is an error naming it.
     let db = match cmd {
         MappingCommand::Get { .. } | MappingCommand::RuleList { .. } => {
@@ -249,7 +290,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::FAILURE);
             }
         }
-        MappingCommand::ApplyConfig => {
+        MappingCommand::ApplyConfig { .. } => {
             let path = s.config_path.as_deref().unwrap_or(std::path::Path::new(""));
             let applied = crate::config_file::apply_file(&db, path).await?;
             println!("ok: applied {applied} from {}", path.display());

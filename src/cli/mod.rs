@@ -13,14 +13,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-pub use command::{Cli, Command, CronCommand};
+pub use command::{Cli, Command, CronCommand, DbArgs, Tool};
 
 use crate::settings::Settings;
 use crate::{Role, run, shutdown_signal};
 
-/// Runs the parsed command line.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let s = cli.settings;
+/// Runs the parsed command line with the settings [`Cli::settings`] resolved for it.
+pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
     if cli.verbose {
         let backend = if s.database_url.is_some() {
             "DATABASE_URL"
@@ -30,13 +29,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("database: {} ({backend})", crate::store::location(&s.store_config()));
     }
     match cli.command {
-        Command::Serve => serve(s, Role::Serve).await,
-        Command::Http => serve(s, Role::Http).await,
-        Command::Worker { run_once: false } => {
+        Command::Serve(_) => serve(s, Role::Serve).await,
+        Command::Http(_) => serve(s, Role::Http).await,
+        Command::Worker { run_once: false, .. } => {
             run(s, Role::Worker, None, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker { run_once: true } => {
+        Command::Worker { run_once: true, .. } => {
             let db = crate::open_store(&s).await?;
             let processed =
                 crate::worker::run_once(db.clone(), crate::processor(&db, &s), &crate::pool_config(&s)).await?;
@@ -50,12 +49,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cron(CronCommand::Enqueue { job }) => cron_enqueue(&s, &job).await,
-        Command::Cron(CronCommand::Call { job, api_base_url }) => cron_call(&s, &job, &api_base_url).await,
-        Command::Cron(CronCommand::List) => cron::list(&s).await,
-        Command::Mapping(cmd) => mapping::run(&s, cmd).await,
-        Command::Events(cmd) => events::run(&s, cmd).await,
-        Command::Sources(cmd) => sources::run(&s, cmd),
+        Command::Cron(tool) => match tool.command {
+            CronCommand::Enqueue { job } => cron_enqueue(&s, &job).await,
+            CronCommand::Call { job, api_base_url } => cron_call(&s, &job, &api_base_url).await,
+            CronCommand::List => cron::list(&s).await,
+        },
+        Command::Mapping(tool) => mapping::run(&s, tool.command).await,
+        Command::Events(tool) => events::run(&s, tool.command).await,
+        Command::Sources { command, .. } => sources::run(&s, command),
     }
 }
 

@@ -8,24 +8,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::settings::Settings;
+use crate::settings::{DefaultedPaths, Settings};
 
 /// The prototype's database file, relative to the working directory.
 pub const PROTOTYPE_DB: &str = "app/data/events.sqlite3";
 /// The prototype's command whitelist, relative to the working directory.
 pub const PROTOTYPE_COMMANDS: &str = "app/commands.json";
 
-/// Which settings were left at their defaults (neither flag nor environment).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Defaulted {
-    /// `APP_DB_PATH` / `--db`.
-    pub db_path: bool,
-    /// `APP_COMMANDS_PATH` / `--commands-path`.
-    pub commands_path: bool,
-}
-
 /// Points defaulted paths at the prototype's files when only those exist.
-pub fn adopt(settings: &mut Settings, defaulted: Defaulted) {
+pub fn adopt(settings: &mut Settings, defaulted: DefaultedPaths) {
     if defaulted.db_path
         && settings.database_url.is_none()
         && let Some(path) = prototype_file(&settings.db_path, PROTOTYPE_DB)

@@ -72,8 +72,9 @@ pub trait Store: Send + Sync + 'static {
     /// Gives claims back without counting the attempt (graceful shutdown).
     fn release(&self, claims: Vec<ClaimRef>) -> StoreFuture<'_, u64>;
 
-    /// Returns events whose lease expired to `retry` (or `error` when out of attempts).
-    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, u64>;
+    /// Returns events whose lease expired to `retry` (or `error` when out of attempts);
+    /// the answer names them, in row id order.
+    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, Vec<Reclaimed>>;
 
     /// Records that a handler started (status `running`), so a long run is visible.
     fn start_action_run(&self, run: ActionRunRecord) -> StoreFuture<'_, ()>;

@@ -118,6 +118,17 @@ impl ClaimedEvent {
     }
 }
 
+/// An event a reclaim took back from an expired lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Row id.
+    pub id: i64,
+    /// The event's `event_id`.
+    pub event_id: String,
+    /// True when it went to `error` (out of attempts) rather than `retry`.
+    pub exhausted: bool,
+}
+
 /// Identifies one claim: row id plus the attempt it was claimed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimRef {

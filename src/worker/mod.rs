@@ -254,7 +254,10 @@ impl Pool {
 
 /// Processes at most one due event (`worker --run-once`); true when one was processed.
 pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Result<bool, crate::store::StoreError> {
-    db.reclaim_expired(cfg.max_attempts).await?;
+    let reclaimed = db.reclaim_expired(cfg.max_attempts).await?;
+    if !reclaimed.is_empty() {
+        log_reclaimed(&reclaimed);
+    }
     let Some(event) = db.claim(1, cfg.lease).await?.into_iter().next() else {
         return Ok(false);
     };
@@ -308,6 +311,27 @@ async fn renew_loop(db: Db, in_flight: InFlight, lease: Duration) {
     }
 }
 
+/// How many reclaimed events a log line names: a mass reclaim must not flood the log.
+const RECLAIM_NAMED: usize = 20;
+
+/// One warning naming the reclaimed events (`(row_id, event_id)`, the first
+/// [`RECLAIM_NAMED`]) and how many of them ran out of attempts.
+fn log_reclaimed(reclaimed: &[crate::store::Reclaimed]) {
+    // Debug-formatted, so an event id holding a quote or newline cannot forge log text.
+    let named: Vec<(i64, &str)> = reclaimed
+        .iter()
+        .take(RECLAIM_NAMED)
+        .map(|r| (r.id, r.event_id.as_str()))
+        .collect();
+    tracing::warn!(
+        count = reclaimed.len(),
+        exhausted = reclaimed.iter().filter(|r| r.exhausted).count(),
+        events = ?named,
+        unnamed = reclaimed.len().saturating_sub(RECLAIM_NAMED),
+        "reclaimed events whose lease expired"
+    );
+}
+
 async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Notify>) {
     let every = (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut tick = tokio::time::interval(every);
@@ -315,9 +339,9 @@ async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Noti
     loop {
         tick.tick().await;
         match db.reclaim_expired(max_attempts).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(count = n, "reclaimed events whose lease expired");
+            Ok(reclaimed) if reclaimed.is_empty() => {}
+            Ok(reclaimed) => {
+                log_reclaimed(&reclaimed);
                 wake.notify_one();
             }
             Err(e) => tracing::warn!(error = %e, "reclaim failed"),

@@ -136,5 +136,5 @@ fn store_never_uses_settings_cli_http_or_routing() {
 
 #[test]
 fn settings_never_uses_cli() {
-    assert_eq!(uses_of("settings.rs", &names(&["cli"])), []);
+    assert_eq!(uses_of("settings", &names(&["cli"])), []);
 }

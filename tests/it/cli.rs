@@ -100,3 +100,75 @@ async fn cron_call_uses_secrets_and_fails_on_non_2xx() {
     );
     assert!(!out.status.success(), "unreachable server must fail");
 }
+
+/// Issue 19: an operator command's help shows its own flags, not the service settings.
+#[test]
+fn subcommand_help_shows_its_own_flags_and_serve_the_service_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["mapping", "set", "--help"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    assert!(help.lines().count() < 30, "{} lines:\n{help}", help.lines().count());
+    let at = |flag: &str| help.find(flag).unwrap_or_else(|| panic!("{flag} missing:\n{help}"));
+    for own in [
+        "--provider",
+        "--action",
+        "--handler-mode",
+        "--handler-target",
+        "--strict",
+    ] {
+        assert!(at(own) < at("--db"), "{own} after the database flags:\n{help}");
+    }
+    for service in ["--host", "--port", "--ingress-secret", "--llm-mode", "--concurrency"] {
+        assert!(!help.contains(service), "{service} in mapping set --help:\n{help}");
+    }
+    let out = run_cli(dir.path(), &["serve", "--help"], &[]);
+    let help = stdout(&out);
+    for service in [
+        "--host",
+        "--port",
+        "--db",
+        "--ingress-secret",
+        "--llm-mode",
+        "--github-webhook-secret",
+    ] {
+        assert!(help.contains(service), "{service} missing from serve --help");
+    }
+}
+
+/// Service flags go after the role; the operator commands take the database flags at
+/// either level and read every other setting from the environment.
+#[test]
+fn service_flags_follow_the_role_and_tools_take_the_database_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["serve", "--port", "abc"], &[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("PORT"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_cli(dir.path(), &["mapping", "set", "--port", "9"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a service flag on mapping set: {}",
+        stderr(&out)
+    );
+    let flag_db = dir.path().join("flag.sqlite3");
+    let flag_db = flag_db.to_str().unwrap();
+    let out = run_cli(dir.path(), &["cron", "--db", flag_db, "enqueue", "--job", "a"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_cli(dir.path(), &["events", "list", "--db", flag_db], &[]);
+    assert!(stdout(&out).contains("cron:a:"), "{}", stderr(&out));
+    // A bad service setting in the environment still stops an operator command, naming it.
+    let out = run_cli(
+        dir.path(),
+        &["events", "list", "--db", flag_db],
+        &[("WORKER_CONCURRENCY", "0")],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("WORKER_CONCURRENCY"),
+        "{}",
+        stderr(&out)
+    );
+}

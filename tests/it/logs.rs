@@ -153,3 +153,58 @@ async fn json_logs_carry_the_same_fields() {
         "{logs}"
     );
 }
+
+/// Puts every event back to `processing` with no lease, as a worker that died leaves them.
+fn orphan_every_event(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute(
+        "UPDATE events SET status = 'processing', attempt_count = 1, lease_until = NULL",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_reclaim_names_its_events_up_to_twenty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/events.sqlite3");
+    let json_logs = [("LOG_FORMAT", "json")];
+    for i in 0..23 {
+        let out = run_cli(dir.path(), &["cron", "enqueue", "--job", &format!("job{i:02}")], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    orphan_every_event(&db);
+    let out = run_cli(dir.path(), &["worker", "--run-once"], &json_logs);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: Value = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "reclaimed events whose lease expired")
+        .unwrap_or_else(|| panic!("no reclaim line in {}", stderr(&out)));
+    let f = &line["fields"];
+    assert_eq!(
+        (&f["count"], &f["exhausted"], &f["unnamed"]),
+        (&json!(23), &json!(0), &json!(3))
+    );
+    let named = f["events"].as_str().unwrap();
+    assert!(named.starts_with("[(1, \"cron:job00:"), "{named}");
+    assert!(
+        named.contains("(20, \"cron:job19:") && !named.contains("job20"),
+        "{named}"
+    );
+
+    // An event out of attempts is named and counted as exhausted (text format).
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["cron", "enqueue", "--job", "last"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    orphan_every_event(&dir.path().join("data/events.sqlite3"));
+    let env = [("WORKER_MAX_ATTEMPTS", "1")];
+    let out = run_cli(dir.path(), &["worker", "--run-once"], &env);
+    let text = stderr(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("reclaimed events whose lease expired"))
+        .unwrap_or_else(|| panic!("no reclaim line in {text}"));
+    assert!(line.contains("count=1 exhausted=1"), "{line}");
+    assert!(line.contains(r#"events=[(1, "cron:last:"#), "{line}");
+}

@@ -4,16 +4,21 @@
 //! `cargo run --release -- …` line runs the binary. After a command, a `# {…}` comment is
 //! the expected JSON reply (compared exactly, a value written `…` matching anything and a
 //! string ending in `…` any suffix), `# ok` the expected output, and `# → a … b` fragments
-//! that must all appear in the reply.
+//! that must all appear in the reply. The signature snippet that follows the walk-through
+//! then runs as one shell script against the service restarted with its `WEBHOOK_SECRET`.
+//! The shipped examples (`commands.example.json`, `examples/config.example.json`) are
+//! applied and run too.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helpers::*;
 
-/// The server's environment and the commands, each with its expected reply.
-type Walkthrough = (Vec<(String, String)>, Vec<(String, Option<String>)>);
+/// The server's environment, the commands, each with its expected reply, and the signature
+/// snippet (a shell script).
+type Walkthrough = (Vec<(String, String)>, Vec<(String, Option<String>)>, String);
 
 fn walkthrough() -> Walkthrough {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
@@ -53,7 +58,15 @@ fn walkthrough() -> Walkthrough {
             commands.push((std::mem::take(&mut pending), None));
         }
     }
-    (env, commands)
+    // Block 3: the signature snippet, run right after the walk-through.
+    let signature = blocks.get(2).expect("the signature snippet").to_string();
+    assert!(signature.contains("X-Signature"), "{signature}");
+    (env, commands, signature)
+}
+
+/// The expected reply of a `# {…}` comment, as JSON.
+fn expected_json(comment: &str) -> Value {
+    serde_json::from_str(&comment.replace(":…,", ":\"…\",")).unwrap()
 }
 
 fn exports(block: &str) -> Vec<(String, String)> {
@@ -80,14 +93,15 @@ fn matches(expected: &Value, actual: &Value) -> bool {
 
 #[tokio::test]
 async fn readme_walkthrough_runs_verbatim() {
-    let (env, commands) = walkthrough();
+    let (env, commands, signature) = walkthrough();
     assert!(commands.len() >= 8, "walk-through not found: {commands:?}");
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = App::spawn("serve", &env_refs);
+    let mut app = App::spawn("serve", &env_refs);
     let dir = tempfile::tempdir().unwrap();
     let db = app.db_path();
     let mut cli_env = env_refs.clone();
-    cli_env.push(("API_BASE_URL", &app.base));
+    let base = app.base.clone();
+    cli_env.push(("API_BASE_URL", &base));
     let db_str = db.display().to_string();
     cli_env.push(("APP_DB_PATH", &db_str));
 
@@ -123,7 +137,7 @@ async fn readme_walkthrough_runs_verbatim() {
                 assert!(output.contains(fragment), "{command}: expected {fragment} in {output}");
             }
         } else {
-            let exp: Value = serde_json::from_str(&expected.replace(":…,", ":\"…\",")).unwrap();
+            let exp = expected_json(expected);
             let actual: Value =
                 serde_json::from_str(output.trim()).unwrap_or_else(|_| panic!("{command}: not JSON: {output}"));
             assert!(
@@ -132,4 +146,123 @@ async fn readme_walkthrough_runs_verbatim() {
             );
         }
     }
+
+    run_signature_snippet(&mut app, &env, &cli_env, &signature);
+}
+
+/// Restarts the service with the snippet's exports (its `WEBHOOK_SECRET`) on the same
+/// database and runs the snippet in the walk-through's shell environment.
+fn run_signature_snippet(app: &mut App, env: &[(String, String)], shell_env: &[(&str, &str)], snippet: &str) {
+    assert_eq!(app.terminate(), Some(0));
+    let mut server_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let snippet_env = exports(snippet);
+    assert!(snippet_env.iter().any(|(k, _)| k == "WEBHOOK_SECRET"), "{snippet}");
+    server_env.extend(snippet_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let signed = App::spawn_in(&app.dir, "serve", &server_env);
+    let script = snippet.replace("http://127.0.0.1:8080", &signed.base);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(shell_env.iter().copied())
+        .output()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = snippet
+        .lines()
+        .filter_map(|l| l.strip_prefix("# {"))
+        .next_back()
+        .map(|rest| expected_json(&format!("{{{rest}")))
+        .expect("the snippet's expected reply");
+    let actual: Value = serde_json::from_str(reply.trim()).unwrap_or_else(|_| panic!("not JSON: {reply}"));
+    assert!(matches(&expected, &actual), "expected {expected}\n got {actual}");
+    // Unsigned, the same request is refused: the snippet's signature is what let it in.
+    let unsigned = script.replace("-H \"X-Signature: sha256=$sig\"", "");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&unsigned)
+        .envs(shell_env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"ok\":false"),
+        "{unsigned}"
+    );
+}
+
+/// The shipped examples: `mapping apply-config` loads the config, its `command` targets are
+/// in `commands.example.json` (`mapping set --strict` refuses any other), and a GitHub push
+/// to main runs one of them.
+#[tokio::test]
+async fn the_examples_load_and_their_command_route_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let commands = root.join("commands.example.json").display().to_string();
+    let config_path = root.join("examples/config.example.json");
+    let config = config_path.display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("APP_COMMANDS_PATH", commands.as_str())];
+    let out = run_cli(dir.path(), &["mapping", "apply-config", "--config", &config], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: applied 2 mappings, 2 rules"),
+        "{}",
+        stdout(&out)
+    );
+
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let routes = file["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(file["rules"].as_array().unwrap());
+    let targets: Vec<&str> = routes
+        .filter(|r| r["handler_mode"] == "command")
+        .map(|r| r["handler_target"].as_str().unwrap())
+        .collect();
+    assert!(!targets.is_empty(), "the example has no command route");
+    for target in targets.iter().copied().chain(["not-in-the-example"]) {
+        let args = [
+            "mapping",
+            "set",
+            "--provider",
+            "check",
+            "--action",
+            "a",
+            "--handler-mode",
+            "command",
+            "--handler-target",
+            target,
+            "--strict",
+        ];
+        let out = run_cli(dir.path(), &args, &env);
+        let expected = if target == "not-in-the-example" { 2 } else { 0 };
+        assert_eq!(out.status.code(), Some(expected), "{target}: {}", stderr(&out));
+    }
+
+    let app = App::spawn_in(dir.path(), "serve", &env);
+    let (code, v) = app
+        .post(
+            "/webhook/github",
+            r#"{"ref":"refs/heads/main"}"#,
+            &[("x-github-event", "push")],
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let ev = app
+        .wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(20))
+        .await;
+    let result = &ev["event"]["result"];
+    assert_eq!(result["router"]["matched_rule"], "push-to-main", "{result}");
+    // `echo-input` is `cat`: its output is the handler's input.
+    assert_eq!(result["result"]["action"], "echo_push", "{result}");
+    assert_eq!(
+        result["result"]["payload"]["json"]["ref"], "refs/heads/main",
+        "{result}"
+    );
 }

@@ -583,7 +583,7 @@ async fn finish_is_fenced_by_the_attempt(t: TestStore) {
     let row2 = enqueue(db, "f2").await;
     let stale = claim(db, 1, Duration::ZERO).await.remove(0).claim_ref();
     tick().await;
-    assert_eq!(db.reclaim_expired(8).await.unwrap(), 1);
+    assert_eq!(db.reclaim_expired(8).await.unwrap().len(), 1);
     let mut late = done(stale);
     late.action_run = Some(run(row2, "act", "done"));
     assert!(!db.finish(late).await.unwrap());
@@ -598,7 +598,7 @@ async fn finish_many_stores_each_outcome_as_finish_would(t: TestStore) {
     let lost_row = enqueue(db, "lost").await;
     let lost = claim(db, 1, Duration::ZERO).await.remove(0).claim_ref();
     tick().await;
-    assert_eq!(db.reclaim_expired(8).await.unwrap(), 1);
+    assert_eq!(db.reclaim_expired(8).await.unwrap().len(), 1);
     let mut rows = Vec::new();
     for i in 0..60 {
         rows.push(enqueue(db, &format!("m{i}")).await);
@@ -686,7 +686,7 @@ async fn renew_extends_only_the_current_claim(t: TestStore) {
     db.renew(Vec::new(), LEASE).await.unwrap();
     tick().await;
     assert_eq!(
-        db.reclaim_expired(8).await.unwrap(),
+        db.reclaim_expired(8).await.unwrap().len(),
         1,
         "only the unrenewed lease expired"
     );
@@ -705,7 +705,16 @@ async fn expired_leases_go_to_retry_then_error(t: TestStore) {
     let row = enqueue(db, "l1").await;
     assert_eq!(claim(db, 1, Duration::ZERO).await[0].attempt_count, 1);
     tick().await;
-    assert_eq!(db.reclaim_expired(2).await.unwrap(), 1, "the live lease is left alone");
+    let named = |exhausted| switchyard::store::Reclaimed {
+        id: row,
+        event_id: "l1".into(),
+        exhausted,
+    };
+    assert_eq!(
+        db.reclaim_expired(2).await.unwrap(),
+        [named(false)],
+        "the live lease is left alone"
+    );
     let e = db.event(row).await.unwrap().unwrap();
     assert_eq!(e.status.map(|v| v.as_str()), Some("retry"));
     assert_eq!(e.attempt_count, 1);
@@ -721,7 +730,7 @@ async fn expired_leases_go_to_retry_then_error(t: TestStore) {
     assert_eq!(ids(&again), [row]);
     assert_eq!(again[0].attempt_count, 2);
     tick().await;
-    assert_eq!(db.reclaim_expired(2).await.unwrap(), 1);
+    assert_eq!(db.reclaim_expired(2).await.unwrap(), [named(true)]);
     let e = db.event(row).await.unwrap().unwrap();
     assert_eq!(e.status.map(|v| v.as_str()), Some("error"));
     assert_timestamp(e.processed_at.as_deref().unwrap());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
-use crate::store::{ClaimRef, ClaimedEvent, DoneRun, rows};
+use crate::store::{ClaimRef, ClaimedEvent, DoneRun, Reclaimed, rows};
 use crate::time;
 
 /// The `last_error` of an event whose lease expired (same text as SQLite).
@@ -145,8 +145,8 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
 /// (a renewal or a finish in progress: the owner is alive, or the next pass sees them), so
 /// a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers are safe:
 /// the row lock re-checks the WHERE clause on the newest row version.
-pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<Vec<Reclaimed>, sqlx::Error> {
+    let rows = sqlx::query(
         "WITH expired AS MATERIALIZED ( \
            SELECT id FROM events \
            WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $2) \
@@ -156,14 +156,26 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
            status = CASE WHEN e.attempt_count >= $1 THEN 'error' ELSE 'retry' END, \
            processed_at = CASE WHEN e.attempt_count >= $1 THEN $2 ELSE e.processed_at END, \
            last_error = $3, next_attempt_at = $2, lease_until = NULL \
-         FROM expired WHERE e.id = expired.id",
+         FROM expired WHERE e.id = expired.id \
+         RETURNING e.id, e.event_id, e.status = 'error' AS exhausted",
     )
     .bind(i64::from(max_attempts))
     .bind(time::now())
     .bind(LEASE_EXPIRED)
-    .execute(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(done.rows_affected())
+    let mut reclaimed = rows
+        .iter()
+        .map(|r| {
+            Ok(Reclaimed {
+                id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                exhausted: r.try_get("exhausted")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    reclaimed.sort_by_key(|r| r.id);
+    Ok(reclaimed)
 }
 
 #[cfg(test)]

@@ -216,13 +216,13 @@ impl Store for PgStore {
         })
     }
 
-    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, u64> {
+    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, Vec<Reclaimed>> {
         Box::pin(async move {
-            let n = retry("reclaim", || reclaim_expired_leases(&self.pool, max_attempts)).await?;
-            if n > 0 {
+            let reclaimed = retry("reclaim", || reclaim_expired_leases(&self.pool, max_attempts)).await?;
+            if !reclaimed.is_empty() {
                 self.notify().await;
             }
-            Ok(n)
+            Ok(reclaimed)
         })
     }
 

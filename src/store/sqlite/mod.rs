@@ -262,8 +262,8 @@ impl Store for SqliteStore {
         Box::pin(async move { expect!(self.submit(Op::Release(claims)), Count) })
     }
 
-    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, u64> {
-        Box::pin(async move { expect!(self.submit(Op::Reclaim { max_attempts }), Count) })
+    fn reclaim_expired(&self, max_attempts: u32) -> StoreFuture<'_, Vec<Reclaimed>> {
+        Box::pin(async move { expect!(self.submit(Op::Reclaim { max_attempts }), Reclaimed) })
     }
 
     fn start_action_run(&self, run: ActionRunRecord) -> StoreFuture<'_, ()> {

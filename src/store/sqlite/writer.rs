@@ -30,6 +30,7 @@ pub(super) enum OpResult {
     Bools(Vec<bool>),
     Int(i64),
     Count(u64),
+    Reclaimed(Vec<Reclaimed>),
     Transition(Transition),
     Unit,
 }
@@ -192,17 +193,28 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             }
             OpResult::Count(n)
         }
-        Op::Reclaim { max_attempts } => OpResult::Count(
-            tx.prepare_cached(
+        Op::Reclaim { max_attempts } => {
+            let mut stmt = tx.prepare_cached(
                 "UPDATE events SET \
                status = CASE WHEN attempt_count >= ?1 THEN 'error' ELSE 'retry' END, \
                processed_at = CASE WHEN attempt_count >= ?1 THEN ?2 ELSE processed_at END, \
                last_error = 'lease expired: the worker holding this event stopped or stalled', \
                next_attempt_at = ?2, lease_until = NULL \
-             WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < ?2)",
-            )?
-            .execute(params![max_attempts, now])? as u64,
-        ),
+             WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < ?2) \
+             RETURNING id, event_id, status = 'error'",
+            )?;
+            let rows = stmt.query_map(params![max_attempts, now], |r| {
+                Ok(Reclaimed {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    exhausted: r.get(2)?,
+                })
+            })?;
+            let mut reclaimed = rows.collect::<Result<Vec<_>, _>>()?;
+            // RETURNING's order is unspecified; the log lists them by row id.
+            reclaimed.sort_by_key(|r| r.id);
+            OpResult::Reclaimed(reclaimed)
+        }
         Op::StartRun(run) => {
             upsert_action_run(tx, run)?;
             OpResult::Unit
