@@ -5,7 +5,7 @@
 #   bench/run.sh --database-url postgres://u@host/db   # PostgreSQL (or DATABASE_URL=… bench/run.sh)
 #
 # It installs wrk if missing, builds the release binary and the two bench examples once,
-# then runs examples/loadbench.rs, which starts switchyard and the axum echo ceiling,
+# then runs examples/loadbench/, which starts switchyard and the axum echo ceiling,
 # drives them over loopback and prints the table. Extra arguments go to loadbench
 # (e.g. --duration 5, --only ingest,drain, --drain-sizes 50000, --perf-dir DIR, --out FILE;
 # see `target/release/examples/loadbench --help`).

@@ -6,6 +6,7 @@
 
 mod query;
 pub(crate) mod rows;
+pub mod run_input;
 mod schedule;
 mod series;
 mod types;

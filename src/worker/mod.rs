@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 pub use process::Processor;
 
-use crate::store::{ClaimRef, Db, Finish};
+use crate::store::{ClaimRef, ClaimedEvent, Db, Finish};
 
 /// Most events taken by one claim. Larger claims and finishes share the writer's
 /// transactions among more events: 256 drained 13–17 % faster than 64 (docs/PERFORMANCE.md).
@@ -60,91 +60,165 @@ pub async fn run_pool(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // `handlers` bounds running handlers (WORKER_CONCURRENCY). `permits` bounds claimed
-    // events: while handlers are fast, up to CLAIMS_AHEAD claims ahead of them, so the next
-    // claim overlaps the running handlers and the storing of the last batch's outcomes
-    // instead of waiting for them (the drain benchmark is paced by that overlap); while
-    // they are slow, only what can start now, so that idle workers of other processes get
-    // the rest.
-    let handlers = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
-    let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1) + CLAIMS_AHEAD * MAX_CLAIM));
-    let fast = Arc::new(AtomicBool::new(false));
-    let in_flight: InFlight = Arc::default();
-    let mut tasks = JoinSet::new();
-    let renewer = tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease));
-    let reclaimer = tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone()));
-    // Unbounded in type only: every message carries a claim slot, so at most
-    // WORKER_CONCURRENCY + CLAIMS_AHEAD * MAX_CLAIM outcomes wait here.
-    let (outcomes, outcome_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone()));
-    let mut error_backoff = Duration::from_millis(50);
-
+    let mut pool = Pool::new(db, processor, cfg, wake);
     loop {
         if *shutdown.borrow() {
             break;
         }
         // Reap finished tasks so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-        let fast_now = fast.load(Ordering::Relaxed);
+        while pool.tasks.try_join_next().is_some() {}
+        let step = match pool.reserve(&mut shutdown).await {
+            Some(slots) => pool.claim(slots, &mut shutdown).await,
+            None => Step::Stop,
+        };
+        match step {
+            Step::Stop => break,
+            Step::Again => {}
+            Step::Run(claimed) => pool.spawn(claimed).await,
+        }
+    }
+    pool.stop().await;
+}
+
+/// What the claim loop does next.
+enum Step {
+    /// Shutdown was asked for.
+    Stop,
+    /// Nothing was claimed (idle queue or a failed claim, already waited out): loop.
+    Again,
+    /// Events claimed, each with its claim slot.
+    Run(Vec<(ClaimedEvent, OwnedSemaphorePermit)>),
+}
+
+/// The claim loop's state: the bounds on running handlers and claimed events, the tasks
+/// that run attempts and the loops beside them.
+struct Pool {
+    db: Db,
+    processor: Arc<Processor>,
+    cfg: PoolConfig,
+    wake: Arc<Notify>,
+    /// Bounds running handlers (WORKER_CONCURRENCY).
+    handlers: Arc<Semaphore>,
+    /// Bounds claimed events: while handlers are fast, up to [`CLAIMS_AHEAD`] claims ahead
+    /// of them, so the next claim overlaps the running handlers and the storing of the last
+    /// batch's outcomes instead of waiting for them (the drain benchmark is paced by that
+    /// overlap); while they are slow, only what can start now, so that idle workers of
+    /// other processes get the rest.
+    permits: Arc<Semaphore>,
+    /// Whether the last attempt was quicker than [`FAST_HANDLER`].
+    fast: Arc<AtomicBool>,
+    in_flight: InFlight,
+    tasks: JoinSet<()>,
+    /// Unbounded in type only: every message carries a claim slot, so at most
+    /// WORKER_CONCURRENCY + CLAIMS_AHEAD * MAX_CLAIM outcomes wait here.
+    outcomes: mpsc::UnboundedSender<(Finish, OwnedSemaphorePermit)>,
+    recorder: JoinHandle<()>,
+    renewer: JoinHandle<()>,
+    reclaimer: JoinHandle<()>,
+    error_backoff: Duration,
+}
+
+impl Pool {
+    fn new(db: Db, processor: Arc<Processor>, cfg: PoolConfig, wake: Arc<Notify>) -> Pool {
+        let in_flight: InFlight = Arc::default();
+        let (outcomes, outcome_rx) = mpsc::unbounded_channel();
+        Pool {
+            handlers: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1) + CLAIMS_AHEAD * MAX_CLAIM)),
+            fast: Arc::new(AtomicBool::new(false)),
+            tasks: JoinSet::new(),
+            renewer: tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease)),
+            reclaimer: tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone())),
+            recorder: tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone())),
+            outcomes,
+            in_flight,
+            error_backoff: Duration::from_millis(50),
+            db,
+            processor,
+            cfg,
+            wake,
+        }
+    }
+
+    /// Claim slots for the next claim (at least one); None on shutdown.
+    async fn reserve(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Vec<OwnedSemaphorePermit>> {
+        let fast_now = self.fast.load(Ordering::Relaxed);
         if !fast_now {
             let free_handler = tokio::select! {
-                p = handlers.clone().acquire_owned() => p,
-                _ = shutdown.changed() => break,
+                p = self.handlers.clone().acquire_owned() => p,
+                _ = shutdown.changed() => return None,
             };
             drop(free_handler);
         }
         let first = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
+            p = self.permits.clone().acquire_owned() => p.ok()?,
+            _ = shutdown.changed() => return None,
         };
         let cap = if fast_now {
             MAX_CLAIM
         } else {
-            handlers.available_permits().clamp(1, MAX_CLAIM)
+            self.handlers.available_permits().clamp(1, MAX_CLAIM)
         };
         let mut held = vec![first];
         while held.len() < cap {
-            match permits.clone().try_acquire_owned() {
+            match self.permits.clone().try_acquire_owned() {
                 Ok(p) => held.push(p),
                 Err(_) => break,
             }
         }
-        let claimed = match db.claim(held.len(), cfg.lease).await {
-            Ok(c) => {
-                error_backoff = Duration::from_millis(50);
+        Some(held)
+    }
+
+    /// Claims up to one event per slot; on an empty queue or an error, waits (for a wake-up,
+    /// the poll interval or the back-off) before saying [`Step::Again`].
+    async fn claim(&mut self, slots: Vec<OwnedSemaphorePermit>, shutdown: &mut watch::Receiver<bool>) -> Step {
+        let pause = match self.db.claim(slots.len(), self.cfg.lease).await {
+            Ok(c) if !c.is_empty() => {
+                self.error_backoff = Duration::from_millis(50);
                 crate::metrics::claimed(c.len());
-                c
+                return Step::Run(c.into_iter().zip(slots).collect());
+            }
+            Ok(_) => {
+                self.error_backoff = Duration::from_millis(50);
+                crate::metrics::claimed(0);
+                None
             }
             Err(e) => {
                 tracing::error!(error = %e, "claim failed; retrying");
-                drop(held);
-                tokio::select! {
-                    () = tokio::time::sleep(error_backoff) => {}
-                    _ = shutdown.changed() => break,
-                }
-                error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
-                continue;
+                let pause = self.error_backoff;
+                self.error_backoff = (self.error_backoff * 2).min(Duration::from_secs(5));
+                Some(pause)
             }
         };
-        if claimed.is_empty() {
-            drop(held);
-            tokio::select! {
-                () = wake.notified() => {}
-                r = db.external_wake() => if let Err(e) = r { tracing::warn!(error = %e, "wake-up channel failed") },
-                () = tokio::time::sleep(cfg.poll_interval) => {}
-                _ = shutdown.changed() => break,
-            }
-            continue;
+        drop(slots);
+        match pause {
+            Some(pause) => tokio::select! {
+                () = tokio::time::sleep(pause) => Step::Again,
+                _ = shutdown.changed() => Step::Stop,
+            },
+            None => tokio::select! {
+                () = self.wake.notified() => Step::Again,
+                r = self.db.external_wake() => {
+                    if let Err(e) = r { tracing::warn!(error = %e, "wake-up channel failed") }
+                    Step::Again
+                }
+                () = tokio::time::sleep(self.cfg.poll_interval) => Step::Again,
+                _ = shutdown.changed() => Step::Stop,
+            },
         }
-        processor.refresh_routes().await;
-        for (event, permit) in claimed.into_iter().zip(held.drain(..)) {
+    }
+
+    /// Starts one task per claimed event; each sends its outcome to the recorder.
+    async fn spawn(&mut self, claimed: Vec<(ClaimedEvent, OwnedSemaphorePermit)>) {
+        self.processor.refresh_routes().await;
+        for (event, permit) in claimed {
             let claim = event.claim_ref();
-            lock(&in_flight).insert(claim.id, claim);
-            let processor = processor.clone();
-            let outcomes = outcomes.clone();
-            let handlers = handlers.clone();
-            let fast = fast.clone();
-            tasks.spawn(async move {
+            lock(&self.in_flight).insert(claim.id, claim);
+            let processor = self.processor.clone();
+            let outcomes = self.outcomes.clone();
+            let handlers = self.handlers.clone();
+            let fast = self.fast.clone();
+            self.tasks.spawn(async move {
                 // The semaphore is never closed, so this waits rather than fails.
                 let running = handlers.acquire_owned().await.ok();
                 let started = Instant::now();
@@ -158,26 +232,30 @@ pub async fn run_pool(
         }
     }
 
-    // Graceful shutdown: let running handlers finish, then give back what is left.
-    let drained = tokio::time::timeout(cfg.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-    // Every outcome sent is stored before anything is released.
-    drop(outcomes);
-    let _ = recorder.await;
-    if drained.is_err() {
-        let left: Vec<ClaimRef> = lock(&in_flight).values().copied().collect();
-        match db.release(left.clone()).await {
-            Ok(n) => tracing::info!(released = n, "released unfinished claims at shutdown"),
-            Err(e) => {
-                tracing::error!(error = %e, count = left.len(), "could not release claims; they return when their lease expires")
+    /// Graceful shutdown: lets running handlers finish, stores every outcome sent, then
+    /// gives back the claims of what is left.
+    async fn stop(mut self) {
+        let grace = self.cfg.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        // Every outcome sent is stored before anything is released.
+        drop(self.outcomes);
+        let _ = self.recorder.await;
+        if drained.is_err() {
+            let left: Vec<ClaimRef> = lock(&self.in_flight).values().copied().collect();
+            match self.db.release(left.clone()).await {
+                Ok(n) => tracing::info!(released = n, "released unfinished claims at shutdown"),
+                Err(e) => {
+                    tracing::error!(error = %e, count = left.len(), "could not release claims; they return when their lease expires")
+                }
             }
         }
+        self.renewer.abort();
+        self.reclaimer.abort();
     }
-    renewer.abort();
-    reclaimer.abort();
 }
 
 /// Processes at most one due event (`worker --run-once`); true when one was processed.

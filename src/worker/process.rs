@@ -10,7 +10,7 @@ use crate::domain::RunStatus;
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
-use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome};
+use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input};
 use crate::{metrics, time};
 
 /// Processes claimed events; shared by every worker task of a process.
@@ -58,6 +58,30 @@ fn handler_name(decision: &RouteDecision) -> &str {
 /// A handler's output, or why the attempt failed.
 type Attempt = Result<Value, HandlerError>;
 
+/// How the action part of an attempt went.
+enum ActionOutcome {
+    /// The routed handler ran; its run is to be stored.
+    Ran {
+        attempt: Attempt,
+        run: Box<ActionRunRecord>,
+    },
+    /// The action already has a `done` run: its stored output is replayed, nothing runs.
+    Replayed { output: Value },
+    /// No route: the generic runner's answer (`{"note":"no mapping"}` by default).
+    Unrouted(Attempt),
+}
+
+impl ActionOutcome {
+    /// The handler's answer and the run to store, if any.
+    fn into_parts(self) -> (Attempt, Option<ActionRunRecord>) {
+        match self {
+            ActionOutcome::Ran { attempt, run } => (attempt, Some(*run)),
+            ActionOutcome::Replayed { output } => (Ok(output), None),
+            ActionOutcome::Unrouted(attempt) => (attempt, None),
+        }
+    }
+}
+
 impl Processor {
     /// A processor over `db` with the given handler settings.
     pub fn new(db: Db, routes: RoutingCache, handlers: Arc<HandlerConfig>, max_attempts: u32) -> Processor {
@@ -89,14 +113,12 @@ impl Processor {
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
 
-        let (attempt, action_run, replay) = match &decision.mapped_action {
+        let action = match &decision.mapped_action {
             Some(action) => self.run_action(event, &decision, action, &router, &payload).await,
-            None => (
-                handlers::run_unrouted(&self.handlers, &payload, &router).await,
-                None,
-                false,
-            ),
+            None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, &payload, &router).await),
         };
+        let replay = matches!(action, ActionOutcome::Replayed { .. });
+        let (attempt, action_run) = action.into_parts();
 
         let failure_kind = attempt
             .as_ref()
@@ -149,8 +171,7 @@ impl Processor {
         self.record_many(vec![finish]).await;
     }
 
-    /// Runs the routed action unless a `done` run exists; then replays its stored output
-    /// (the third value says so).
+    /// Runs the routed action unless a `done` run exists; then replays its stored output.
     async fn run_action(
         &self,
         event: &ClaimedEvent,
@@ -158,14 +179,14 @@ impl Processor {
         action: &str,
         router: &Value,
         payload: &Value,
-    ) -> (Attempt, Option<ActionRunRecord>, bool) {
+    ) -> ActionOutcome {
         if let Some(run) = event.done_runs.iter().find(|r| r.action == action) {
             let output = run
                 .output_json
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or(Value::Null);
-            return (Ok(output), None, true);
+            return ActionOutcome::Replayed { output };
         }
         let mode = decision.handler_mode.unwrap_or(HandlerMode::Noop);
         let target = decision.handler_target.as_deref();
@@ -174,7 +195,8 @@ impl Processor {
             router,
             payload,
         };
-        let input_json = serde_json::to_string(&input).unwrap_or_default();
+        // A run that ends `done` stores no input: it is the event's (store::run_input).
+        let input_json = || serde_json::to_string(&input).unwrap_or_default();
         let mut record = ActionRunRecord {
             event_row_id: event.id,
             started_at: time::now(),
@@ -184,15 +206,16 @@ impl Processor {
             action: action.to_string(),
             handler_mode: mode,
             handler_target: target.map(str::to_string),
-            input_json,
+            input_json: String::new(),
             output_json: None,
             error: None,
         };
         // noop finishes at once; anything slower gets a visible `running` row first.
-        if mode != HandlerMode::Noop
-            && let Err(e) = self.db.start_action_run(record.clone()).await
-        {
-            tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
+        if mode != HandlerMode::Noop {
+            record.input_json = input_json();
+            if let Err(e) = self.db.start_action_run(record.clone()).await {
+                tracing::warn!(row_id = event.id, error = %e, "could not record the start of an action run");
+            }
         }
         let started = std::time::Instant::now();
         let attempt = handlers::run(&self.handlers, mode, target, &input).await;
@@ -200,14 +223,21 @@ impl Processor {
         record.finished_at = Some(time::now());
         match &attempt {
             Ok(output) => {
+                record.input_json = run_input::FROM_EVENT.to_string();
                 record.status = RunStatus::Done;
                 record.output_json = Some(output.to_string());
             }
             Err(e) => {
+                if record.input_json.is_empty() {
+                    record.input_json = input_json();
+                }
                 record.status = RunStatus::Error;
                 record.error = Some(e.message.clone());
             }
         }
-        (attempt, Some(record), false)
+        ActionOutcome::Ran {
+            attempt,
+            run: Box::new(record),
+        }
     }
 }

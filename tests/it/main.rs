@@ -20,6 +20,7 @@ mod pg_locks;
 mod readme;
 mod redaction;
 mod routing;
+mod run_input;
 mod scheduler;
 mod seed_compat;
 mod seed_db;

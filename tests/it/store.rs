@@ -220,6 +220,33 @@ impl TestStore {
             _ => unreachable!("a TestStore always has its database"),
         }
     }
+
+    /// The one text value `sql` selects (the same SQL on both backends).
+    pub async fn sql_text(&self, sql: &str) -> String {
+        match (self.backend, &self.sqlite_path, &self.pg) {
+            (Backend::Sqlite, Some(path), _) => {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+                v
+            }
+            (Backend::Postgres, _, Some(pg)) => {
+                let mut c = pg.connect().await;
+                let v: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                c.close().await.unwrap();
+                v
+            }
+            _ => unreachable!("a TestStore always has its database"),
+        }
+    }
 }
 
 macro_rules! store_tests {

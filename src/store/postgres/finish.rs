@@ -9,7 +9,7 @@ use sqlx::query::Query;
 use super::claim::lock_claims;
 use super::message_chunks;
 use crate::domain::EventStatus;
-use crate::store::{ActionRunRecord, Finish, Outcome};
+use crate::store::{ActionRunRecord, Finish, Outcome, run_input};
 use crate::time;
 
 pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
@@ -159,6 +159,7 @@ macro_rules! upsert_runs {
 /// `(event, action)` pair comes twice.
 async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let now = time::now();
+    keep_run_inputs(tx, finishes).await?;
     let out = OutcomeColumns::new(finishes, &now);
     let runs: Vec<(&ActionRunRecord, i64)> = finishes
         .iter()
@@ -213,6 +214,37 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         .iter()
         .map(|f| applied.contains(&(f.claim.id, f.claim.attempt)))
         .collect())
+}
+
+/// Before `done` outcomes replace their events' results, stores the full input of those
+/// events' runs whose input is the event's ([`run_input`]), except the run each finish
+/// rewrites.
+async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<(), sqlx::Error> {
+    let done: Vec<&&Finish> = finishes
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .collect();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = done.iter().map(|f| f.claim.id).collect();
+    let except: Vec<Option<&str>> = done
+        .iter()
+        .map(|f| f.action_run.as_ref().map(|r| r.action.as_str()))
+        .collect();
+    sqlx::query(
+        "UPDATE action_runs ar SET input_json = json_build_object('action', ar.action, \
+           'router', e.result_json::json -> 'router', 'payload', e.payload_json::json)::text \
+         FROM events e, UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
+         WHERE e.id = u.id AND ar.event_row_id = u.id AND ar.input_json = $3 \
+           AND ar.action IS DISTINCT FROM u.action",
+    )
+    .bind(&ids)
+    .bind(&except)
+    .bind(run_input::FROM_EVENT)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Inserts or updates one action run (one per `(event_row_id, action)`): a run started

@@ -243,7 +243,11 @@ impl Store for PgStore {
                     .fetch_optional(&self.pool)
             })
             .await?;
-            Ok(row.as_ref().map(rows::action_run).transpose()?)
+            let mut runs: Vec<ActionRunRow> = row.as_ref().map(rows::action_run).transpose()?.into_iter().collect();
+            if run_input::needs_event(&runs) {
+                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
+            }
+            Ok(runs.pop())
         })
     }
 
@@ -262,7 +266,11 @@ impl Store for PgStore {
                 sqlx::query(q).bind(event_row_id).fetch_all(&self.pool)
             })
             .await?;
-            Ok(rows.iter().map(rows::action_run).collect::<Result<_, _>>()?)
+            let mut runs = rows.iter().map(rows::action_run).collect::<Result<Vec<_>, _>>()?;
+            if run_input::needs_event(&runs) {
+                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
+            }
+            Ok(runs)
         })
     }
 

@@ -284,7 +284,11 @@ impl Store for SqliteStore {
             .bind(action)
             .fetch_optional(&self.read)
             .await?;
-            Ok(row.as_ref().map(rows::action_run).transpose()?)
+            let mut runs: Vec<ActionRunRow> = row.as_ref().map(rows::action_run).transpose()?.into_iter().collect();
+            if run_input::needs_event(&runs) {
+                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
+            }
+            Ok(runs.pop())
         })
     }
 
@@ -307,7 +311,11 @@ impl Store for SqliteStore {
             .bind(event_row_id)
             .fetch_all(&self.read)
             .await?;
-            Ok(rows.iter().map(rows::action_run).collect::<Result<_, _>>()?)
+            let mut runs = rows.iter().map(rows::action_run).collect::<Result<Vec<_>, _>>()?;
+            if run_input::needs_event(&runs) {
+                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
+            }
+            Ok(runs)
         })
     }
 

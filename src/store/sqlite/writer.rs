@@ -316,6 +316,9 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
 
 fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
     let (id, attempt) = (f.claim.id, f.claim.attempt);
+    if matches!(f.outcome, Outcome::Done { .. }) {
+        keep_run_inputs(tx, id, f.action_run.as_ref().map(|r| r.action.as_str()))?;
+    }
     let changed = match &f.outcome {
         // A finished attempt has rerun what a forced replay asked for: replay_force resets.
         Outcome::Done { result_json } => tx
@@ -354,6 +357,17 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
         upsert_action_run(tx, run)?;
     }
     Ok(changed == 1)
+}
+
+/// Before a `done` outcome replaces the event's result, stores the full input of the
+/// event's runs whose input is the event's ([`run_input`]), except the run of `except`,
+/// which this finish rewrites.
+fn keep_run_inputs(tx: &Transaction<'_>, event_row_id: i64, except: Option<&str>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE action_runs SET input_json = (SELECT json_object('action', action_runs.action,          'router', json(json_extract(e.result_json, '$.router')), 'payload', json(e.payload_json))          FROM events e WHERE e.id = action_runs.event_row_id)          WHERE event_row_id = ?1 AND input_json = ?2 AND action IS NOT ?3",
+    )?
+    .execute(params![event_row_id, run_input::FROM_EVENT, except])?;
+    Ok(())
 }
 
 fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::Result<()> {

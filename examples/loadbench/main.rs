@@ -1,0 +1,177 @@
+//! The end-to-end benchmark behind `bench/run.sh`: starts switchyard and the axum echo
+//! ceiling, drives them with wrk over loopback, measures what wrk cannot (webhook → done
+//! latency, drain rates, rows stored, peak RSS) and prints one table.
+//!
+//! Phases (each on a fresh database; `--only` picks some):
+//! - `ceiling`: `echo_ceiling` under wrk — the same client against a server that does nothing.
+//! - `ingest`: `switchyard http` (no worker) under wrk: durable ingest; rows stored vs 200s;
+//!   then an exact check (N requests from this program, every status counted, rows = 200s).
+//! - `serve`: `switchyard serve` with a `noop` mapping under wrk: ingest while the worker drains.
+//!   At its end, a storage soak (`--soak-seconds`, `--soak-rate`): small webhooks at a
+//!   fixed rate, then bytes stored per event, RSS and open fds before and after.
+//! - `latency`: `switchyard serve`, idle queue, one webhook at a time: webhook → `done`.
+//! - `drain`: N events pre-filled through the library's `Store::enqueue` (the real group
+//!   commit, no HTTP), then `switchyard worker` started and timed until all are `done`.
+//!
+//! Peak RSS is `VmHWM` of each switchyard process, read just before it is stopped.
+
+mod args;
+mod bench;
+mod db;
+mod drain;
+mod phases;
+mod procs;
+mod report;
+mod soak;
+mod wrk;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::args::Args;
+use crate::bench::Bench;
+use crate::report::Report;
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {cpu}, {:.1} GiB RAM", mem_kib as f64 / 1024.0 / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(2),
+        Err(e) => {
+            eprintln!("benchmark failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<bool> {
+    let mut args = Args::parse();
+    // Children run in per-phase directories: make every path absolute first.
+    for p in [&mut args.bin, &mut args.echo, &mut args.lua] {
+        *p = std::fs::canonicalize(&*p).with_context(|| format!("{} not found (build first)", p.display()))?;
+    }
+    let run_id = format!("{}", std::process::id());
+    let work = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("switchyard-bench-{run_id}")),
+    };
+    std::fs::create_dir_all(&work)?;
+    let pg_admin = match args.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        None => None,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .context("connecting to the PostgreSQL server of --database-url")?;
+            Some((url.to_string(), pool))
+        }
+        Some(_) => bail!("--database-url must be a postgres:// URL"),
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut b = Bench {
+        args,
+        work,
+        pg_admin,
+        run_id,
+        client,
+        report: Report::default(),
+        ceiling_rps: None,
+        drain_rates: BTreeMap::new(),
+        created: Vec::new(),
+    };
+    let header = format!(
+        "switchyard benchmark — backend {}, machine: {}; wrk -t{} -c{} -d{}s, ~550-byte JSON bodies, unique event ids",
+        b.backend(),
+        machine(),
+        b.args.threads,
+        b.args.connections,
+        b.args.duration
+    );
+    println!("{header}\nwork dir: {}", b.work.display());
+
+    let only = b.args.only.clone();
+    let wants = |p: &str| only.iter().any(|o| o == p);
+    let result = async {
+        if wants("ceiling") {
+            b.ceiling().await?;
+        }
+        if wants("ingest") {
+            b.ingest().await?;
+        }
+        if wants("serve") {
+            b.serve().await?;
+        }
+        if wants("latency") {
+            b.latency().await?;
+        }
+        if wants("drain") {
+            let mut sizes = b.args.drain_sizes.clone();
+            sizes.sort_unstable();
+            for n in sizes {
+                b.drain(n, true).await?;
+            }
+            if b.args.drain_unmapped > 0 {
+                b.drain(b.args.drain_unmapped, false).await?;
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    // Phases that failed left their databases behind.
+    for name in b.created.clone() {
+        b.drop_pg(&name).await;
+    }
+
+    if let Some(max) = b.report.peak_rss_kib.values().max().copied() {
+        let who = b
+            .report
+            .peak_rss_kib
+            .iter()
+            .filter(|(k, _)| !k.starts_with("ceiling"))
+            .max_by_key(|(_, v)| **v)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        let mb = max as f64 / 1024.0;
+        b.report.check(
+            "whole run",
+            "peak RSS, any switchyard process",
+            format!("{mb:.1} MB ({who})"),
+            "≤ 100 MB",
+            Some(mb <= 100.0),
+        );
+    }
+    let table = format!("{header}\n\n{}", b.report.markdown());
+    println!("\n{table}");
+    if let Some(out) = &b.args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+    }
+    result?;
+    let all_pass = b.report.lines.iter().all(|l| l.pass != Some(false));
+    Ok(all_pass || !b.args.strict)
+}
