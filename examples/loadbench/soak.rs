@@ -65,10 +65,13 @@ impl Bench {
         let n = (rate * secs) as usize;
         let oks = Arc::new(AtomicUsize::new(0));
         let others = Arc::new(AtomicUsize::new(0));
+        // A client of its own, dropped on return: its keep-alive connections must not count
+        // as the server's open fds at the end of the soak.
+        let soak_client = reqwest::Client::new();
         let start = tokio::time::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for k in 0..conc {
-            let (oks, others, client) = (oks.clone(), others.clone(), self.client.clone());
+            let (oks, others, client) = (oks.clone(), others.clone(), soak_client.clone());
             let url = format!("http://127.0.0.1:{port}/webhook");
             let run = self.run_id.clone();
             tasks.spawn(async move {
@@ -109,6 +112,8 @@ impl Bench {
         let (rss0, fds0) = footprint(server);
         let (oks, others, took) = self.paced_post(server.port, rate, secs, 32).await;
         wait_drained(probe, Duration::from_secs(300)).await?;
+        // The soak's connections are closed; give the server a moment to see them go.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let (rss1, fds1) = footprint(server);
         let started = Instant::now();
         let bytes1 = stored_bytes(t, probe).await?;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 
+use crate::domain::EventStatus;
 use crate::settings::Settings;
 use crate::store::{Cursor, Db, EventFilter, FilterError, PURGEABLE, STATUSES, Transition};
 
@@ -165,7 +166,7 @@ async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         },
         EventsCommand::Replay { row_id, force, filter } => return replay(db, row_id, force, filter).await,
         EventsCommand::Cancel { row_id } => {
-            return transition(db.cancel(row_id).await?, row_id, "cancelled");
+            return transition(db.cancel(row_id).await?, row_id, EventStatus::Cancelled.as_str());
         }
         EventsCommand::Purge { older_than, status } => {
             let before = crate::retention::cutoff(older_than);

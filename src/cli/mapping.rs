@@ -24,7 +24,7 @@ pub enum MappingCommand {
         #[arg(long)]
         action: String,
         /// noop, command, agent, llm or http.
-        #[arg(long, default_value = "noop")]
+        #[arg(long, default_value = HandlerMode::Noop.as_str())]
         handler_mode: String,
         /// Handler target (command key, agent name, provider:model, URL).
         #[arg(long)]
@@ -60,7 +60,7 @@ pub enum MappingCommand {
         #[arg(long)]
         action: String,
         /// noop, command, agent, llm or http.
-        #[arg(long, default_value = "noop")]
+        #[arg(long, default_value = HandlerMode::Noop.as_str())]
         handler_mode: String,
         /// Handler target.
         #[arg(long)]

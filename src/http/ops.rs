@@ -12,6 +12,7 @@ use utoipa::openapi::{Object, Required};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AppState, require_secret};
+use crate::domain::EventStatus;
 use crate::error::{ApiError, ErrorReply};
 use crate::store::{Cursor, EventFilter, EventSummary, FILTER_KEYS, MAX_FILTER_LEN, STATUSES, Stats, Transition};
 
@@ -291,7 +292,12 @@ pub async fn cancel(
     require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
     let id = row_id(&id)?;
     let t = state.db.cancel(id).await?;
-    transition_reply(t, id, "cancelled", "only pending and retry events can be cancelled")
+    transition_reply(
+        t,
+        id,
+        EventStatus::Cancelled.as_str(),
+        "only pending and retry events can be cancelled",
+    )
 }
 
 /// Replays every event matching the filters (the dead-letter queue: `?status=error`).

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::parse::http_url;
+use crate::domain::provider;
 
 /// The provider shortcuts (each a comma-separated secret list) and `PUBLIC_BASE_URL`.
 #[derive(Clone, Args)]
@@ -102,14 +103,14 @@ impl ProviderSettings {
     /// `(scheme, secrets)` of every shortcut, in CONTRACT §8's order.
     pub fn shortcuts(&self) -> [(&'static str, &[String]); 8] {
         [
-            ("github", &self.github_webhook_secret),
-            ("stripe", &self.stripe_webhook_secret),
-            ("slack", &self.slack_signing_secret),
-            ("shopify", &self.shopify_webhook_secret),
-            ("standard-webhooks", &self.standard_webhooks_secret),
-            ("linear", &self.linear_webhook_secret),
-            ("twilio", &self.twilio_auth_token),
-            ("discord", &self.discord_public_key),
+            (provider::GITHUB, &self.github_webhook_secret),
+            (provider::STRIPE, &self.stripe_webhook_secret),
+            (provider::SLACK, &self.slack_signing_secret),
+            (provider::SHOPIFY, &self.shopify_webhook_secret),
+            (provider::STANDARD_WEBHOOKS, &self.standard_webhooks_secret),
+            (provider::LINEAR, &self.linear_webhook_secret),
+            (provider::TWILIO, &self.twilio_auth_token),
+            (provider::DISCORD, &self.discord_public_key),
         ]
     }
 }

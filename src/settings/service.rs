@@ -141,7 +141,7 @@ pub struct Settings {
         long,
         env = "LLM_MODE",
         value_name = "LLM_MODE",
-        default_value = "noop",
+        default_value = LlmMode::Noop.as_str(),
         ignore_case = true
     )]
     pub llm_mode: LlmMode,
@@ -156,7 +156,7 @@ pub struct Settings {
         long,
         env = "LLM_PROVIDER",
         value_name = "LLM_PROVIDER",
-        default_value = "claude-cli"
+        default_value = LlmProvider::ClaudeCli.as_str()
     )]
     pub llm_provider: LlmProvider,
     /// Model of the `llm` handler (the back-end's default when unset).

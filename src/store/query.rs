@@ -301,7 +301,14 @@ impl EventFilter {
             c.and(dialect, "action = #", text(s));
         }
         if let Some(s) = &self.source {
-            c.and(dialect, "source = #", text(s));
+            // `source` has two values, so its only index (the `(source, event_id)` dedupe
+            // key) never narrows a listing; SQLite, which keeps no statistics, would still
+            // take it and sort every match. The unary `+` keeps it on the received_at walk.
+            let term = match dialect {
+                Dialect::Sqlite => "+source = #",
+                Dialect::Postgres => "source = #",
+            };
+            c.and(dialect, term, text(s));
         }
         if let Some(s) = &self.since {
             c.and(dialect, "received_at >= #", text(s));

@@ -3,6 +3,7 @@
 
 use maud::{Markup, html};
 
+use crate::domain::EventStatus;
 use crate::store::MinuteCounts;
 
 /// Drawing area, in SVG user units (the element scales to its container).
@@ -21,7 +22,7 @@ type Series = (&'static str, &'static str, fn(&MinuteCounts) -> i64);
 
 const SERIES: &[Series] = &[
     ("ingest", "received", |m| m.received),
-    ("done", "done", |m| m.done),
+    (EventStatus::Done.as_str(), EventStatus::Done.as_str(), |m| m.done),
     ("failed", "failed", |m| m.failed),
 ];
 

@@ -28,7 +28,10 @@ const NOTES: &[(&str, &str)] = &[
         "busy",
         "The event is being processed right now; try again when it finishes.",
     ),
-    ("cancelled", "Cancelled: it will not be attempted again."),
+    (
+        EventStatus::Cancelled.as_str(),
+        "Cancelled: it will not be attempted again.",
+    ),
     ("not-cancellable", "Only a pending or retry event can be cancelled."),
 ];
 
@@ -227,7 +230,7 @@ pub async fn cancel(
     Form(_form): Form<CancelForm>,
 ) -> Result<Response, ApiError> {
     let note = match state.app.db.cancel(id).await? {
-        Transition::Applied => "cancelled",
+        Transition::Applied => EventStatus::Cancelled.as_str(),
         Transition::NotFound => return Err(ApiError::NotFound(format!("event {id} not found"))),
         Transition::Conflict(_) => "not-cancellable",
     };

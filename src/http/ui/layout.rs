@@ -8,6 +8,7 @@ use axum::response::{Html, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::Session;
+use crate::domain::{EventStatus, RunStatus};
 
 /// Where the stylesheet is served (versioned so a new build is never served stale CSS).
 pub const CSS_PATH: &str = concat!("/ui/static/app.css?v=", env!("CARGO_PKG_VERSION"));
@@ -72,10 +73,9 @@ pub fn csrf_field(session: &Session) -> Markup {
 
 /// A coloured badge for an event or run status.
 pub fn status_badge(status: &str) -> Markup {
-    let class = match status {
-        "pending" | "processing" | "retry" | "done" | "error" | "cancelled" | "running" => status,
-        _ => "other",
-    };
+    // Only known statuses become CSS classes; anything else read from a row is shown as is.
+    let known = status.parse::<EventStatus>().is_ok() || status.parse::<RunStatus>().is_ok();
+    let class = if known { status } else { "other" };
     html! { span class={ "badge " (class) } { (status) } }
 }
 

@@ -18,6 +18,7 @@ use super::signatures::hmac::HmacSpec;
 use super::signatures::{
     BodyFields, Delivery, Reject, Verified, discord, github, linear, shopify, slack, standard_webhooks, stripe, twilio,
 };
+use crate::domain::provider;
 
 /// A provider's signature scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,28 +45,28 @@ pub enum Scheme {
 
 /// The scheme names of the shortcuts, in the order of CONTRACT §8's table.
 pub const PROVIDER_SCHEMES: [&str; 8] = [
-    "github",
-    "stripe",
-    "slack",
-    "shopify",
-    "standard-webhooks",
-    "linear",
-    "twilio",
-    "discord",
+    provider::GITHUB,
+    provider::STRIPE,
+    provider::SLACK,
+    provider::SHOPIFY,
+    provider::STANDARD_WEBHOOKS,
+    provider::LINEAR,
+    provider::TWILIO,
+    provider::DISCORD,
 ];
 
 impl Scheme {
     /// The scheme of a provider name (`hmac` needs its settings, see [`parse_entry`]).
     pub fn of_provider(name: &str) -> Option<Scheme> {
         Some(match name {
-            "github" => Scheme::Github,
-            "stripe" => Scheme::Stripe,
-            "slack" => Scheme::Slack,
-            "shopify" => Scheme::Shopify,
-            "standard-webhooks" | "svix" => Scheme::StandardWebhooks,
-            "linear" => Scheme::Linear,
-            "twilio" => Scheme::Twilio,
-            "discord" => Scheme::Discord,
+            provider::GITHUB => Scheme::Github,
+            provider::STRIPE => Scheme::Stripe,
+            provider::SLACK => Scheme::Slack,
+            provider::SHOPIFY => Scheme::Shopify,
+            provider::STANDARD_WEBHOOKS | "svix" => Scheme::StandardWebhooks,
+            provider::LINEAR => Scheme::Linear,
+            provider::TWILIO => Scheme::Twilio,
+            provider::DISCORD => Scheme::Discord,
             _ => return None,
         })
     }
@@ -73,14 +74,14 @@ impl Scheme {
     /// The scheme's name.
     pub fn name(&self) -> &'static str {
         match self {
-            Scheme::Github => "github",
-            Scheme::Stripe => "stripe",
-            Scheme::Slack => "slack",
-            Scheme::Shopify => "shopify",
-            Scheme::StandardWebhooks => "standard-webhooks",
-            Scheme::Linear => "linear",
-            Scheme::Twilio => "twilio",
-            Scheme::Discord => "discord",
+            Scheme::Github => provider::GITHUB,
+            Scheme::Stripe => provider::STRIPE,
+            Scheme::Slack => provider::SLACK,
+            Scheme::Shopify => provider::SHOPIFY,
+            Scheme::StandardWebhooks => provider::STANDARD_WEBHOOKS,
+            Scheme::Linear => provider::LINEAR,
+            Scheme::Twilio => provider::TWILIO,
+            Scheme::Discord => provider::DISCORD,
             Scheme::Hmac(_) => "hmac",
         }
     }

@@ -4,6 +4,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::*;
+use crate::domain::EventStatus;
 use crate::store::query::{self, Dialect};
 use crate::store::rows;
 
@@ -129,20 +130,20 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     }
     stats.oldest_due_age_seconds = oldest_due(pool).await?.as_deref().and_then(crate::time::age_seconds);
     let (minute, hour) = query::rate_windows();
-    let rate = |status: &'static str, since: String| async move {
+    let rate = |status: EventStatus, since: String| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') \
              AND status = $1 AND processed_at >= $2",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(since)
         .fetch_one(pool)
         .await
     };
-    stats.done_last_minute = rate("done", minute.clone()).await?;
-    stats.failed_last_minute = rate("error", minute).await?;
-    stats.done_last_hour = rate("done", hour.clone()).await?;
-    stats.failed_last_hour = rate("error", hour).await?;
+    stats.done_last_minute = rate(EventStatus::Done, minute.clone()).await?;
+    stats.failed_last_minute = rate(EventStatus::Error, minute).await?;
+    stats.done_last_hour = rate(EventStatus::Done, hour.clone()).await?;
+    stats.failed_last_hour = rate(EventStatus::Error, hour).await?;
     Ok(stats)
 }
 
@@ -176,9 +177,9 @@ pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error
     .await?
     {
         let n: i64 = r.try_get("n")?;
-        match r.try_get::<String, _>("status")?.as_str() {
-            "pending" => depth.pending = n,
-            "retry" => depth.retry = n,
+        match r.try_get::<String, _>("status")?.parse::<EventStatus>() {
+            Ok(EventStatus::Pending) => depth.pending = n,
+            Ok(EventStatus::Retry) => depth.retry = n,
             _ => depth.processing = n,
         }
     }
