@@ -77,18 +77,7 @@ async fn run() -> Result<bool> {
         None => std::env::temp_dir().join(format!("switchyard-bench-{run_id}")),
     };
     std::fs::create_dir_all(&work)?;
-    let pg_admin = match args.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        None => None,
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(url)
-                .await
-                .context("connecting to the PostgreSQL server of --database-url")?;
-            Some((url.to_string(), pool))
-        }
-        Some(_) => bail!("--database-url must be a postgres:// URL"),
-    };
+    let pg_admin = pg_admin(&args).await?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(256)
@@ -115,57 +104,13 @@ async fn run() -> Result<bool> {
     );
     println!("{header}\nwork dir: {}", b.work.display());
 
-    let only = b.args.only.clone();
-    let wants = |p: &str| only.iter().any(|o| o == p);
-    let result = async {
-        if wants("ceiling") {
-            b.ceiling().await?;
-        }
-        if wants("ingest") {
-            b.ingest().await?;
-        }
-        if wants("serve") {
-            b.serve().await?;
-        }
-        if wants("latency") {
-            b.latency().await?;
-        }
-        if wants("drain") {
-            let mut sizes = b.args.drain_sizes.clone();
-            sizes.sort_unstable();
-            for n in sizes {
-                b.drain(n, true).await?;
-            }
-            if b.args.drain_unmapped > 0 {
-                b.drain(b.args.drain_unmapped, false).await?;
-            }
-        }
-        Ok::<(), anyhow::Error>(())
-    }
-    .await;
+    let result = b.phases().await;
     // Phases that failed left their databases behind.
     for name in b.created.clone() {
         b.drop_pg(&name).await;
     }
 
-    if let Some(max) = b.report.peak_rss_kib.values().max().copied() {
-        let who = b
-            .report
-            .peak_rss_kib
-            .iter()
-            .filter(|(k, _)| !k.starts_with("ceiling"))
-            .max_by_key(|(_, v)| **v)
-            .map(|(k, _)| k.clone())
-            .unwrap_or_default();
-        let mb = max as f64 / 1024.0;
-        b.report.check(
-            "whole run",
-            "peak RSS, any switchyard process",
-            format!("{mb:.1} MB ({who})"),
-            "≤ 100 MB",
-            Some(mb <= 100.0),
-        );
-    }
+    b.check_peak_rss();
     let table = format!("{header}\n\n{}", b.report.markdown());
     println!("\n{table}");
     if let Some(out) = &b.args.out {
@@ -174,4 +119,74 @@ async fn run() -> Result<bool> {
     result?;
     let all_pass = b.report.lines.iter().all(|l| l.pass != Some(false));
     Ok(all_pass || !b.args.strict)
+}
+
+/// The admin connection to the PostgreSQL server of `--database-url`, if one is given.
+async fn pg_admin(args: &Args) -> Result<Option<(String, sqlx::PgPool)>> {
+    match args.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        None => Ok(None),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .context("connecting to the PostgreSQL server of --database-url")?;
+            Ok(Some((url.to_string(), pool)))
+        }
+        Some(_) => bail!("--database-url must be a postgres:// URL"),
+    }
+}
+
+impl Bench {
+    /// Runs the phases `--only` names, in the table's order.
+    async fn phases(&mut self) -> Result<()> {
+        let only = self.args.only.clone();
+        let wants = |p: &str| only.iter().any(|o| o == p);
+        if wants("ceiling") {
+            self.ceiling().await?;
+        }
+        if wants("ingest") {
+            self.ingest().await?;
+        }
+        if wants("serve") {
+            self.serve().await?;
+        }
+        if wants("latency") {
+            self.latency().await?;
+        }
+        if wants("drain") {
+            let mut sizes = self.args.drain_sizes.clone();
+            sizes.sort_unstable();
+            for n in sizes {
+                self.drain(n, true).await?;
+            }
+            if self.args.drain_unmapped > 0 {
+                self.drain(self.args.drain_unmapped, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole run's line: the highest peak RSS of any switchyard process (≤ 100 MB).
+    fn check_peak_rss(&mut self) {
+        let Some(max) = self.report.peak_rss_kib.values().max().copied() else {
+            return;
+        };
+        let who = self
+            .report
+            .peak_rss_kib
+            .iter()
+            .filter(|(k, _)| !k.starts_with("ceiling"))
+            .max_by_key(|(_, v)| **v)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        let mb = max as f64 / 1024.0;
+        self.report.check(
+            "whole run",
+            "peak RSS, any switchyard process",
+            format!("{mb:.1} MB ({who})"),
+            "≤ 100 MB",
+            Some(mb <= 100.0),
+        );
+    }
 }
