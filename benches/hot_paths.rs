@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchyard::domain::{HandlerMode, Mapping, Rule};
 use switchyard::ingest::envelope::{RequestParts, build};
 use switchyard::ingest::event_id::derive_event_id;
-use switchyard::routing::detect::{apply_hint, detect};
+use switchyard::routing::detect::{Detection, apply_hint, detect};
 use switchyard::routing::{CompiledRule, Condition, decide};
 
 /// The ~500-byte body of bench/ingest.lua with one id filled in.
@@ -191,33 +191,79 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-fn routing(c: &mut Criterion) {
-    let (_, bench_payload) = payload_of(None, &bench_headers(), &bench_body());
-    let (gh_headers, gh_body) = github_request();
-    let (gh_text, gh_payload) = payload_of(Some("github"), &gh_headers, &gh_body);
-    let empty = serde_json::Map::new();
-    let headers_of = |p: &Value| p.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
-    let bench_h = headers_of(&bench_payload);
-    let gh_h = headers_of(&gh_payload);
+/// The requests every routing benchmark reads: the benchmark body and a GitHub push, as
+/// stored payloads (text and parsed) and their header maps.
+struct Fixtures {
+    bench_text: String,
+    bench_payload: Value,
+    bench_h: serde_json::Map<String, Value>,
+    gh_text: String,
+    gh_payload: Value,
+    gh_h: serde_json::Map<String, Value>,
+    noop: Mapping,
+}
 
+impl Fixtures {
+    fn new() -> Fixtures {
+        let (bench_text, bench_payload) = payload_of(None, &bench_headers(), &bench_body());
+        let (gh_headers, gh_body) = github_request();
+        let (gh_text, gh_payload) = payload_of(Some("github"), &gh_headers, &gh_body);
+        let headers_of = |p: &Value| p.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
+        Fixtures {
+            bench_h: headers_of(&bench_payload),
+            gh_h: headers_of(&gh_payload),
+            bench_text,
+            bench_payload,
+            gh_text,
+            gh_payload,
+            noop: Mapping {
+                provider: "unknown".into(),
+                action: "bench_noop".into(),
+                handler_mode: HandlerMode::Noop,
+                handler_target: None,
+                enabled: true,
+            },
+        }
+    }
+
+    /// The GitHub push's detection, hint applied.
+    fn github_detection(&self) -> Detection {
+        let mut d = detect(&self.gh_h, self.gh_payload.get("json"));
+        apply_hint(&mut d, Some("github"));
+        d
+    }
+}
+
+fn routing(c: &mut Criterion) {
+    let f = Fixtures::new();
+    detection(c, &f);
+    rule_conditions(c, &f);
+    decisions(c, &f);
+    worker_pure_cpu(c, &f);
+}
+
+fn detection(c: &mut Criterion, f: &Fixtures) {
+    let empty = serde_json::Map::new();
     let mut g = c.benchmark_group("detect");
     g.bench_function("unknown_fallthrough", |b| {
         b.iter(|| {
-            let mut d = detect(black_box(&bench_h), bench_payload.get("json"));
+            let mut d = detect(black_box(&f.bench_h), f.bench_payload.get("json"));
             apply_hint(&mut d, None);
             d
         })
     });
     g.bench_function("github_header", |b| {
         b.iter(|| {
-            let mut d = detect(black_box(&gh_h), gh_payload.get("json"));
+            let mut d = detect(black_box(&f.gh_h), f.gh_payload.get("json"));
             apply_hint(&mut d, Some("github"));
             d
         })
     });
     g.bench_function("no_headers", |b| b.iter(|| detect(black_box(&empty), None)));
     g.finish();
+}
 
+fn rule_conditions(c: &mut Criterion, f: &Fixtures) {
     let mut g = c.benchmark_group("rules");
     let cond_json = push_main_conditions();
     let cond_text = cond_json.to_string();
@@ -226,65 +272,57 @@ fn routing(c: &mut Criterion) {
     });
     let cond = Condition::parse(&cond_json).unwrap_or(Condition::Any(Vec::new()));
     g.bench_function("evaluate_match_4_leaves", |b| {
-        b.iter(|| cond.evaluate(black_box(&gh_payload)))
+        b.iter(|| cond.evaluate(black_box(&f.gh_payload)))
     });
     g.bench_function("evaluate_miss_first_leaf", |b| {
-        b.iter(|| cond.evaluate(black_box(&bench_payload)))
+        b.iter(|| cond.evaluate(black_box(&f.bench_payload)))
     });
     g.finish();
+}
 
+fn decisions(c: &mut Criterion, f: &Fixtures) {
     let mut g = c.benchmark_group("decide");
     let rules = github_rules();
-    let github_detection = {
-        let mut d = detect(&gh_h, gh_payload.get("json"));
-        apply_hint(&mut d, Some("github"));
-        d
-    };
+    let github_detection = f.github_detection();
     g.bench_function("10_rules_last_matches", |b| {
-        b.iter(|| decide(black_box(&gh_payload), github_detection.clone(), &rules, None))
+        b.iter(|| decide(black_box(&f.gh_payload), github_detection.clone(), &rules, None))
     });
-    let noop = Mapping {
-        provider: "unknown".into(),
-        action: "bench_noop".into(),
-        handler_mode: HandlerMode::Noop,
-        handler_target: None,
-        enabled: true,
-    };
-    let unknown_detection = detect(&bench_h, bench_payload.get("json"));
+    let unknown_detection = detect(&f.bench_h, f.bench_payload.get("json"));
     g.bench_function("mapping_only", |b| {
-        b.iter(|| decide(black_box(&bench_payload), unknown_detection.clone(), &[], Some(&noop)))
+        b.iter(|| {
+            decide(
+                black_box(&f.bench_payload),
+                unknown_detection.clone(),
+                &[],
+                Some(&f.noop),
+            )
+        })
     });
     g.finish();
+}
 
-    // What a worker computes per event outside SQL: parse the stored payload, route it,
-    // serialise the router decision and the stored result.
+/// What a worker computes per event outside SQL: parse the stored payload, route it,
+/// serialise the router decision and the stored result.
+fn worker_pure_cpu(c: &mut Criterion, f: &Fixtures) {
+    let rules = github_rules();
+    let route = |text: &str, rules: &[CompiledRule], mapping: Option<&Mapping>| {
+        let empty = serde_json::Map::new();
+        let payload: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let hs = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
+        let mut d = detect(hs, payload.get("json").filter(|j| j.is_object()));
+        apply_hint(&mut d, payload.get("source_hint").and_then(Value::as_str));
+        let decision = decide(&payload, d, rules, mapping);
+        let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
+        let result = json!({"ok": true, "source": "webhook", "event_id": "x", "router": router,
+                            "result": {"mode": "noop", "action": decision.mapped_action}});
+        result.to_string()
+    };
     let mut g = c.benchmark_group("worker_pure_cpu");
     g.bench_function("github_push_10_rules", |b| {
-        b.iter(|| {
-            let payload: Value = serde_json::from_str(black_box(&gh_text)).unwrap_or(Value::Null);
-            let hs = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
-            let mut d = detect(hs, payload.get("json").filter(|j| j.is_object()));
-            apply_hint(&mut d, payload.get("source_hint").and_then(Value::as_str));
-            let decision = decide(&payload, d, &rules, None);
-            let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
-            let result = json!({"ok": true, "source": "webhook", "event_id": "x", "router": router,
-                                "result": {"mode": "noop", "action": decision.mapped_action}});
-            result.to_string()
-        })
+        b.iter(|| route(black_box(&f.gh_text), &rules, None))
     });
-    let (bench_text, _) = payload_of(None, &bench_headers(), &bench_body());
     g.bench_function("bench_body_noop_mapping", |b| {
-        b.iter(|| {
-            let payload: Value = serde_json::from_str(black_box(&bench_text)).unwrap_or(Value::Null);
-            let hs = payload.get("headers").and_then(Value::as_object).unwrap_or(&empty);
-            let mut d = detect(hs, payload.get("json").filter(|j| j.is_object()));
-            apply_hint(&mut d, payload.get("source_hint").and_then(Value::as_str));
-            let decision = decide(&payload, d, &[], Some(&noop));
-            let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
-            let result = json!({"ok": true, "source": "webhook", "event_id": "x", "router": router,
-                                "result": {"mode": "noop", "action": decision.mapped_action}});
-            result.to_string()
-        })
+        b.iter(|| route(black_box(&f.bench_text), &[], Some(&f.noop)))
     });
     g.finish();
 }
