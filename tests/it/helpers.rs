@@ -229,10 +229,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// An HTTP client without proxies or pooling surprises.
+/// An HTTP client without proxies or pooling surprises: idle connections are dropped
+/// after 5 s, before the server's 10 s header-read timeout closes them (a request sent on
+/// a connection the server is closing at that moment fails without an answer).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()

@@ -71,7 +71,8 @@ async fn send(client: &reqwest::Client, base: &str, id: &str) -> (u16, Option<se
             let code = r.status().as_u16();
             (code, r.json().await.ok())
         }
-        Err(_) => (0, None),
+        // The client's error (timeout, reset, refused…) stands in for the reply.
+        Err(e) => (0, Some(serde_json::Value::String(format!("{e:?}")))),
     }
 }
 
