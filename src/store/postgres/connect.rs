@@ -75,7 +75,11 @@ impl PgStore {
         };
         let pooled = base
             .clone()
-            .options([("statement_timeout", options.statement_timeout.as_millis())]);
+            .options([("statement_timeout", options.statement_timeout.as_millis())])
+            // Short statements over a few hundred rows: JIT compiling them (triggered by the
+            // planner's cost estimates on tables without fresh statistics) cost ~30 ms each,
+            // a hundred times the statement (docs/PERFORMANCE.md).
+            .options([("jit", "off")]);
 
         let mut first = connect_with_retry(&base, options.connect_timeout).await?;
         if options.existing_only {

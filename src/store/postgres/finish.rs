@@ -232,12 +232,20 @@ async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<
         .iter()
         .map(|f| f.action_run.as_ref().map(|r| r.action.as_str()))
         .collect();
+    // The runs are found by a lookup per event on the `(event_row_id, action)` key (`OFFSET 0`
+    // keeps the planner from flattening it): as a join, the planner, without fresh
+    // statistics, scanned all of `action_runs` per call — 120 ms each at 50,000 runs, nearly
+    // all of a PostgreSQL drain's time (docs/PERFORMANCE.md).
     sqlx::query(
         "UPDATE action_runs ar SET input_json = json_build_object('action', ar.action, \
-           'router', e.result_json::json -> 'router', 'payload', e.payload_json::json)::text \
-         FROM events e, UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
-         WHERE e.id = u.id AND ar.event_row_id = u.id AND ar.input_json = $3 \
-           AND ar.action IS DISTINCT FROM u.action",
+           'router', m.result_json::json -> 'router', 'payload', m.payload_json::json)::text \
+         FROM (SELECT r.id, e.result_json, e.payload_json \
+                 FROM UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
+                 CROSS JOIN LATERAL (SELECT x.id FROM action_runs x \
+                   WHERE x.event_row_id = u.id AND x.input_json = $3 \
+                     AND x.action IS DISTINCT FROM u.action OFFSET 0) r \
+                 JOIN events e ON e.id = u.id) m \
+         WHERE ar.id = m.id",
     )
     .bind(&ids)
     .bind(&except)
