@@ -139,17 +139,12 @@ impl Bench {
                         break;
                     }
                     let id = format!("exact-{run}-{i}");
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-event-id", &id)
-                        .body(bench_body(&id))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status() == 200 => oks.fetch_add(1, Ordering::Relaxed),
-                        _ => others.fetch_add(1, Ordering::Relaxed),
+                    let counter = if post_ok(&client, &url, &id, bench_body(&id)).await {
+                        &oks
+                    } else {
+                        &others
                     };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -280,6 +275,18 @@ impl Bench {
 }
 
 /// The ~500-byte body of bench/ingest.lua with `id` filled in.
+/// Posts one JSON webhook with `id` as its event id; true when the answer is 200.
+pub(crate) async fn post_ok(client: &reqwest::Client, url: &str, id: &str, body: String) -> bool {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-event-id", id)
+        .body(body)
+        .send()
+        .await;
+    matches!(r, Ok(r) if r.status() == 200)
+}
+
 pub(crate) fn bench_body(id: &str) -> String {
     format!(
         concat!(

@@ -11,6 +11,7 @@ use anyhow::Result;
 use crate::bench::Bench;
 use crate::db::{Probe, Target};
 use crate::drain::wait_drained;
+use crate::phases::post_ok;
 use crate::procs::Server;
 
 /// Bytes a database holds: the SQLite file plus its WAL after a full checkpoint, or
@@ -79,17 +80,12 @@ impl Bench {
                 for i in (k..n).step_by(conc) {
                     tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate as f64)).await;
                     let id = format!("soak-{run}-{i}");
-                    let r = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-event-id", &id)
-                        .body(small_body(&id))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status() == 200 => oks.fetch_add(1, Ordering::Relaxed),
-                        _ => others.fetch_add(1, Ordering::Relaxed),
+                    let counter = if post_ok(&client, &url, &id, small_body(&id)).await {
+                        &oks
+                    } else {
+                        &others
                     };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
