@@ -27,7 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(switchyard::cli::dispatch(cli, settings)) {
+    let result = runtime.block_on(switchyard::cli::dispatch(cli, settings));
+    // Log lines are written by a thread of their own: all of them before exiting.
+    switchyard::logging::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", switchyard::cli::error_message(&e));

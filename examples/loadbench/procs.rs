@@ -193,8 +193,20 @@ impl Perf {
         std::fs::create_dir_all(dir)?;
         let out = dir.join(format!("{name}.perf.data"));
         // cpu-clock: hardware counters are often unavailable in VMs; 999 Hz keeps files small.
+        // `-g` walks frame pointers (a `-C force-frame-pointers=yes` build); for a plain
+        // release build `PERF_CALL_GRAPH=dwarf` unwinds from DWARF instead (larger files).
+        let call_graph = std::env::var("PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
         let child = Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "--call-graph",
+                &call_graph,
+                "-o",
+            ])
             .arg(&out)
             .args(["-p", &pid.to_string()])
             .stdout(Stdio::null())

@@ -73,11 +73,13 @@ impl Window {
 pub(crate) const SQLITE_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \
      WHERE received_at >= ?1 AND received_at < ?2 GROUP BY m";
 
-/// Events finished done or error per minute (SQLite): status, key, count. The first IN term
+/// Events finished done or error per minute (SQLite): status, key, count. The OR term
 /// repeats the `events_finished` index's WHERE verbatim so SQLite may use it.
-pub(crate) const SQLITE_FINISHED: &str = "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events \
-     WHERE status IN ('done', 'error', 'cancelled') AND status IN ('done', 'error') \
-     AND processed_at >= ?1 AND processed_at < ?2 GROUP BY status, m";
+pub(crate) const SQLITE_FINISHED: &str = concat!(
+    "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events WHERE ",
+    super::sqlite::finished_rows!(),
+    " AND status IN ('done', 'error') AND processed_at >= ?1 AND processed_at < ?2 GROUP BY status, m"
+);
 
 /// [`SQLITE_RECEIVED`] for PostgreSQL.
 pub(crate) const POSTGRES_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \

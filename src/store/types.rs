@@ -95,8 +95,10 @@ pub struct ClaimedEvent {
     /// The stored payload envelope.
     pub payload_json: String,
     /// Actions of this event that already ran to `done` (read with the claim, so the
-    /// idempotency check costs no extra query per event).
+    /// idempotency check costs no extra query per event). Empty for a forced replay.
     pub done_runs: Vec<DoneRun>,
+    /// A forced replay: every action runs again, and `done_runs` was not read.
+    pub forced: bool,
 }
 
 /// An action that already succeeded for an event, and its stored output.
@@ -184,6 +186,11 @@ pub struct Finish {
     pub provider: Option<String>,
     /// Action the attempt routed to, if any.
     pub action: Option<String>,
+    /// Whether runs of other actions of this event may store their input as the event's
+    /// ([`run_input::FROM_EVENT`](super::run_input::FROM_EVENT)): a `done` outcome then first
+    /// writes their full input, since it replaces the result they read it from. False only
+    /// when the claim showed no such run, which spares a statement per finish.
+    pub other_runs_read_event: bool,
 }
 
 /// An action run as written by the worker.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::backoff;
 use crate::domain::RunStatus;
@@ -53,6 +53,41 @@ fn handler_name(decision: &RouteDecision) -> &str {
         (Some(_), Some(mode)) => mode.as_str(),
         (Some(_), None) => HandlerMode::Noop.as_str(),
     }
+}
+
+/// The stored result of a successful attempt (CONTRACT §2). Borrowed fields, in the sorted
+/// order a `json!` object had, so the bytes are those of a `serde_json::Value` without
+/// building (and dropping) a copy of the router and the result per event.
+#[derive(serde::Serialize)]
+struct StoredResult<'a> {
+    event_id: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    idempotent_replay: bool,
+    ok: bool,
+    result: &'a Value,
+    router: &'a Value,
+    source: crate::domain::Source,
+}
+
+/// `result_json` of a `done` attempt.
+fn stored_result(event: &ClaimedEvent, router: &Value, result: &Value, replay: bool) -> String {
+    let stored = StoredResult {
+        event_id: &event.event_id,
+        idempotent_replay: replay,
+        ok: true,
+        result,
+        router,
+        source: event.source,
+    };
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+/// Whether a run this finish does not rewrite may hold the event-input marker: any `done`
+/// run (those are the marked ones) of another action than `run`'s, or any run at all when
+/// a forced replay did not read them. A replayed `done` run is not rewritten, so it counts.
+fn other_runs_read_event(event: &ClaimedEvent, run: Option<&ActionRunRecord>) -> bool {
+    let rewritten = run.map(|r| r.action.as_str());
+    event.forced || event.done_runs.iter().any(|r| Some(r.action.as_str()) != rewritten)
 }
 
 /// A handler's output, or why the attempt failed.
@@ -125,18 +160,9 @@ impl Processor {
             .err()
             .map(|e| e.kind.clone().unwrap_or_else(|| "other".into()));
         let outcome = match attempt {
-            Ok(result) => {
-                let mut stored = json!({
-                    "ok": true, "source": event.source, "event_id": event.event_id,
-                    "router": router, "result": result,
-                });
-                if replay {
-                    stored["idempotent_replay"] = Value::Bool(true);
-                }
-                Outcome::Done {
-                    result_json: stored.to_string(),
-                }
-            }
+            Ok(result) => Outcome::Done {
+                result_json: stored_result(event, &router, &result, replay),
+            },
             Err(e) if e.permanent || event.attempt_count >= i64::from(self.max_attempts) => {
                 Outcome::Failed { error: e.message }
             }
@@ -150,6 +176,7 @@ impl Processor {
         Finish {
             claim: event.claim_ref(),
             outcome,
+            other_runs_read_event: other_runs_read_event(event, action_run.as_ref()),
             action_run,
             provider: Some(decision.provider.clone()),
             action: decision.mapped_action.clone(),
@@ -239,5 +266,60 @@ impl Processor {
             attempt,
             run: Box::new(record),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Source;
+    use crate::store::DoneRun;
+
+    fn claimed(done: &[&str], forced: bool) -> ClaimedEvent {
+        ClaimedEvent {
+            id: 1,
+            source: Source::Webhook,
+            event_id: "e".into(),
+            attempt_count: 2,
+            payload_json: "{}".into(),
+            done_runs: done
+                .iter()
+                .map(|a| DoneRun {
+                    action: (*a).into(),
+                    output_json: None,
+                })
+                .collect(),
+            forced,
+        }
+    }
+
+    fn run(action: &str) -> ActionRunRecord {
+        ActionRunRecord {
+            event_row_id: 1,
+            started_at: time::now(),
+            finished_at: None,
+            status: RunStatus::Done,
+            provider: "github".into(),
+            action: action.into(),
+            handler_mode: HandlerMode::Noop,
+            handler_target: None,
+            input_json: run_input::FROM_EVENT.into(),
+            output_json: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_finish_keeps_the_inputs_of_every_done_run_it_does_not_rewrite() {
+        // Nothing ran before, or only the run this finish rewrites: nothing to keep.
+        assert!(!other_runs_read_event(&claimed(&[], false), Some(&run("a"))));
+        assert!(!other_runs_read_event(&claimed(&[], false), None));
+        assert!(!other_runs_read_event(&claimed(&["a"], false), Some(&run("a"))));
+        // A replayed done run is not rewritten, and its input reads the result this
+        // finish replaces; so is a done run of another action.
+        assert!(other_runs_read_event(&claimed(&["a"], false), None));
+        assert!(other_runs_read_event(&claimed(&["a"], false), Some(&run("b"))));
+        // A forced replay did not read its done runs: assume there are some.
+        assert!(other_runs_read_event(&claimed(&[], true), Some(&run("a"))));
     }
 }

@@ -90,6 +90,7 @@ fn unstorable(finish: Finish, e: &StoreError) -> Finish {
         action_run: None,
         provider: finish.provider,
         action: finish.action,
+        other_runs_read_event: finish.other_runs_read_event,
     }
 }
 

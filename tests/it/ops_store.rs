@@ -258,6 +258,7 @@ async fn finish_all_done(db: &Db, output: &str) -> Vec<switchyard::store::Claime
             action_run: Some(run(c.id, "act", output)),
             provider: Some("github".into()),
             action: Some("act".into()),
+            other_runs_read_event: true,
         };
         assert!(db.finish(f).await.unwrap());
     }
@@ -328,6 +329,7 @@ async fn cancel_only_pending_or_retry_and_never_claimed(t: TestStore) {
         action_run: None,
         provider: None,
         action: None,
+        other_runs_read_event: true,
     };
     assert!(db.finish(retry).await.unwrap());
     assert_eq!(db.cancel(retried).await.unwrap(), Transition::Applied);
@@ -455,6 +457,7 @@ async fn stats_and_queue_depth_count_by_status(t: TestStore) {
             action_run: None,
             provider: None,
             action: None,
+            other_runs_read_event: true,
         };
         assert!(t.db.finish(f).await.unwrap());
     }

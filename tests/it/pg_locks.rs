@@ -191,6 +191,7 @@ async fn an_outcome_the_database_refuses_does_not_take_its_batch_with_it() {
         action_run: None,
         provider: None,
         action: None,
+        other_runs_read_event: true,
     };
     let processor = switchyard::processor(&db, &Settings::defaults());
     tokio::time::timeout(PATIENCE, processor.record_many(vec![done(a), refused, done(c)]))

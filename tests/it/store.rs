@@ -325,6 +325,7 @@ pub(crate) fn done(claim: ClaimRef) -> Finish {
         action_run: None,
         provider: None,
         action: None,
+        other_runs_read_event: true,
     }
 }
 
@@ -338,6 +339,7 @@ fn retry_at(claim: ClaimRef, next_attempt_at: String) -> Finish {
         action_run: None,
         provider: None,
         action: None,
+        other_runs_read_event: true,
     }
 }
 
@@ -624,6 +626,7 @@ async fn finish_many_stores_each_outcome_as_finish_would(t: TestStore) {
                 action_run: None,
                 provider: None,
                 action: None,
+                other_runs_read_event: true,
             },
         };
         let mut r = run(c.id, "act", if c.id % 3 == 0 { "done" } else { "error" });

@@ -77,7 +77,7 @@ macro_rules! claim_sql {
                attempt_count = e.attempt_count + 1 \
              FROM due WHERE e.id = due.id \
              RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, e.next_attempt_at, \
-               CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
+               e.replay_force <> 0 AS forced, CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
                  (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
                   WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs"
         )
@@ -139,6 +139,7 @@ fn claimed_event(r: &PgRow) -> Result<ClaimedEvent, sqlx::Error> {
         attempt_count: r.try_get("attempt_count")?,
         payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
         done_runs: parse_done_runs(id, r.try_get::<Option<String>, _>("done_runs")?.as_deref())?,
+        forced: r.try_get("forced")?,
     })
 }
 

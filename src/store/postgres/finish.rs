@@ -222,7 +222,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
 async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<(), sqlx::Error> {
     let done: Vec<&&Finish> = finishes
         .iter()
-        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .filter(|f| f.other_runs_read_event && matches!(f.outcome, Outcome::Done { .. }))
         .collect();
     if done.is_empty() {
         return Ok(());

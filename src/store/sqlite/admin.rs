@@ -93,12 +93,13 @@ pub(super) fn replay_ids(tx: &Transaction<'_>, ids: &[i64], status: Option<&str>
 /// Deletes up to `limit` events of `status` finished before `before`, oldest first, with
 /// their action runs.
 pub(super) fn purge(tx: &Transaction<'_>, status: &str, before: &str, limit: usize) -> rusqlite::Result<u64> {
-    // The IN term repeats the index's WHERE verbatim so SQLite uses events_finished.
+    // The OR term repeats the index's WHERE verbatim so SQLite uses events_finished.
     let ids = tx
-        .prepare_cached(
-            "SELECT id FROM events WHERE status IN ('done', 'error', 'cancelled') AND status = ?1 \
-             AND processed_at < ?2 ORDER BY processed_at LIMIT ?3 + 0",
-        )?
+        .prepare_cached(concat!(
+            "SELECT id FROM events WHERE ",
+            super::finished_rows!(),
+            " AND status = ?1 AND processed_at < ?2 ORDER BY processed_at LIMIT ?3 + 0"
+        ))?
         .query_map(params![status, before, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             r.get::<_, i64>(0)
         })?

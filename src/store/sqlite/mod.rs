@@ -46,7 +46,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator api",
         include_str!("../../../migrations/sqlite/0011_operator_api.sql"),
     ),
+    (
+        12,
+        "finished index without an IN list",
+        include_str!("../../../migrations/sqlite/0012_finished_index_without_in_list.sql"),
+    ),
 ];
+
+/// The WHERE of the `events_finished` index (migration 0012), which a query repeats
+/// verbatim so that SQLite sees the index applies.
+macro_rules! finished_rows {
+    () => {
+        "(status = 'done' OR status = 'error' OR status = 'cancelled')"
+    };
+}
+pub(crate) use finished_rows;
 
 /// Creates the database file readable by its owner only (0600) when it does not exist yet;
 /// SQLite gives its `-wal` and `-shm` files the same mode. An existing file is left as is.
@@ -381,10 +395,11 @@ impl Store for SqliteStore {
             stats.oldest_due_age_seconds = self.oldest_due().await?.as_deref().and_then(crate::time::age_seconds);
             let (minute, hour) = query::rate_windows();
             let rate = |status: EventStatus, since: String| async move {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') \
-                     AND status = ?1 AND processed_at >= ?2",
-                )
+                sqlx::query_scalar::<_, i64>(concat!(
+                    "SELECT COUNT(*) FROM events WHERE ",
+                    finished_rows!(),
+                    " AND status = ?1 AND processed_at >= ?2"
+                ))
                 .bind(status.as_str())
                 .bind(since)
                 .fetch_one(&self.read)

@@ -110,6 +110,7 @@ pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Write
     let checkpointer = Checkpointer::start(path, synchronous)?;
     checkpointer.watch(&conn);
     conn.set_prepared_statement_cache_capacity(64);
+
     let (tx, rx) = mpsc::channel(4096);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
@@ -242,18 +243,20 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
 
 /// Inserts unless `(source, event_id)` exists; an identical event earlier in the same
 /// batch is found by the select like any committed one.
+///
+/// No `RETURNING`: SQLite runs it as a trigger, which makes the insert a "multi-write"
+/// statement with its own statement journal (a copy of every page it touches) and an
+/// ephemeral table per execution, measured at ~12 % of ingest CPU (docs/PERFORMANCE.md).
+/// One row changed means it was inserted, and `last_insert_rowid` is its id.
 fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<Enqueued> {
-    let inserted: Option<i64> = tx
+    let inserted = tx
         .prepare_cached(
             "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
-             VALUES (?1, ?2, ?3, 'pending', 0, ?3, ?4) ON CONFLICT DO NOTHING RETURNING id",
+             VALUES (?1, ?2, ?3, 'pending', 0, ?3, ?4) ON CONFLICT DO NOTHING",
         )?
-        .query_row(params![e.source.as_str(), e.event_id, now, e.payload_json], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    if let Some(id) = inserted {
-        return Ok(Enqueued::Queued(id));
+        .execute(params![e.source.as_str(), e.event_id, now, e.payload_json])?;
+    if inserted == 1 {
+        return Ok(Enqueued::Queued(tx.last_insert_rowid()));
     }
     let id = tx
         .prepare_cached("SELECT id FROM events WHERE source = ?1 AND event_id = ?2")?
@@ -261,43 +264,51 @@ fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<En
     Ok(Enqueued::Duplicate(id))
 }
 
+/// Claims up to `limit` due events, oldest due first: a select on the due index, then one
+/// update by row id per event. Inside the writer's transaction nothing else writes between
+/// the two. As one `UPDATE … WHERE id IN (SELECT …) RETURNING …` it cost two ephemeral
+/// tables and a statement journal per claim.
 fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusqlite::Result<Vec<ClaimedEvent>> {
-    // `LIMIT ?3 + 0`, not `LIMIT ?3`: SQLite's planner reads a bare bound LIMIT, so it would
+    // `LIMIT ?2 + 0`, not `LIMIT ?2`: SQLite's planner reads a bare bound LIMIT, so it would
     // re-prepare this statement on every run (measured: 6 % of the writer's time draining).
     // `INDEXED BY events_due`: without statistics the planner prefers the operator API's
     // `events_status_received` and sorts every due row per claim (drain 14k -> 5k events/s).
-    let mut stmt = tx.prepare_cached(
-        "UPDATE events SET status = 'processing', processing_started_at = ?1, lease_until = ?2, \
-           attempt_count = COALESCE(attempt_count, 0) + 1 \
-         WHERE id IN (SELECT id FROM events INDEXED BY events_due \
-                      WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
-                      ORDER BY next_attempt_at, id LIMIT ?3 + 0) \
-         RETURNING id, source, event_id, attempt_count, payload_json, replay_force",
+    let mut due = tx.prepare_cached(
+        "SELECT id, source, event_id, attempt_count, payload_json, replay_force \
+         FROM events INDEXED BY events_due \
+         WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
+         ORDER BY next_attempt_at, id LIMIT ?2 + 0",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![now, time::after(lease), limit], |r| {
-        let id = r.get(0)?;
-        let source = r.get_ref(1)?.as_str_or_null()?.unwrap_or_default();
-        let event = ClaimedEvent {
-            id,
-            source: rows::parse_word(source, "events", id, "source")
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?,
-            event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            attempt_count: r.get(3)?,
-            payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-            done_runs: Vec::new(),
-        };
-        Ok((event, r.get::<_, i64>(5)? != 0))
-    })?;
-    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    drop(stmt);
+    let mut claimed = due
+        .query_map(params![now, limit], |r| {
+            let id = r.get(0)?;
+            let source = r.get_ref(1)?.as_str_or_null()?.unwrap_or_default();
+            Ok(ClaimedEvent {
+                id,
+                source: rows::parse_word(source, "events", id, "source").map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+                })?,
+                event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                attempt_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0) + 1,
+                payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                done_runs: Vec::new(),
+                forced: r.get::<_, i64>(5)? != 0,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(due);
+    let until = time::after(lease);
+    let mut take = tx.prepare_cached(
+        "UPDATE events SET status = 'processing', processing_started_at = ?1, lease_until = ?2, \
+           attempt_count = ?3 WHERE id = ?4",
+    )?;
     let mut done =
         tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for (mut event, force) in rows {
+    for event in &mut claimed {
+        take.execute(params![now, until, event.attempt_count, event.id])?;
         // A forced replay reruns every action, so it is told of no done runs.
-        if force {
-            claimed.push(event);
+        if event.forced {
             continue;
         }
         event.done_runs = done
@@ -308,7 +319,6 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        claimed.push(event);
     }
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
@@ -316,7 +326,7 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
 
 fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
     let (id, attempt) = (f.claim.id, f.claim.attempt);
-    if matches!(f.outcome, Outcome::Done { .. }) {
+    if f.other_runs_read_event && matches!(f.outcome, Outcome::Done { .. }) {
         keep_run_inputs(tx, id, f.action_run.as_ref().map(|r| r.action.as_str()))?;
     }
     let changed = match &f.outcome {
