@@ -91,6 +91,7 @@ async fn run() -> Result<bool> {
         client,
         report: Report::default(),
         ceiling_rps: None,
+        ceiling_cpu_us: None,
         drain_rates: BTreeMap::new(),
         created: Vec::new(),
     };

@@ -63,6 +63,7 @@ impl Bench {
             format!("{:.1} MB", hwm as f64 / 1024.0),
         );
         self.ceiling_rps = Some(w.rps);
+        self.ceiling_cpu_us = Some(cpu.as_secs_f64() * 1e6 / (w.completed.max(1) as f64));
         Ok(())
     }
 
@@ -91,7 +92,8 @@ impl Bench {
         let db = self.db_cpu().zip(db0).map(|(a, b)| a.saturating_sub(b));
         self.report_wrk(&section, &w, cpu, switches, db);
         self.others_line(&section, others);
-        self.ratio_line(&section, &w, true);
+        self.ratio_line(&section, &w, 0.33);
+        self.cpu_ratio_line(&section, &w, cpu);
         self.report.check(
             &section,
             "non-2xx / socket errors",
@@ -172,7 +174,7 @@ impl Bench {
         let db = self.db_cpu().zip(db0).map(|(a, b)| a.saturating_sub(b));
         self.report_wrk(&section, &w, cpu, switches, db);
         self.others_line(&section, others);
-        self.ratio_line(&section, &w, false);
+        self.ratio_line(&section, &w, 0.25);
         self.report.check(
             &section,
             "non-2xx (so 5xx) / socket errors",
@@ -258,8 +260,13 @@ impl Bench {
             &section,
             "send → processed_at (DB stamp) p50 / p99",
             format!("{p50:.2} ms / {p99:.2} ms"),
-            "p50 ≤ 3 ms",
-            Some(p50 <= 3.0),
+            // Issue 18's target on SQLite; PostgreSQL keeps the first wave's.
+            if self.backend() == "sqlite" {
+                "p50 ≤ 1 ms"
+            } else {
+                "p50 ≤ 3 ms"
+            },
+            Some(p50 <= if self.backend() == "sqlite" { 1.0 } else { 3.0 }),
         );
         self.report.add(
             &section,

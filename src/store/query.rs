@@ -349,6 +349,22 @@ impl EventFilter {
     }
 }
 
+/// A listing page's query: the filter, older than the cursor, newest first; the page size
+/// is the last placeholder (SQLite's `+ 0` keeps its planner from reading the bound value,
+/// which would re-prepare the statement at every run).
+pub(crate) fn page_sql(dialect: Dialect, filter: &EventFilter, cursor: Option<&Cursor>) -> (String, Clause) {
+    let c = filter.page_clause(dialect, cursor);
+    let limit = match dialect {
+        Dialect::Sqlite => format!("{} + 0", c.next_mark(dialect)),
+        Dialect::Postgres => c.next_mark(dialect),
+    };
+    let sql = format!(
+        "{SUMMARY_COLUMNS} {} ORDER BY received_at DESC, id DESC LIMIT {limit}",
+        c.sql
+    );
+    (sql, c)
+}
+
 /// Binds `binds` in order to a runtime-checked query.
 pub(crate) fn bind_all<'q, DB>(
     mut q: sqlx::query::Query<'q, DB, DB::Arguments>,

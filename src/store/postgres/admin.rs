@@ -19,13 +19,7 @@ pub(super) async fn list_page(
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<EventPage, sqlx::Error> {
-    let c = filter.page_clause(Dialect::Postgres, cursor);
-    let sql = format!(
-        "{} {} ORDER BY received_at DESC, id DESC LIMIT {}",
-        query::SUMMARY_COLUMNS,
-        c.sql,
-        c.next_mark(Dialect::Postgres)
-    );
+    let (sql, c) = query::page_sql(Dialect::Postgres, filter, cursor);
     let rows = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds)
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)

@@ -90,16 +90,19 @@ pub(super) fn replay_ids(tx: &Transaction<'_>, ids: &[i64], status: Option<&str>
     Ok(n)
 }
 
+/// The ids of a purge batch: `status`, finished before `?2`, oldest first. The OR term
+/// repeats the index's WHERE verbatim so SQLite uses `events_finished`.
+pub(super) const PURGE_BATCH: &str = concat!(
+    "SELECT id FROM events WHERE ",
+    super::finished_rows!(),
+    " AND status = ?1 AND processed_at < ?2 ORDER BY processed_at LIMIT ?3 + 0"
+);
+
 /// Deletes up to `limit` events of `status` finished before `before`, oldest first, with
 /// their action runs.
 pub(super) fn purge(tx: &Transaction<'_>, status: &str, before: &str, limit: usize) -> rusqlite::Result<u64> {
-    // The OR term repeats the index's WHERE verbatim so SQLite uses events_finished.
     let ids = tx
-        .prepare_cached(concat!(
-            "SELECT id FROM events WHERE ",
-            super::finished_rows!(),
-            " AND status = ?1 AND processed_at < ?2 ORDER BY processed_at LIMIT ?3 + 0"
-        ))?
+        .prepare_cached(PURGE_BATCH)?
         .query_map(params![status, before, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             r.get::<_, i64>(0)
         })?

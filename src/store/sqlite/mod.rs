@@ -5,6 +5,8 @@
 
 mod admin;
 mod checkpoint;
+#[cfg(test)]
+mod plans;
 mod schedules;
 mod writer;
 
@@ -51,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "finished index without an IN list",
         include_str!("../../../migrations/sqlite/0012_finished_index_without_in_list.sql"),
     ),
+    (
+        13,
+        "provider index for routed rows",
+        include_str!("../../../migrations/sqlite/0013_provider_index_for_routed_rows.sql"),
+    ),
 ];
 
 /// The WHERE of the `events_finished` index (migration 0012), which a query repeats
@@ -61,6 +68,13 @@ macro_rules! finished_rows {
     };
 }
 pub(crate) use finished_rows;
+
+/// Events of a status (`?1`) finished since `?2`, for `/stats`.
+const FINISHED_SINCE: &str = concat!(
+    "SELECT COUNT(*) FROM events WHERE ",
+    finished_rows!(),
+    " AND status = ?1 AND processed_at >= ?2"
+);
 
 /// Creates the database file readable by its owner only (0600) when it does not exist yet;
 /// SQLite gives its `-wal` and `-shm` files the same mode. An existing file is left as is.
@@ -335,13 +349,7 @@ impl Store for SqliteStore {
 
     fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage> {
         Box::pin(async move {
-            let c = filter.page_clause(Dialect::Sqlite, cursor.as_ref());
-            let sql = format!(
-                "{} {} ORDER BY received_at DESC, id DESC LIMIT {} + 0",
-                query::SUMMARY_COLUMNS,
-                c.sql,
-                c.next_mark(Dialect::Sqlite)
-            );
+            let (sql, c) = query::page_sql(Dialect::Sqlite, &filter, cursor.as_ref());
             let q = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds).bind(i64::from(limit) + 1);
             let rows = q.fetch_all(&self.read).await?;
             Ok(rows::page(&rows, limit as usize)?)
@@ -395,15 +403,11 @@ impl Store for SqliteStore {
             stats.oldest_due_age_seconds = self.oldest_due().await?.as_deref().and_then(crate::time::age_seconds);
             let (minute, hour) = query::rate_windows();
             let rate = |status: EventStatus, since: String| async move {
-                sqlx::query_scalar::<_, i64>(concat!(
-                    "SELECT COUNT(*) FROM events WHERE ",
-                    finished_rows!(),
-                    " AND status = ?1 AND processed_at >= ?2"
-                ))
-                .bind(status.as_str())
-                .bind(since)
-                .fetch_one(&self.read)
-                .await
+                sqlx::query_scalar::<_, i64>(FINISHED_SINCE)
+                    .bind(status.as_str())
+                    .bind(since)
+                    .fetch_one(&self.read)
+                    .await
             };
             stats.done_last_minute = rate(EventStatus::Done, minute.clone()).await?;
             stats.failed_last_minute = rate(EventStatus::Error, minute).await?;
