@@ -894,6 +894,24 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
     assert_eq!((tables.rules.len(), tables.mappings.len()), (2, 1));
     assert!(db.mapping("stripe").await.unwrap().is_none());
     assert!(db.rules("stripe").await.unwrap().is_empty());
+
+    // The check right after a claim sees a change committed before the claim (SQLite
+    // answers it with the claim's own reading), and the one after it a later change.
+    enqueue(db, "rv-1").await;
+    assert_eq!(db.claim(1, Duration::from_secs(60)).await.unwrap().len(), 1);
+    assert_eq!(db.routing_version().await.unwrap(), v3);
+    other
+        .apply(RoutingChanges {
+            mappings: vec![mapping("github", "gh3", true)],
+            rules: vec![],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        db.routing_version().await.unwrap() > v3,
+        "a later change is not hidden by the claim's reading"
+    );
 }
 
 async fn apply_is_all_or_nothing(t: TestStore) {

@@ -13,6 +13,7 @@ mod writer;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -99,6 +100,10 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteOp>,
     read: SqlitePool,
+    /// The routing version read by the last claim that returned events, until asked for:
+    /// the worker checks the version right after such a claim, and this spares that check
+    /// a second trip to the writer thread (~0.1 ms of an idle queue's webhook → done).
+    claimed_version: std::sync::Mutex<Option<i64>>,
 }
 
 impl SqliteStore {
@@ -190,7 +195,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
 
-        Ok(SqliteStore { writer, read })
+        Ok(SqliteStore {
+            writer,
+            read,
+            claimed_version: std::sync::Mutex::default(),
+        })
     }
 
     /// The `next_attempt_at` of the oldest due event (the due index's first entry).
@@ -247,13 +256,16 @@ const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json
 const EVENT_COLUMNS: &str = "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
      processing_started_at, processed_at, payload_json, result_json, last_error FROM events";
 
+/// The writer answered a request with another request's kind of result (a bug).
+fn wrong_result() -> StoreError {
+    StoreError::Config("internal error: the writer answered with the wrong result kind".into())
+}
+
 macro_rules! expect {
     ($fut:expr, $variant:ident) => {
         match $fut.await? {
             OpResult::$variant(v) => Ok(v),
-            _ => Err(StoreError::Config(
-                "internal error: the writer answered with the wrong result kind".into(),
-            )),
+            _ => Err(wrong_result()),
         }
     };
 }
@@ -268,7 +280,17 @@ impl Store for SqliteStore {
     }
 
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedEvent>> {
-        Box::pin(async move { expect!(self.submit(Op::Claim { limit, lease }), Claimed) })
+        Box::pin(async move {
+            match self.submit(Op::Claim { limit, lease }).await? {
+                OpResult::Claimed(events, version) => {
+                    if !events.is_empty() {
+                        *self.claimed_version.lock().unwrap_or_else(PoisonError::into_inner) = Some(version);
+                    }
+                    Ok(events)
+                }
+                _ => Err(wrong_result()),
+            }
+        })
     }
 
     fn renew(&self, claims: Vec<ClaimRef>, lease: Duration) -> StoreFuture<'_, ()> {
@@ -463,8 +485,19 @@ impl Store for SqliteStore {
     }
 
     fn routing_version(&self) -> StoreFuture<'_, i64> {
-        // Asked once per claim: the writer answers it without a trip to sqlx's thread.
-        Box::pin(async move { expect!(self.submit(Op::RoutingVersion), Int) })
+        // Asked once per claim: the claim's own reading when there is one, else the writer
+        // answers it (without a trip to sqlx's thread).
+        let claimed = self
+            .claimed_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        Box::pin(async move {
+            match claimed {
+                Some(version) => Ok(version),
+                None => expect!(self.submit(Op::RoutingVersion), Int),
+            }
+        })
     }
 
     fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {

@@ -25,7 +25,8 @@ pub(super) const MAX_BATCH: usize = 512;
 /// What a write request answers.
 pub(super) enum OpResult {
     Enqueued(Enqueued),
-    Claimed(Vec<ClaimedEvent>),
+    /// The events, and the routing version read in the same transaction.
+    Claimed(Vec<ClaimedEvent>, i64),
     Bool(bool),
     Bools(Vec<bool>),
     Int(i64),
@@ -164,7 +165,7 @@ fn run_batch(conn: &mut Connection, batch: &[WriteOp]) -> rusqlite::Result<Vec<O
 fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult> {
     Ok(match op {
         Op::Enqueue(e) => OpResult::Enqueued(enqueue(tx, e, now)?),
-        Op::Claim { limit, lease } => OpResult::Claimed(claim(tx, *limit, *lease, now)?),
+        Op::Claim { limit, lease } => OpResult::Claimed(claim(tx, *limit, *lease, now)?, routing_version(tx)?),
         Op::Renew { claims, lease } => {
             let until = time::after(*lease);
             let mut stmt = tx.prepare_cached(
@@ -177,12 +178,7 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
         }
         Op::Finish(f) => OpResult::Bool(finish(tx, f, now)?),
         Op::FinishMany(fs) => OpResult::Bools(fs.iter().map(|f| finish(tx, f, now)).collect::<rusqlite::Result<_>>()?),
-        Op::RoutingVersion => OpResult::Int(
-            tx.prepare_cached("SELECT value FROM switchyard_meta WHERE key = 'routing_version'")?
-                .query_row([], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0),
-        ),
+        Op::RoutingVersion => OpResult::Int(routing_version(tx)?),
         Op::Release(claims) => {
             let mut stmt = tx.prepare_cached(
                 "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = ?1, \
@@ -239,6 +235,15 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
                 == 1,
         ),
     })
+}
+
+/// The counter that routing changes bump (migration 0002's triggers).
+fn routing_version(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM switchyard_meta WHERE key = 'routing_version'")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Inserts unless `(source, event_id)` exists; an identical event earlier in the same
