@@ -26,6 +26,12 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // A panic's message goes straight to stderr: the log lines before it go first.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
 }
 
 /// Most bytes of log lines waiting for the writer thread; a line that would pass it waits
