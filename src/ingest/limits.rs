@@ -9,6 +9,12 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// JSON strings do not count). One pass over the bytes, no allocation, so it runs before
 /// any parse and a hostile body cannot make a parser recurse.
 pub fn json_too_deep(body: &[u8], max: usize) -> bool {
+    // Nesting never exceeds the number of opening brackets, and counting them is one quick
+    // pass: most bodies have far fewer than `max` and skip the scan below (measured: the
+    // scan was ~2 % of an ingested request's CPU).
+    if body.iter().filter(|&&b| b == b'{' || b == b'[').count() <= max {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
