@@ -12,6 +12,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use switchyard::domain::{HandlerMode, Mapping, Rule};
+#[path = "../examples/loadbench/body.rs"]
+mod body;
+
 use switchyard::ingest::envelope::{RequestParts, build};
 use switchyard::ingest::event_id::derive_event_id;
 use switchyard::routing::detect::{Detection, apply_hint, detect};
@@ -19,20 +22,7 @@ use switchyard::routing::{CompiledRule, Condition, decide};
 
 /// The ~500-byte body of bench/ingest.lua with one id filled in.
 fn bench_body() -> Vec<u8> {
-    let id = "bench-run-t1-123456";
-    format!(
-        concat!(
-            r#"{{"id":"{id}","type":"order.created","api_version":"2024-06-01","created":1718000000,"#,
-            r#""livemode":false,"data":{{"order":{{"number":"SO-000123","currency":"EUR","total":12999,"#,
-            r#""customer":{{"email":"jane.doe@example.com","name":"Jane Doe","locale":"de-DE"}},"#,
-            r#""lines":[{{"sku":"WIDGET-RED-42","qty":2,"unit_price":4999}},"#,
-            r#"{{"sku":"GADGET-BLUE-7","qty":1,"unit_price":3001}}],"#,
-            r#""shipping":{{"method":"standard","address":{{"line1":"Musterstrasse 1","city":"Berlin","#,
-            r#""postal_code":"10115","country":"DE"}}}}}}}},"note":"benchmark payload padding ........"}}"#
-        ),
-        id = id
-    )
-    .into_bytes()
+    body::bench_body("bench-run-t1-123456").into_bytes()
 }
 
 /// The headers wrk sends with that body.

@@ -8,8 +8,8 @@ use anyhow::{Result, bail};
 use axum::http::{HeaderMap, HeaderValue};
 
 use crate::bench::Bench;
+use crate::body::bench_body;
 use crate::db::*;
-use crate::phases::*;
 use crate::procs::*;
 use switchyard::ingest::envelope::{RequestParts, build};
 use switchyard::store::NewEvent;

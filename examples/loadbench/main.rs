@@ -17,6 +17,7 @@
 
 mod args;
 mod bench;
+mod body;
 mod db;
 mod drain;
 mod phases;

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::bench::Bench;
+use crate::body::bench_body;
 use crate::db::*;
 use crate::drain::*;
 use crate::procs::*;
@@ -292,21 +293,6 @@ pub(crate) async fn post_ok(client: &reqwest::Client, url: &str, id: &str, body:
         .send()
         .await;
     matches!(r, Ok(r) if r.status() == 200)
-}
-
-pub(crate) fn bench_body(id: &str) -> String {
-    format!(
-        concat!(
-            r#"{{"id":"{id}","type":"order.created","api_version":"2024-06-01","created":1718000000,"#,
-            r#""livemode":false,"data":{{"order":{{"number":"SO-000123","currency":"EUR","total":12999,"#,
-            r#""customer":{{"email":"jane.doe@example.com","name":"Jane Doe","locale":"de-DE"}},"#,
-            r#""lines":[{{"sku":"WIDGET-RED-42","qty":2,"unit_price":4999}},"#,
-            r#"{{"sku":"GADGET-BLUE-7","qty":1,"unit_price":3001}}],"#,
-            r#""shipping":{{"method":"standard","address":{{"line1":"Musterstrasse 1","city":"Berlin","#,
-            r#""postal_code":"10115","country":"DE"}}}}}}}},"note":"benchmark payload padding ........"}}"#
-        ),
-        id = id
-    )
 }
 
 /// Nearest-rank percentile.
