@@ -292,7 +292,15 @@ impl EventFilter {
         let mut c = Clause::default();
         let text = |s: &String| vec![Bind::Text(s.clone())];
         if let Some(s) = &self.status {
-            c.and(dialect, "status = #", text(s));
+            // SQLite's status index holds no `done` rows (migration 0014): other statuses
+            // name its WHERE so that it applies; `done` pages walk `events_received`.
+            let term = match dialect {
+                Dialect::Sqlite if s != crate::domain::EventStatus::Done.as_str() => {
+                    concat!(super::sqlite::not_done_rows!(), " AND status = #")
+                }
+                _ => "status = #",
+            };
+            c.and(dialect, term, text(s));
         }
         if let Some(s) = &self.provider {
             c.and(dialect, "provider = #", text(s));
@@ -435,7 +443,15 @@ mod tests {
         assert_eq!(c.next_mark(Dialect::Postgres), "$7");
         assert_eq!(EventFilter::default().clause(Dialect::Sqlite).sql, "");
         let s = f.clause(Dialect::Sqlite);
-        assert!(s.sql.starts_with(" WHERE status = ?1 AND (event_id LIKE ?2"));
+        assert!(
+            s.sql
+                .starts_with(" WHERE status <> 'done' AND status = ?1 AND (event_id LIKE ?2")
+        );
+        let done = EventFilter {
+            status: Some("done".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(done.clause(Dialect::Sqlite).sql, " WHERE status = ?1");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule};
+use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_result};
 use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
@@ -86,10 +86,13 @@ where
     for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
 {
     let id = int(r, "id")?.unwrap_or_default();
+    let source = word(r, "events", id, "source")?;
+    let event_id = text(r, "event_id")?;
+    let result_json = text(r, "result_json")?.map(|s| stored_result::expand(&s, source, event_id.as_deref()));
     Ok(EventRow {
         id,
-        source: word(r, "events", id, "source")?,
-        event_id: text(r, "event_id")?,
+        source,
+        event_id,
         received_at: ts(r, "received_at")?,
         status: word(r, "events", id, "status")?,
         attempt_count: int(r, "attempt_count")?.unwrap_or(0),
@@ -97,7 +100,7 @@ where
         processing_started_at: ts(r, "processing_started_at")?,
         processed_at: ts(r, "processed_at")?,
         payload_json: text(r, "payload_json")?,
-        result_json: text(r, "result_json")?,
+        result_json,
         last_error: text(r, "last_error")?,
     })
 }

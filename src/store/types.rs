@@ -186,10 +186,10 @@ pub struct Finish {
     pub provider: Option<String>,
     /// Action the attempt routed to, if any.
     pub action: Option<String>,
-    /// Whether runs of other actions of this event may store their input as the event's
-    /// ([`run_input::FROM_EVENT`](super::run_input::FROM_EVENT)): a `done` outcome then first
-    /// writes their full input, since it replaces the result they read it from. False only
-    /// when the claim showed no such run, which spares a statement per finish.
+    /// Whether runs of other actions of this event may store their input and output as the
+    /// event's ([`run_input::EVENT`](super::run_input::EVENT)): a `done` outcome then first
+    /// writes them out, since it replaces the result they are read from. False only when
+    /// the claim showed no such run, which spares a statement per finish.
     pub other_runs_read_event: bool,
 }
 

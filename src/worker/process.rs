@@ -10,7 +10,7 @@ use crate::domain::RunStatus;
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
-use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input};
+use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input, stored_result};
 use crate::{metrics, time};
 
 /// Processes claimed events; shared by every worker task of a process.
@@ -53,33 +53,6 @@ fn handler_name(decision: &RouteDecision) -> &str {
         (Some(_), Some(mode)) => mode.as_str(),
         (Some(_), None) => HandlerMode::Noop.as_str(),
     }
-}
-
-/// The stored result of a successful attempt (CONTRACT §2). Borrowed fields, in the sorted
-/// order a `json!` object had, so the bytes are those of a `serde_json::Value` without
-/// building (and dropping) a copy of the router and the result per event.
-#[derive(serde::Serialize)]
-struct StoredResult<'a> {
-    event_id: &'a str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    idempotent_replay: bool,
-    ok: bool,
-    result: &'a Value,
-    router: &'a Value,
-    source: crate::domain::Source,
-}
-
-/// `result_json` of a `done` attempt.
-fn stored_result(event: &ClaimedEvent, router: &Value, result: &Value, replay: bool) -> String {
-    let stored = StoredResult {
-        event_id: &event.event_id,
-        idempotent_replay: replay,
-        ok: true,
-        result,
-        router,
-        source: event.source,
-    };
-    serde_json::to_string(&stored).unwrap_or_default()
 }
 
 /// Whether a run this finish does not rewrite may hold the event-input marker: any `done`
@@ -161,7 +134,7 @@ impl Processor {
             .map(|e| e.kind.clone().unwrap_or_else(|| "other".into()));
         let outcome = match attempt {
             Ok(result) => Outcome::Done {
-                result_json: stored_result(event, &router, &result, replay),
+                result_json: stored_result::compact(&router, &result, replay),
             },
             Err(e) if e.permanent || event.attempt_count >= i64::from(self.max_attempts) => {
                 Outcome::Failed { error: e.message }
@@ -222,7 +195,7 @@ impl Processor {
             router,
             payload,
         };
-        // A run that ends `done` stores no input: it is the event's (store::run_input).
+        // A run that ends `done` stores no input or output: they are the event's (store::run_input).
         let input_json = || serde_json::to_string(&input).unwrap_or_default();
         let mut record = ActionRunRecord {
             event_row_id: event.id,
@@ -249,10 +222,11 @@ impl Processor {
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
         match &attempt {
-            Ok(output) => {
-                record.input_json = run_input::FROM_EVENT.to_string();
+            Ok(_) => {
+                // Both are the event's: its payload and router, its result's `result`.
+                record.input_json = run_input::EVENT.to_string();
                 record.status = RunStatus::Done;
-                record.output_json = Some(output.to_string());
+                record.output_json = Some(run_input::EVENT.to_string());
             }
             Err(e) => {
                 if record.input_json.is_empty() {

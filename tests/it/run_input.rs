@@ -1,11 +1,12 @@
-//! An action run's input stored once (issue 18): a `done` run's input is rebuilt from its
-//! event on read, and survives a later outcome that rewrites the event's result.
+//! An action run's input and output stored once, and the event's result stored without
+//! what its row holds (issue 18): a `done` run's texts and the contract's result are
+//! rebuilt on read, byte for byte, and survive a later outcome that rewrites the result.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard::handlers::HandlerInput;
-use switchyard::store::{Db, Enqueued, Finish, Outcome, run_input};
+use switchyard::store::{Db, DoneRun, Enqueued, Finish, Outcome, run_input, stored_result};
 
 use crate::store::{TestStore, done, event, run, store_tests};
 
@@ -15,6 +16,9 @@ store_tests!(
     done_run_input_is_rebuilt_from_the_event,
     marked_input_is_kept_when_a_later_result_replaces_the_router,
     full_inputs_read_as_stored,
+    worker_written_run_and_result_read_back_byte_for_byte,
+    marked_outputs_are_kept_when_a_later_result_replaces_them,
+    a_claim_reads_a_done_runs_output_from_its_event,
 );
 
 fn router(action: &str, confidence: f64) -> Value {
@@ -112,4 +116,107 @@ async fn full_inputs_read_as_stored(t: TestStore) {
     assert!(db.finish(f).await.unwrap());
     let runs = db.action_runs(row).await.unwrap();
     assert_eq!(runs[0].input_json.as_deref(), Some(r#"{"in":1}"#));
+}
+
+/// A router as the worker serialises a decision: every key, unset ones null.
+fn full_router(action: &str, confidence: f64) -> Value {
+    json!({"provider": "github", "confidence": confidence, "event_type": null, "matched_rule": null,
+           "mapped_action": action, "handler_mode": "command", "handler_target": "job",
+           "reasons": ["mapping:github"], "ai_detection": null})
+}
+
+/// A `done` finish as the worker writes it: the compact result and, when `ran` names an
+/// action, its done run holding the event's input and output.
+async fn worker_done(db: &Db, row: i64, router: &Value, output: &Value, ran: Option<&str>, replay: bool) {
+    let claimed = db.claim(1, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "event {row} is due");
+    let mut f: Finish = done(claimed[0].claim_ref());
+    f.outcome = Outcome::Done {
+        result_json: stored_result::compact(router, output, replay),
+    };
+    f.action_run = ran.map(|a| {
+        let mut r = run(row, a, "done");
+        r.input_json = run_input::EVENT.into();
+        r.output_json = Some(run_input::EVENT.into());
+        r
+    });
+    assert!(db.finish(f).await.unwrap(), "the claim held");
+}
+
+async fn worker_written_run_and_result_read_back_byte_for_byte(t: TestStore) {
+    let db = &t.db;
+    let (row, payload) = queued(db, "ri-4").await;
+    let r = full_router("act", 0.25);
+    let output = json!({"stdout": "ok\n", "code": 0, "nested": {"b": [1.5, null], "a": "é"}});
+    worker_done(db, row, &r, &output, Some("act"), false).await;
+
+    // What the contract shows: the full result (as the worker stored it before results
+    // were compact: sorted keys, `ok`, `source`, `event_id`, the router's nulls).
+    let event = db.event(row).await.unwrap().expect("the event");
+    let want_result = json!({"ok": true, "source": "webhook", "event_id": "ri-4", "router": r,
+                             "result": output})
+    .to_string();
+    assert_eq!(event.result_json.as_deref(), Some(want_result.as_str()));
+    let runs = db.action_runs(row).await.unwrap();
+    assert_eq!(
+        runs[0].input_json.as_deref(),
+        Some(expected("act", &r, &payload).as_str())
+    );
+    assert_eq!(runs[0].output_json.as_deref(), Some(output.to_string().as_str()));
+    let one = db.action_run(row, "act").await.unwrap().expect("the run");
+    assert_eq!(one.output_json, runs[0].output_json);
+
+    // What is stored: neither copy, and a result without what the row holds.
+    assert_eq!(
+        t.sql_text("SELECT input_json || '|' || output_json FROM action_runs")
+            .await,
+        "|"
+    );
+    let stored = t.sql_text("SELECT result_json FROM events").await;
+    assert!(
+        !stored.contains("ri-4") && !stored.contains("\"ok\"") && !stored.contains("ai_detection"),
+        "{stored}"
+    );
+}
+
+async fn marked_outputs_are_kept_when_a_later_result_replaces_them(t: TestStore) {
+    let db = &t.db;
+    let (row, payload) = queued(db, "ri-5").await;
+    let (first, out1) = (full_router("act", 0.2), json!({"v": 1}));
+    worker_done(db, row, &first, &out1, Some("act"), false).await;
+    // Replayed: `act` is replayed (no run, same output); then routed to `other`.
+    db.replay(row, false).await.unwrap();
+    worker_done(db, row, &full_router("act", 0.9), &out1, None, true).await;
+    let (third, out3) = (full_router("other", 0.5), json!({"v": 3}));
+    db.replay(row, false).await.unwrap();
+    worker_done(db, row, &third, &out3, Some("other"), false).await;
+
+    let runs = db.action_runs(row).await.unwrap();
+    let texts = |action: &str| {
+        let r = runs.iter().find(|r| r.action.as_deref() == Some(action)).expect("run");
+        (r.input_json.clone().unwrap(), r.output_json.clone().unwrap())
+    };
+    let (input, output) = texts("act");
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).unwrap(),
+        json!({"action": "act", "router": first, "payload": payload})
+    );
+    assert_eq!(output, out1.to_string());
+    assert_eq!(texts("other"), (expected("other", &third, &payload), out3.to_string()));
+}
+
+async fn a_claim_reads_a_done_runs_output_from_its_event(t: TestStore) {
+    let db = &t.db;
+    let (row, _) = queued(db, "ri-6").await;
+    let output = json!({"answer": [1, 2, 3], "text": "x"});
+    worker_done(db, row, &full_router("act", 0.2), &output, Some("act"), false).await;
+    db.replay(row, false).await.unwrap();
+    let claimed = db.claim(1, LEASE).await.unwrap();
+    assert_eq!(
+        claimed[0].done_runs,
+        vec![DoneRun {
+            action: "act".into(),
+            output_json: Some(output.to_string()),
+        }]
+    );
 }

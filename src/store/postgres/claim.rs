@@ -78,7 +78,8 @@ macro_rules! claim_sql {
              FROM due WHERE e.id = due.id \
              RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, e.next_attempt_at, \
                e.replay_force <> 0 AS forced, CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
-                 (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+                 (SELECT json_agg(json_build_array(a.action, CASE WHEN a.output_json = '' \
+                    THEN (e.result_json::json -> 'result')::text ELSE a.output_json END)) FROM action_runs a \
                   WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs"
         )
     };

@@ -9,7 +9,7 @@ use sqlx::query::Query;
 use super::claim::lock_claims;
 use super::message_chunks;
 use crate::domain::EventStatus;
-use crate::store::{ActionRunRecord, Finish, Outcome, run_input};
+use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_result};
 use crate::time;
 
 pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
@@ -236,23 +236,42 @@ async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<
     // keeps the planner from flattening it): as a join, the planner, without fresh
     // statistics, scanned all of `action_runs` per call — 120 ms each at 50,000 runs, nearly
     // all of a PostgreSQL drain's time (docs/PERFORMANCE.md).
+    // Inputs and outputs that are the event's (store::run_input) are written out. A compact
+    // result (no `ok`: store::stored_result) left out the router's nulls; they are put
+    // back, as the handler saw them.
     sqlx::query(
-        "UPDATE action_runs ar SET input_json = json_build_object('action', ar.action, \
-           'router', m.result_json::json -> 'router', 'payload', m.payload_json::json)::text \
+        "UPDATE action_runs ar SET \
+           input_json = CASE WHEN ar.input_json IN ($3, $4) THEN json_build_object('action', ar.action, \
+             'router', CASE WHEN m.result_json::jsonb ? 'ok' THEN m.result_json::json -> 'router' \
+               ELSE ($5::jsonb || (m.result_json::jsonb -> 'router'))::json END, \
+             'payload', m.payload_json::json)::text ELSE ar.input_json END, \
+           output_json = CASE WHEN ar.output_json = $3 THEN (m.result_json::json -> 'result')::text \
+             ELSE ar.output_json END \
          FROM (SELECT r.id, e.result_json, e.payload_json \
                  FROM UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
                  CROSS JOIN LATERAL (SELECT x.id FROM action_runs x \
-                   WHERE x.event_row_id = u.id AND x.input_json = $3 \
+                   WHERE x.event_row_id = u.id AND (x.input_json IN ($3, $4) OR x.output_json = $3) \
                      AND x.action IS DISTINCT FROM u.action OFFSET 0) r \
                  JOIN events e ON e.id = u.id) m \
          WHERE ar.id = m.id",
     )
     .bind(&ids)
     .bind(&except)
+    .bind(run_input::EVENT)
     .bind(run_input::FROM_EVENT)
+    .bind(router_nulls())
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// `{"ai_detection":null,…}`: the router keys a compact result leaves out when null.
+fn router_nulls() -> String {
+    let nulls: serde_json::Map<String, serde_json::Value> = stored_result::ROUTER_NULLABLE
+        .iter()
+        .map(|k| ((*k).to_string(), serde_json::Value::Null))
+        .collect();
+    serde_json::Value::Object(nulls).to_string()
 }
 
 /// Inserts or updates one action run (one per `(event_row_id, action)`): a run started

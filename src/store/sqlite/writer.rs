@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::admin;
 use super::checkpoint::Checkpointer;
 use super::*;
+use crate::store::stored_result;
 use crate::time;
 
 /// Most requests folded into one transaction.
@@ -324,6 +325,18 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        if event
+            .done_runs
+            .iter()
+            .any(|r| run_input::output_is_event(r.output_json.as_deref()))
+        {
+            let stored = stored_event(tx, event.id)?;
+            for run in &mut event.done_runs {
+                if run_input::output_is_event(run.output_json.as_deref()) {
+                    run.output_json = Some(run_input::output_of(stored.result.as_deref()));
+                }
+            }
+        }
     }
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
@@ -374,14 +387,71 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
     Ok(changed == 1)
 }
 
-/// Before a `done` outcome replaces the event's result, stores the full input of the
-/// event's runs whose input is the event's ([`run_input`]), except the run of `except`,
-/// which this finish rewrites.
+/// The parts of an event row that a run's input and output are rebuilt from.
+struct StoredEvent {
+    payload: Option<String>,
+    /// The result as read ([`stored_result::expand`]).
+    result: Option<String>,
+}
+
+fn stored_event(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<StoredEvent> {
+    let (source, event_id, payload, result) = tx
+        .prepare_cached("SELECT source, event_id, payload_json, result_json FROM events WHERE id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+    let source = source.and_then(|s| s.parse().ok());
+    let result = result.map(|r| stored_result::expand(&r, source, event_id.as_deref()));
+    Ok(StoredEvent { payload, result })
+}
+
+/// Before a `done` outcome replaces the event's result, stores the full input and output
+/// of the event's runs that hold the event's ([`run_input`]), except the run of `except`,
+/// which this finish rewrites. Built here rather than in SQL so that the texts are exactly
+/// the worker's (the stored result is compact: [`stored_result`]).
 fn keep_run_inputs(tx: &Transaction<'_>, event_row_id: i64, except: Option<&str>) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE action_runs SET input_json = (SELECT json_object('action', action_runs.action,          'router', json(json_extract(e.result_json, '$.router')), 'payload', json(e.payload_json))          FROM events e WHERE e.id = action_runs.event_row_id)          WHERE event_row_id = ?1 AND input_json = ?2 AND action IS NOT ?3",
-    )?
-    .execute(params![event_row_id, run_input::FROM_EVENT, except])?;
+    let marked = tx
+        .prepare_cached(
+            "SELECT id, action, input_json, output_json FROM action_runs \
+             WHERE event_row_id = ?1 AND action IS NOT ?2 AND (input_json IN (?3, ?4) OR output_json = ?3)",
+        )?
+        .query_map(
+            params![event_row_id, except, run_input::EVENT, run_input::FROM_EVENT],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if marked.is_empty() {
+        return Ok(());
+    }
+    let event = stored_event(tx, event_row_id)?;
+    let mut keep = tx.prepare_cached("UPDATE action_runs SET input_json = ?1, output_json = ?2 WHERE id = ?3")?;
+    for (run_id, action, input, output) in marked {
+        let input = match run_input::input_is_event(input.as_deref()) {
+            true => Some(run_input::input_of(
+                action.as_deref().unwrap_or_default(),
+                event.payload.as_deref(),
+                event.result.as_deref(),
+            )),
+            false => input,
+        };
+        let output = match run_input::output_is_event(output.as_deref()) {
+            true => Some(run_input::output_of(event.result.as_deref())),
+            false => output,
+        };
+        keep.execute(params![input, output, run_id])?;
+    }
     Ok(())
 }
 
