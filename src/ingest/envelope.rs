@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::event_id::derive_event_id;
 use super::redact::{HeaderPolicy, REDACTED, header_policy};
+use crate::store::stored_payload;
 
 /// The parts of an HTTP request the envelope is made from.
 pub struct RequestParts<'a> {
@@ -37,13 +38,21 @@ pub struct Envelope {
     pub payload_json: String,
 }
 
+/// The envelope as stored: the contract's fields in its order, without those that
+/// [`stored_payload::expand`] puts back on every read (issue 18).
 #[derive(Serialize)]
 struct Stored<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     source_hint: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     query: BTreeMap<String, String>,
-    content_type: Option<&'a str>,
+    /// `None`: left out; `Some(None)`: null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<Option<&'a str>>,
     headers: BTreeMap<&'a str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<&'a RawValue>,
@@ -196,12 +205,14 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
         Body::Invalid => (None, Some("invalid_json"), b64()),
         Body::NotJson => (None, None, b64()),
     };
+    let header = headers.get("content-type").map(String::as_str);
+    let omits = stored_payload::omits(parts.method, parts.path, parts.hint, content_type, header);
     let stored = Stored {
         source_hint: parts.hint,
-        method: parts.method,
-        path: parts.path,
+        method: (!omits.method).then_some(parts.method),
+        path: (!omits.path).then_some(parts.path),
         query,
-        content_type,
+        content_type: (!omits.content_type).then_some(content_type),
         headers,
         json,
         parse_error,
@@ -215,6 +226,7 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Source;
     use axum::http::HeaderValue;
     use serde_json::{Value, json};
 
@@ -235,7 +247,9 @@ mod tests {
             body,
             store_sensitive_headers: false,
         });
-        let v: Value = serde_json::from_str(&e.payload_json).unwrap();
+        // What is read back: the contract's envelope.
+        let full = stored_payload::expand(&e.payload_json, Some(Source::Webhook));
+        let v: Value = serde_json::from_str(&full).unwrap();
         (e, v)
     }
 

@@ -9,6 +9,7 @@ pub(crate) mod rows;
 pub mod run_input;
 mod schedule;
 mod series;
+pub mod stored_payload;
 pub mod stored_result;
 mod types;
 

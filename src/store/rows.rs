@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_result};
+use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_payload, stored_result};
 use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
@@ -99,7 +99,7 @@ where
         next_attempt_at: ts(r, "next_attempt_at")?,
         processing_started_at: ts(r, "processing_started_at")?,
         processed_at: ts(r, "processed_at")?,
-        payload_json: text(r, "payload_json")?,
+        payload_json: text(r, "payload_json")?.map(|s| stored_payload::expand(&s, source)),
         result_json,
         last_error: text(r, "last_error")?,
     })

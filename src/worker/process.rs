@@ -10,7 +10,7 @@ use crate::domain::RunStatus;
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
-use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input, stored_result};
+use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input, stored_payload, stored_result};
 use crate::{metrics, time};
 
 /// Processes claimed events; shared by every worker task of a process.
@@ -117,7 +117,8 @@ impl Processor {
     /// Runs one attempt (route, handler) and says how it ended, without storing it.
     pub async fn attempt(&self, event: &ClaimedEvent) -> Finish {
         let started = std::time::Instant::now();
-        let payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
+        let mut payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
+        stored_payload::expand_value(&mut payload, event.source);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
 

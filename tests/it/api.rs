@@ -87,6 +87,14 @@ async fn every_route_checks_its_secret() {
     assert_eq!(ev["payload"]["json"], json!({"a": 1}));
     assert_eq!(ev["payload"]["source_hint"], json!(null));
     assert_eq!(ev["payload"]["path"], "/webhook");
+    // The text for old scripts: the contract's envelope in its order, although the row
+    // stores it without its defaults (store::stored_payload).
+    let text = ev["payload_json"].as_str().unwrap();
+    assert!(
+        text.starts_with(r#"{"source_hint":null,"method":"POST","path":"/webhook","query":{},"content_type":"#),
+        "{text}"
+    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(text).unwrap(), ev["payload"]);
     assert!(ev["received_at"].as_str().unwrap().ends_with("+00:00"));
     assert!(v["action_runs"].is_array());
 

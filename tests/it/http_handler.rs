@@ -58,6 +58,11 @@ async fn posts_signed_event_and_stores_the_reply() {
     let sent: Value = serde_json::from_str(body).unwrap();
     assert_eq!(sent["action"], "forward");
     assert_eq!(sent["payload"]["json"], json!({"k": "v"}));
+    // The whole envelope, as the API shows it, although the row stores it without its
+    // defaults (store::stored_payload).
+    assert_eq!(sent["payload"], ev["event"]["payload"]);
+    assert_eq!(sent["payload"]["method"], "POST");
+    assert_eq!(sent["payload"]["query"], json!({}));
     let id = headers["webhook-id"].to_str().unwrap();
     let ts: u64 = headers["webhook-timestamp"].to_str().unwrap().parse().unwrap();
     let expected = switchyard::handlers::http::sign(

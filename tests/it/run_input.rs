@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard::domain::Source;
 use switchyard::handlers::HandlerInput;
-use switchyard::store::{Db, DoneRun, Enqueued, Finish, Outcome, run_input, stored_result};
+use switchyard::store::{Db, DoneRun, Enqueued, Finish, NewEvent, Outcome, run_input, stored_result};
 
 use crate::store::{TestStore, done, event, run, store_tests};
 
@@ -19,6 +20,7 @@ store_tests!(
     worker_written_run_and_result_read_back_byte_for_byte,
     marked_outputs_are_kept_when_a_later_result_replaces_them,
     a_claim_reads_a_done_runs_output_from_its_event,
+    a_compact_envelope_reads_back_whole_in_the_event_and_in_kept_inputs,
 );
 
 fn router(action: &str, confidence: f64) -> Value {
@@ -218,5 +220,47 @@ async fn a_claim_reads_a_done_runs_output_from_its_event(t: TestStore) {
             action: "act".into(),
             output_json: Some(output.to_string()),
         }]
+    );
+}
+
+async fn a_compact_envelope_reads_back_whole_in_the_event_and_in_kept_inputs(t: TestStore) {
+    let db = &t.db;
+    // As ingest stores a POST to /webhook/github: no null hint, method, path, empty query
+    // or content_type equal to its header (store::stored_payload).
+    let stored = r#"{"source_hint":"github","headers":{"content-type":"application/json","x-github-event":"push"},"json":{"z":1, "a":[2]}}"#;
+    let full = r#"{"source_hint":"github","method":"POST","path":"/webhook/github","query":{},"content_type":"application/json","headers":{"content-type":"application/json","x-github-event":"push"},"json":{"z":1, "a":[2]}}"#;
+    let row = match db
+        .enqueue(NewEvent {
+            source: Source::Webhook,
+            event_id: "ri-7".into(),
+            payload_json: stored.into(),
+        })
+        .await
+        .unwrap()
+    {
+        Enqueued::Queued(row) => row,
+        other => panic!("ri-7 should be new, got {other:?}"),
+    };
+    let event = db.event(row).await.unwrap().expect("the event");
+    assert_eq!(event.payload_json.as_deref(), Some(full));
+    assert_eq!(t.sql_text("SELECT payload_json FROM events").await, stored);
+
+    // Its done run's input, rebuilt on read and then written out by a later result.
+    let payload: Value = serde_json::from_str(full).unwrap();
+    let first = full_router("act", 0.2);
+    worker_done(db, row, &first, &json!(1), Some("act"), false).await;
+    let runs = db.action_runs(row).await.unwrap();
+    assert_eq!(
+        runs[0].input_json.as_deref(),
+        Some(expected("act", &first, &payload).as_str())
+    );
+    db.replay(row, false).await.unwrap();
+    worker_done(db, row, &full_router("other", 0.5), &json!(2), Some("other"), false).await;
+    let kept = t
+        .sql_text("SELECT input_json FROM action_runs WHERE action = 'act'")
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept).unwrap(),
+        json!({"action": "act", "router": first, "payload": payload})
     );
 }

@@ -109,7 +109,11 @@ pub fn envelope_for(hint: Option<&str>, headers: &str, body: &str) -> Result<Val
         // As stored by default: rules see redacted credentials, as they would in the worker.
         store_sensitive_headers: false,
     });
-    serde_json::from_str(&envelope.payload_json).map_err(|e| format!("could not build the envelope: {e}"))
+    let mut payload: Value =
+        serde_json::from_str(&envelope.payload_json).map_err(|e| format!("could not build the envelope: {e}"))?;
+    // What the worker routes on: the envelope with every field (store::stored_payload).
+    crate::store::stored_payload::expand_value(&mut payload, crate::domain::Source::Webhook);
+    Ok(payload)
 }
 
 #[cfg(test)]

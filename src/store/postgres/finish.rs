@@ -9,7 +9,7 @@ use sqlx::query::Query;
 use super::claim::lock_claims;
 use super::message_chunks;
 use crate::domain::EventStatus;
-use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_result};
+use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_payload, stored_result};
 use crate::time;
 
 pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sqlx::Error> {
@@ -237,17 +237,24 @@ async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<
     // statistics, scanned all of `action_runs` per call — 120 ms each at 50,000 runs, nearly
     // all of a PostgreSQL drain's time (docs/PERFORMANCE.md).
     // Inputs and outputs that are the event's (store::run_input) are written out. A compact
-    // result (no `ok`: store::stored_result) left out the router's nulls; they are put
-    // back, as the handler saw them.
+    // result (no `ok`: store::stored_result) left out the router's nulls, and a compact
+    // envelope (a webhook's without `method`: store::stored_payload) its defaults; they are
+    // put back, as the handler saw them.
     sqlx::query(
         "UPDATE action_runs ar SET \
            input_json = CASE WHEN ar.input_json IN ($3, $4) THEN json_build_object('action', ar.action, \
              'router', CASE WHEN m.result_json::jsonb ? 'ok' THEN m.result_json::json -> 'router' \
                ELSE ($5::jsonb || (m.result_json::jsonb -> 'router'))::json END, \
-             'payload', m.payload_json::json)::text ELSE ar.input_json END, \
+             'payload', CASE WHEN m.source = 'webhook' AND NOT m.payload_json::jsonb ? 'method' \
+                 AND m.payload_json::jsonb ? 'headers' \
+               THEN (jsonb_build_object('source_hint', NULL, 'method', $6::text, \
+                 'path', '/webhook' || COALESCE('/' || (m.payload_json::jsonb ->> 'source_hint'), ''), \
+                 'query', '{}'::jsonb, 'content_type', m.payload_json::jsonb -> 'headers' -> 'content-type') \
+                 || m.payload_json::jsonb)::json \
+               ELSE m.payload_json::json END)::text ELSE ar.input_json END, \
            output_json = CASE WHEN ar.output_json = $3 THEN (m.result_json::json -> 'result')::text \
              ELSE ar.output_json END \
-         FROM (SELECT r.id, e.result_json, e.payload_json \
+         FROM (SELECT r.id, e.source, e.result_json, e.payload_json \
                  FROM UNNEST($1::bigint[], $2::text[]) AS u(id, action) \
                  CROSS JOIN LATERAL (SELECT x.id FROM action_runs x \
                    WHERE x.event_row_id = u.id AND (x.input_json IN ($3, $4) OR x.output_json = $3) \
@@ -260,6 +267,7 @@ async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<
     .bind(run_input::EVENT)
     .bind(run_input::FROM_EVENT)
     .bind(router_nulls())
+    .bind(stored_payload::METHOD)
     .execute(tx)
     .await?;
     Ok(())

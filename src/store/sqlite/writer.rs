@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::admin;
 use super::checkpoint::Checkpointer;
 use super::*;
-use crate::store::stored_result;
+use crate::store::{stored_payload, stored_result};
 use crate::time;
 
 /// Most requests folded into one transaction.
@@ -406,6 +406,7 @@ fn stored_event(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<StoredEvent> 
             ))
         })?;
     let source = source.and_then(|s| s.parse().ok());
+    let payload = payload.map(|p| stored_payload::expand(&p, source));
     let result = result.map(|r| stored_result::expand(&r, source, event_id.as_deref()));
     Ok(StoredEvent { payload, result })
 }
