@@ -6,6 +6,16 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
+/// The WHERE of the `events_status_received` index (SQLite migration 0014, PostgreSQL
+/// 0012), which a query of statuses other than `done` repeats verbatim so that the planner
+/// sees the index applies.
+macro_rules! not_done_rows {
+    () => {
+        "status <> 'done'"
+    };
+}
+pub(crate) use not_done_rows;
+
 /// Every status an event can have.
 pub const STATUSES: &[&str] = crate::domain::EventStatus::NAMES;
 
@@ -292,13 +302,13 @@ impl EventFilter {
         let mut c = Clause::default();
         let text = |s: &String| vec![Bind::Text(s.clone())];
         if let Some(s) = &self.status {
-            // SQLite's status index holds no `done` rows (migration 0014): other statuses
-            // name its WHERE so that it applies; `done` pages walk `events_received`.
-            let term = match dialect {
-                Dialect::Sqlite if s != crate::domain::EventStatus::Done.as_str() => {
-                    concat!(super::sqlite::not_done_rows!(), " AND status = #")
-                }
-                _ => "status = #",
+            // The status index holds no `done` rows (SQLite migration 0014, PostgreSQL
+            // 0012): other statuses name its WHERE so that the planner sees it applies;
+            // `done` pages walk `events_received`.
+            let term = if s == crate::domain::EventStatus::Done.as_str() {
+                "status = #"
+            } else {
+                concat!(not_done_rows!(), " AND status = #")
             };
             c.and(dialect, term, text(s));
         }
@@ -436,7 +446,7 @@ mod tests {
         );
         assert_eq!(
             c.sql,
-            " WHERE status = $1 AND (event_id ILIKE $2 ESCAPE '\\' OR last_error ILIKE $3 ESCAPE '\\') \
+            " WHERE status <> 'done' AND status = $1 AND (event_id ILIKE $2 ESCAPE '\\' OR last_error ILIKE $3 ESCAPE '\\') \
              AND (received_at < $4 OR (received_at = $5 AND id < $6))"
         );
         assert!(matches!(&c.binds[1], Bind::Text(p) if p == "%50\\%\\_off%"));

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator api",
         include_str!("../../../migrations/postgres/0011_operator_api.sql"),
     ),
+    (
+        12,
+        "partial listing indexes",
+        include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

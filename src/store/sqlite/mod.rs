@@ -75,14 +75,7 @@ macro_rules! finished_rows {
 }
 pub(crate) use finished_rows;
 
-/// The WHERE of the `events_status_received` index (migration 0014), which a query of
-/// statuses other than `done` repeats verbatim so that SQLite sees the index applies.
-macro_rules! not_done_rows {
-    () => {
-        "status <> 'done'"
-    };
-}
-pub(crate) use not_done_rows;
+use super::query::not_done_rows;
 
 /// Events per status other than `done` (`events_status_received`).
 const COUNT_NOT_DONE: &str = concat!(
