@@ -272,6 +272,28 @@ mod tests {
     }
 
     #[test]
+    fn stored_without_defaults_and_read_back_in_the_contracts_order() {
+        let (e, _) = env(
+            Some("application/json"),
+            br#"{"id":"evt_abcdefgh", "n":1}"#,
+            &[("x-github-event", "push")],
+        );
+        let headers = r#"{"content-type":"application/json","x-github-event":"push"}"#;
+        let json = r#"{"id":"evt_abcdefgh", "n":1}"#;
+        // The hint and the query are not defaults; method, path and content type are.
+        assert_eq!(
+            e.payload_json,
+            format!(r#"{{"source_hint":"github","query":{{"a":"1","b":"x y"}},"headers":{headers},"json":{json}}}"#)
+        );
+        assert_eq!(
+            stored_payload::expand(&e.payload_json, Some(Source::Webhook)),
+            format!(
+                r#"{{"source_hint":"github","method":"POST","path":"/webhook/github","query":{{"a":"1","b":"x y"}},"content_type":"application/json","headers":{headers},"json":{json}}}"#
+            )
+        );
+    }
+
+    #[test]
     fn non_object_invalid_and_non_json() {
         let (_, v) = env(Some("application/json; charset=utf-8"), b"[1,2]", &[]);
         assert_eq!(v["json"], json!({"_non_object_json": true}));
