@@ -22,7 +22,7 @@ pub(super) struct EnqueueRequest {
 }
 
 /// Takes enqueue requests and runs them in batches: while `parallel` batches are in
-/// flight, new requests queue up and go together into the next transaction.
+/// flight, new requests queue up and go together into the next statement.
 pub(super) async fn enqueue_loop(pool: PgPool, mut rx: mpsc::Receiver<EnqueueRequest>, parallel: usize) {
     let permits = Arc::new(Semaphore::new(parallel));
     loop {
@@ -66,55 +66,45 @@ async fn run_enqueue_batch(pool: &PgPool, batch: Vec<EnqueueRequest>) {
     }
 }
 
-/// How an enqueue transaction failed: before COMMIT nothing was written, so it may be
-/// repeated; a failed COMMIT may or may not have committed.
-enum InsertError {
-    BeforeCommit(sqlx::Error),
-    AtCommit(sqlx::Error),
-}
-
-/// [`insert_events`], again after a lock conflict or a connection lost before COMMIT (a
-/// failed COMMIT may have committed: its caller cannot know, so it is not repeated).
+/// [`insert_events`], again after a lock conflict (up to [`CONFLICT_TRIES`]) or once after
+/// a lost connection. Every statement is `INSERT … ON CONFLICT DO NOTHING` in autocommit,
+/// so repeating one that did commit before the connection broke stores nothing twice: its
+/// rows are found and answered as duplicates, with their row ids.
 async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
     let (mut conflicts, mut reconnected) = (0u32, false);
     loop {
         match insert_events(pool, events).await {
             Ok(v) => return Ok(v),
-            Err(InsertError::BeforeCommit(e)) if lock_conflict(&e) && conflicts + 1 < CONFLICT_TRIES => {
+            Err(e) if lock_conflict(&e) && conflicts + 1 < CONFLICT_TRIES => {
                 tokio::time::sleep(conflict_pause(conflicts)).await;
                 conflicts += 1;
             }
-            Err(InsertError::BeforeCommit(e)) if connection_lost(&e) && !reconnected => {
+            Err(e) if connection_lost(&e) && !reconnected => {
                 tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
                 reconnected = true;
             }
-            Err(InsertError::BeforeCommit(e) | InsertError::AtCommit(e)) => return Err(e),
+            Err(e) => return Err(e),
         }
     }
 }
 
-/// One transaction: insert the new events, learn the row ids of the existing ones, NOTIFY
-/// (delivered at commit, so listeners never see uncommitted rows), commit. Results are in
+/// Inserts the new events and learns the row ids of the existing ones. Results are in
 /// request order; the first of identical requests is the `Queued` one.
-async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, InsertError> {
-    use InsertError::BeforeCommit;
+///
+/// One round trip per chunk, not a transaction: each chunk is one autocommit statement
+/// that inserts and, if it inserted anything, NOTIFYs. Every request is answered after the
+/// statement that stored it has committed. As BEGIN, INSERT, NOTIFY, COMMIT this was four
+/// round trips per batch (docs/PERFORMANCE.md, issue 17).
+async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
     let rows = distinct_rows(events);
-    let mut tx = pool.begin().await.map_err(BeforeCommit)?;
-    let new_ids = insert_new(&mut tx, &rows).await.map_err(BeforeCommit)?;
+    let mut conn = pool.acquire().await?;
+    let new_ids = insert_new(&mut conn, &rows).await?;
     let existing = if new_ids.len() < rows.len() {
-        select_existing(&mut tx, &rows, &new_ids).await.map_err(BeforeCommit)?
+        select_existing(&mut conn, &rows, &new_ids).await?
     } else {
         HashMap::new()
     };
-    if !new_ids.is_empty() {
-        sqlx::query("SELECT pg_notify($1, current_schema())")
-            .bind(CHANNEL)
-            .execute(&mut *tx)
-            .await
-            .map_err(BeforeCommit)?;
-    }
-    tx.commit().await.map_err(InsertError::AtCommit)?;
-    answers(events, &new_ids, &existing).ok_or(InsertError::AtCommit(sqlx::Error::RowNotFound))
+    answers(events, &new_ids, &existing).ok_or(sqlx::Error::RowNotFound)
 }
 
 /// One `(source, event_id, payload)` per key, in key order, with the payload of the key's
@@ -139,26 +129,33 @@ fn distinct_rows<'a>(events: &[&'a NewEvent]) -> Vec<(&'a str, &'a str, &'a str)
 
 /// Inserts the rows whose key is new, chunk by chunk in key order (which keeps the lock
 /// order); returns the ids of those inserted.
-async fn insert_new(tx: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Result<HashMap<Key, i64>, sqlx::Error> {
+async fn insert_new(conn: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Result<HashMap<Key, i64>, sqlx::Error> {
     let now = time::now();
     let mut new_ids = HashMap::with_capacity(rows.len());
     for chunk in message_chunks(rows, |r| r.0.len() + r.1.len() + r.2.len()) {
         let sources: Vec<&str> = chunk.iter().map(|r| r.0).collect();
         let event_ids: Vec<&str> = chunk.iter().map(|r| r.1).collect();
         let payloads: Vec<&str> = chunk.iter().map(|r| r.2).collect();
+        // `woke` is a CTE with a volatile function, so PostgreSQL evaluates it once (it is
+        // never inlined), and only when a row was inserted; the notification is delivered
+        // at the statement's commit, so listeners never see uncommitted rows.
         let inserted = sqlx::query(
-            "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
-             SELECT t.source, t.event_id, $4, 'pending', 0, $4, t.payload_json \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(source, event_id, payload_json, n) \
-             ORDER BY t.n \
-             ON CONFLICT (source, event_id) DO NOTHING \
-             RETURNING id, source, event_id",
+            "WITH ins AS ( \
+               INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
+               SELECT t.source, t.event_id, $4, 'pending', 0, $4, t.payload_json \
+               FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(source, event_id, payload_json, n) \
+               ORDER BY t.n \
+               ON CONFLICT (source, event_id) DO NOTHING \
+               RETURNING id, source, event_id), \
+             woke AS (SELECT pg_notify($5, current_schema()) FROM (SELECT 1 FROM ins LIMIT 1) AS any_new) \
+             SELECT ins.id, ins.source, ins.event_id FROM ins LEFT JOIN woke ON true",
         )
         .bind(&sources)
         .bind(&event_ids)
         .bind(&payloads)
         .bind(&now)
-        .fetch_all(&mut *tx)
+        .bind(CHANNEL)
+        .fetch_all(&mut *conn)
         .await?;
         collect_ids(&inserted, &mut new_ids)?;
     }
@@ -166,10 +163,9 @@ async fn insert_new(tx: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Resul
 }
 
 /// The ids of the rows that were not inserted. They exist: ON CONFLICT waited for any
-/// concurrent inserter to commit, and this next statement (READ COMMITTED) sees what it
-/// committed.
+/// concurrent inserter to commit, and this next statement sees what it committed.
 async fn select_existing(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     rows: &[(&str, &str, &str)],
     new_ids: &HashMap<Key, i64>,
 ) -> Result<HashMap<Key, i64>, sqlx::Error> {
@@ -185,7 +181,7 @@ async fn select_existing(
     )
     .bind(&src)
     .bind(&ids)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut existing = HashMap::with_capacity(found.len());
     collect_ids(&found, &mut existing)?;
