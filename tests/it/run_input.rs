@@ -20,6 +20,7 @@ store_tests!(
     worker_written_run_and_result_read_back_byte_for_byte,
     marked_outputs_are_kept_when_a_later_result_replaces_them,
     a_claim_reads_a_done_runs_output_from_its_event,
+    a_result_edited_into_bad_json_does_not_break_claims,
     a_compact_envelope_reads_back_whole_in_the_event_and_in_kept_inputs,
 );
 
@@ -262,5 +263,24 @@ async fn a_compact_envelope_reads_back_whole_in_the_event_and_in_kept_inputs(t: 
     assert_eq!(
         serde_json::from_str::<Value>(&kept).unwrap(),
         json!({"action": "act", "router": first, "payload": payload})
+    );
+}
+
+async fn a_result_edited_into_bad_json_does_not_break_claims(t: TestStore) {
+    let db = &t.db;
+    let (row, _) = queued(db, "ri-8").await;
+    worker_done(db, row, &full_router("act", 0.2), &json!({"v": 1}), Some("act"), false).await;
+    db.replay(row, false).await.unwrap();
+    let edit = "UPDATE events SET result_json = 'not json'";
+    t.exec(edit, edit).await;
+    // The run's output was the event's: it reads as null now, and the claim still works.
+    let claimed = db.claim(1, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].done_runs,
+        vec![DoneRun {
+            action: "act".into(),
+            output_json: Some("null".into()),
+        }]
     );
 }

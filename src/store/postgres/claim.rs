@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
-use crate::store::{ClaimRef, ClaimedEvent, DoneRun, Reclaimed, rows};
+use crate::store::{ClaimRef, ClaimedEvent, DoneRun, Reclaimed, rows, run_input, stored_result};
 use crate::time;
 
 /// The `last_error` of an event whose lease expired (same text as SQLite).
@@ -78,9 +78,9 @@ macro_rules! claim_sql {
              FROM due WHERE e.id = due.id \
              RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, e.next_attempt_at, \
                e.replay_force <> 0 AS forced, CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
-                 (SELECT json_agg(json_build_array(a.action, CASE WHEN a.output_json = '' \
-                    THEN (e.result_json::json -> 'result')::text ELSE a.output_json END)) FROM action_runs a \
-                  WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs"
+                 (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
+                  WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs, \
+               CASE WHEN e.replay_force <> 0 THEN NULL ELSE e.result_json END AS result_json"
         )
     };
 }
@@ -128,7 +128,7 @@ pub(super) async fn claim_due(
 /// One claimed event from a row of the claim statement.
 fn claimed_event(r: &PgRow) -> Result<ClaimedEvent, sqlx::Error> {
     let id = r.try_get("id")?;
-    Ok(ClaimedEvent {
+    let mut event = ClaimedEvent {
         id,
         source: rows::parse_word(
             r.try_get::<Option<&str>, _>("source")?.unwrap_or_default(),
@@ -141,7 +141,29 @@ fn claimed_event(r: &PgRow) -> Result<ClaimedEvent, sqlx::Error> {
         payload_json: r.try_get::<Option<String>, _>("payload_json")?.unwrap_or_default(),
         done_runs: parse_done_runs(id, r.try_get::<Option<String>, _>("done_runs")?.as_deref())?,
         forced: r.try_get("forced")?,
-    })
+    };
+    resolve_outputs(&mut event, r.try_get("result_json")?);
+    Ok(event)
+}
+
+/// Done runs whose output is the event's (`run_input::EVENT`) get it from the event's
+/// result, read here rather than in SQL: a result that is not JSON (edited by hand) then
+/// gives a null output instead of failing the whole claim. A fresh event has no result
+/// and no done runs, so the claim carries no extra bytes for it.
+fn resolve_outputs(event: &mut ClaimedEvent, result_json: Option<String>) {
+    if !event
+        .done_runs
+        .iter()
+        .any(|r| run_input::output_is_event(r.output_json.as_deref()))
+    {
+        return;
+    }
+    let result = result_json.map(|r| stored_result::expand(&r, Some(event.source), Some(&event.event_id)));
+    for run in &mut event.done_runs {
+        if run_input::output_is_event(run.output_json.as_deref()) {
+            run.output_json = Some(run_input::output_of(result.as_deref()));
+        }
+    }
 }
 
 /// Reads `[[action, output_json], …]` as aggregated by the claim of event `row_id`.
