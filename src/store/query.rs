@@ -14,7 +14,6 @@ macro_rules! not_done_rows {
         "status <> 'done'"
     };
 }
-pub(crate) use not_done_rows;
 
 /// Every status an event can have.
 pub const STATUSES: &[&str] = crate::domain::EventStatus::NAMES;
@@ -155,6 +154,32 @@ pub struct QueueDepth {
     /// Oldest due event's next_attempt_at (stored text), if any is due.
     pub oldest_due: Option<String>,
 }
+
+impl QueueDepth {
+    /// Records the count of one status of [`COUNT_QUEUED`]'s rows.
+    pub(crate) fn set(&mut self, status: &str, n: i64) {
+        match status.parse::<crate::domain::EventStatus>() {
+            Ok(crate::domain::EventStatus::Pending) => self.pending = n,
+            Ok(crate::domain::EventStatus::Retry) => self.retry = n,
+            _ => self.processing = n,
+        }
+    }
+}
+
+/// Events per status other than `done`, read from `events_status_received` on both
+/// backends (the `done` count reads `events_finished`).
+pub(crate) const COUNT_NOT_DONE: &str = concat!(
+    "SELECT status, COUNT(*) AS n FROM events WHERE ",
+    not_done_rows!(),
+    " GROUP BY status"
+);
+
+/// Events waiting or running, per status (`events_status_received`).
+pub(crate) const COUNT_QUEUED: &str = concat!(
+    "SELECT status, COUNT(*) AS n FROM events WHERE ",
+    not_done_rows!(),
+    " AND status IN ('pending', 'retry', 'processing') GROUP BY status"
+);
 
 /// Placeholder style of a backend.
 #[derive(Debug, Clone, Copy)]

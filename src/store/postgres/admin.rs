@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::*;
 use crate::domain::EventStatus;
-use crate::store::query::{self, Dialect, not_done_rows};
+use crate::store::query::{self, Dialect};
 use crate::store::rows;
 
 /// Sets an event back to `pending` with a fresh attempt budget (the columns every replay sets).
@@ -117,14 +117,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         stats.by_status.insert((*status).to_string(), 0);
     }
     // Two reads, each on its index: the status index holds no `done` rows.
-    for r in sqlx::query(concat!(
-        "SELECT status, COUNT(*) AS n FROM events WHERE ",
-        not_done_rows!(),
-        " GROUP BY status"
-    ))
-    .fetch_all(pool)
-    .await?
-    {
+    for r in sqlx::query(query::COUNT_NOT_DONE).fetch_all(pool).await? {
         stats.by_status.insert(r.try_get("status")?, r.try_get("n")?);
     }
     let done: i64 = sqlx::query_scalar(
@@ -175,20 +168,8 @@ pub(super) async fn per_minute(
 /// The queue's depth.
 pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
     let mut depth = QueueDepth::default();
-    for r in sqlx::query(concat!(
-        "SELECT status, COUNT(*) AS n FROM events WHERE ",
-        not_done_rows!(),
-        " AND status IN ('pending', 'retry', 'processing') GROUP BY status"
-    ))
-    .fetch_all(pool)
-    .await?
-    {
-        let n: i64 = r.try_get("n")?;
-        match r.try_get::<String, _>("status")?.parse::<EventStatus>() {
-            Ok(EventStatus::Pending) => depth.pending = n,
-            Ok(EventStatus::Retry) => depth.retry = n,
-            _ => depth.processing = n,
-        }
+    for r in sqlx::query(query::COUNT_QUEUED).fetch_all(pool).await? {
+        depth.set(&r.try_get::<String, _>("status")?, r.try_get("n")?);
     }
     depth.oldest_due = oldest_due(pool).await?;
     Ok(depth)

@@ -75,27 +75,13 @@ macro_rules! finished_rows {
 }
 pub(crate) use finished_rows;
 
-use super::query::not_done_rows;
-
-/// Events per status other than `done` (`events_status_received`).
-const COUNT_NOT_DONE: &str = concat!(
-    "SELECT status, COUNT(*) AS n FROM events WHERE ",
-    not_done_rows!(),
-    " GROUP BY status"
-);
+use super::query::{COUNT_NOT_DONE, COUNT_QUEUED};
 
 /// `done` events (`events_finished`).
 const COUNT_DONE: &str = concat!(
     "SELECT COUNT(*) FROM events WHERE ",
     finished_rows!(),
     " AND status = 'done'"
-);
-
-/// Events waiting or running, per status (`events_status_received`).
-const COUNT_QUEUED: &str = concat!(
-    "SELECT status, COUNT(*) AS n FROM events WHERE ",
-    not_done_rows!(),
-    " AND status IN ('pending', 'retry', 'processing') GROUP BY status"
 );
 
 /// Events of a status (`?1`) finished since `?2`, for `/stats`.
@@ -477,12 +463,7 @@ impl Store for SqliteStore {
             let rows = sqlx::query(COUNT_QUEUED).fetch_all(&self.read).await?;
             let mut depth = QueueDepth::default();
             for r in &rows {
-                let n: i64 = r.try_get("n")?;
-                match r.try_get::<String, _>("status")?.parse::<EventStatus>() {
-                    Ok(EventStatus::Pending) => depth.pending = n,
-                    Ok(EventStatus::Retry) => depth.retry = n,
-                    _ => depth.processing = n,
-                }
+                depth.set(&r.try_get::<String, _>("status")?, r.try_get("n")?);
             }
             depth.oldest_due = self.oldest_due().await?;
             Ok(depth)
