@@ -1,9 +1,9 @@
 //! `POST /webhook` and `POST /webhook/{hint}`: auth, body limit, signature, envelope, enqueue.
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use serde::Serialize;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
@@ -83,14 +83,8 @@ impl ToSchema for WebhookReply {
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
-pub async fn webhook(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<WebhookReply>, ApiError> {
-    counted(ingest(state, None, method, uri, headers, body).await)
+pub async fn webhook(State(state): State<AppState>, request: Request) -> Result<Json<WebhookReply>, ApiError> {
+    counted(ingest(state, None, request).await)
 }
 
 /// Queues a webhook with a source hint (or for a configured source, verified by its scheme).
@@ -108,12 +102,9 @@ pub async fn webhook(
 pub async fn webhook_hint(
     State(state): State<AppState>,
     Path(hint): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Json<WebhookReply>, ApiError> {
-    counted(ingest(state, Some(hint), method, uri, headers, body).await)
+    counted(ingest(state, Some(hint), request).await)
 }
 
 /// Counts an ingest by outcome (`switchyard_ingested_total`).
@@ -132,14 +123,14 @@ fn counted(reply: Result<Json<WebhookReply>, ApiError>) -> Result<Json<WebhookRe
     reply
 }
 
-async fn ingest(
-    state: AppState,
-    hint: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<WebhookReply>, ApiError> {
+/// Takes the whole request rather than axum's `HeaderMap` extractor, which clones the headers.
+async fn ingest(state: AppState, hint: Option<String>, request: Request) -> Result<Json<WebhookReply>, ApiError> {
+    let (
+        Parts {
+            method, uri, headers, ..
+        },
+        body,
+    ) = request.into_parts();
     // A source's path is authenticated by its provider's scheme instead (CONTRACT §8).
     if let Some(source) = hint.as_deref().and_then(|h| state.sources.get(h)).cloned() {
         return super::source_ingest::ingest(state, source, &method, &uri, &headers, body).await;

@@ -62,31 +62,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(ui)
-        .layer(axum::middleware::from_fn(log_refusal))
-}
-
-/// The peer address of a connection, inserted into each request by the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoteAddr(pub std::net::SocketAddr);
-
-/// Logs one `info` line per refused request: status, reason, method, path, remote address.
-/// Secrets cannot appear: the reason is our own message and no header value is logged.
-async fn log_refusal(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let remote = request.extensions().get::<RemoteAddr>().map(|r| r.0);
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
-    if let Some(refusal) = response.extensions().get::<crate::error::Refusal>() {
-        tracing::info!(
-            status = response.status().as_u16(),
-            reason = refusal.0.as_str(),
-            %method,
-            path = %uri.path(),
-            remote = %remote.map_or_else(|| "-".to_string(), |r| r.to_string()),
-            "request refused"
-        );
-    }
-    response
 }
 
 async fn not_found() -> ApiError {

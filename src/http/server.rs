@@ -5,6 +5,7 @@
 //! trickles its headers could pin a connection forever and many clients could exhaust the
 //! process's file descriptors; hyper's builder with a timer and a semaphore bound both.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,16 +13,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::RemoteAddr;
+use crate::error::Refusal;
 use crate::settings::Settings;
 
 /// How long open connections get to finish their request after shutdown starts.
@@ -49,6 +51,30 @@ pub fn warn_unprotected(addr: SocketAddr, settings: &Settings) {
     if settings.admin_secret.is_none() {
         tracing::warn!(%addr, "ADMIN_SECRET is unset: anyone who can reach this address can read every stored event");
     }
+}
+
+/// Answers one request of the client at `peer`, and logs one `info` line when it is refused:
+/// status, reason, method, path, remote address. Secrets cannot appear: the reason is our
+/// own message and no header value is logged. Done here rather than as a router middleware,
+/// which cost a boxed service and a boxed future per request (issue 18).
+async fn respond(router: Router, request: Request<Incoming>, peer: SocketAddr) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    if let Some(refusal) = response.extensions().get::<Refusal>() {
+        tracing::info!(
+            status = response.status().as_u16(),
+            reason = refusal.0.as_str(),
+            %method,
+            path = %uri.path(),
+            remote = %peer,
+            "request refused"
+        );
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
@@ -87,10 +113,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnLimits, sh
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone().map_request(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(RemoteAddr(peer));
-            request
-        }));
+        let router = router.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(respond(router, request, peer).await) }
+        });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)

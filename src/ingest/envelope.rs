@@ -1,9 +1,12 @@
 //! The stored payload envelope of a webhook (CONTRACT §2 "The stored payload").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use axum::http::HeaderMap;
 use base64::Engine;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -53,9 +56,8 @@ struct Stored<'a> {
     /// `None`: left out; `Some(None)`: null.
     #[serde(skip_serializing_if = "Option::is_none")]
     content_type: Option<Option<&'a str>>,
-    headers: BTreeMap<&'a str, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    json: Option<&'a RawValue>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    // `json` comes here: spliced in as the body's own text by `build`.
     #[serde(skip_serializing_if = "Option::is_none")]
     parse_error: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +65,8 @@ struct Stored<'a> {
 }
 
 /// The fields of a JSON object the event id is derived from; parsing into it still
-/// validates the whole body without building a tree.
+/// validates the whole body without building a tree (serde_json checks the grammar of what
+/// it skips as strictly as of what it keeps).
 #[derive(Deserialize)]
 struct IdProbe<'a> {
     #[serde(borrow, default)]
@@ -75,6 +78,9 @@ struct IdProbe<'a> {
     #[serde(borrow, default, rename = "eventType")]
     event_type: Option<&'a RawValue>,
 }
+
+/// What a JSON body that is not an object is stored as (CONTRACT §2).
+const NON_OBJECT: &str = r#"{"_non_object_json":true}"#;
 
 /// The names of [`IdProbe`]'s fields in the body.
 const ID_FIELDS: [&str; 4] = ["id", "clientReferenceId", "meetingId", "eventType"];
@@ -97,8 +103,9 @@ impl IdProbe<'_> {
 
 /// How the body was understood.
 enum Body<'a> {
+    /// A JSON object: its text without the whitespace around it, and its id fields.
     Object {
-        raw: &'a RawValue,
+        text: &'a str,
         ids: Option<serde_json::Value>,
     },
     NonObject,
@@ -121,11 +128,10 @@ fn classify(body: &[u8], json_type: bool) -> Body<'_> {
         return Body::Invalid;
     };
     if text.trim_start().starts_with('{') {
-        if let Ok(probe) = serde_json::from_str::<IdProbe>(text)
-            && let Ok(raw) = serde_json::from_str::<&RawValue>(text)
-        {
+        // One parse: the probe's validates the whole text, which is then stored as it is.
+        if let Ok(probe) = serde_json::from_str::<IdProbe>(text) {
             return Body::Object {
-                raw,
+                text: text.trim_matches(is_json_whitespace),
                 ids: probe.into_fields(),
             };
         }
@@ -137,14 +143,19 @@ fn classify(body: &[u8], json_type: bool) -> Body<'_> {
                 let fields = v.as_object().into_iter().flatten().filter(keep);
                 serde_json::Value::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect())
             });
-            return Body::Object { raw, ids };
+            return Body::Object { text: raw.get(), ids };
         }
         return Body::Invalid;
     }
-    match serde_json::from_str::<&RawValue>(text) {
+    match serde_json::from_str::<IgnoredAny>(text) {
         Ok(_) => Body::NonObject,
         Err(_) => Body::Invalid,
     }
+}
+
+/// The four characters JSON allows around a value (RFC 8259 §2).
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -153,25 +164,29 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// The headers as stored: lower-cased names, repeated headers joined with `", "`, the
 /// service's secret headers left out and credentials redacted (CONTRACT §11).
-fn stored_headers(headers: &HeaderMap, store_sensitive: bool) -> BTreeMap<&str, String> {
-    let mut stored: BTreeMap<&str, String> = BTreeMap::new();
+/// Values are borrowed from the request unless joined or not UTF-8.
+fn stored_headers(headers: &HeaderMap, store_sensitive: bool) -> BTreeMap<&str, Cow<'_, str>> {
+    let mut stored: BTreeMap<&str, Cow<'_, str>> = BTreeMap::new();
     for (name, value) in headers {
         let value = match header_policy(name.as_str(), store_sensitive) {
             HeaderPolicy::Drop => continue,
             // One marker for a repeated credential header, not "[redacted], [redacted]".
             HeaderPolicy::Redact => {
-                stored.insert(name.as_str(), REDACTED.to_string());
+                stored.insert(name.as_str(), Cow::Borrowed(REDACTED));
                 continue;
             }
             HeaderPolicy::Keep => String::from_utf8_lossy(value.as_bytes()),
         };
-        stored
-            .entry(name.as_str())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
+        match stored.entry(name.as_str()) {
+            Entry::Occupied(mut joined) => {
+                let joined = joined.get_mut().to_mut();
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+        }
     }
     stored
 }
@@ -197,15 +212,14 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
 
-    let non_object = RawValue::from_string(r#"{"_non_object_json":true}"#.to_string()).ok();
     let b64 = || Some(base64::engine::general_purpose::STANDARD.encode(parts.body));
     let (json, parse_error, raw_body_base64) = match &body {
-        Body::Object { raw, .. } => (Some(*raw), None, None),
-        Body::NonObject => (non_object.as_deref(), None, None),
+        Body::Object { text, .. } => (Some(*text), None, None),
+        Body::NonObject => (Some(NON_OBJECT), None, None),
         Body::Invalid => (None, Some("invalid_json"), b64()),
         Body::NotJson => (None, None, b64()),
     };
-    let header = headers.get("content-type").map(String::as_str);
+    let header = headers.get("content-type").map(|v| &**v);
     let omits = stored_payload::omits(parts.method, parts.path, parts.hint, content_type, header);
     let stored = Stored {
         source_hint: parts.hint,
@@ -214,12 +228,22 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
         query,
         content_type: (!omits.content_type).then_some(content_type),
         headers,
-        json,
         parse_error,
         raw_body_base64,
     };
-    // Serialising plain strings and already-valid raw JSON cannot fail.
-    let payload_json = serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_string());
+    let mut out = Vec::with_capacity(json.map_or(0, str::len) + 512);
+    // Serialising strings and maps of strings into memory cannot fail.
+    let _ = serde_json::to_writer(&mut out, &stored);
+    if let Some(json) = json {
+        // `headers` is always written and nothing follows it here: the body goes in last,
+        // as its own text, already validated by the one parse in `classify`.
+        out.pop();
+        out.extend_from_slice(b",\"json\":");
+        out.extend_from_slice(json.as_bytes());
+        out.push(b'}');
+    }
+    // Only UTF-8 went in: JSON from serde_json, and text that was a `&str`.
+    let payload_json = String::from_utf8(out).unwrap_or_else(|_| "{}".to_string());
     Envelope { event_id, payload_json }
 }
 
@@ -291,6 +315,23 @@ mod tests {
                 r#"{{"source_hint":"github","method":"POST","path":"/webhook/github","query":{{"a":"1","b":"x y"}},"content_type":"application/json","headers":{headers},"json":{json}}}"#
             )
         );
+    }
+
+    #[test]
+    fn an_object_is_stored_as_its_own_text_without_the_whitespace_around_it() {
+        let body = b" \r\n\t{\"b\": [1.50, \"\\u00e9\"], \"a\":{}} \n";
+        let (e, v) = env(Some("application/json"), body, &[]);
+        assert!(
+            e.payload_json.ends_with(r#","json":{"b": [1.50, "\u00e9"], "a":{}}}"#),
+            "{}",
+            e.payload_json
+        );
+        assert_eq!(v["json"], json!({"b": [1.5, "é"], "a": {}}));
+        // Text after the object, or an object that is not JSON, is not an object body.
+        for bad in [&b"{\"a\":1} x"[..], b"{\"a\":1}}", b"{\"a\":01}", b"{\"a\":\"\x01\"}"] {
+            let (_, v) = env(Some("application/json"), bad, &[]);
+            assert_eq!(v["parse_error"], "invalid_json", "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

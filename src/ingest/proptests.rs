@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 
-use super::envelope::{RequestParts, build};
+use super::envelope::{RequestParts, build, is_json_content_type};
 use super::event_id::derive_event_id;
 use super::redact::{SECRET_HEADERS, SENSITIVE_HEADERS};
 
@@ -34,10 +34,10 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300),
         "[a-z0-9{}\\[\\]\":, ]{0,200}".prop_map(String::into_bytes),
-        ("[a-z]{1,10}", "[a-z0-9]{0,20}", "[a-z0-9]{0,12}")
-            .prop_map(
-                |(k, v, m)| format!(r#"{{"{k}":"{v}","id":"{v}","meetingId":"{m}","eventType":"{k}"}}"#).into_bytes()
-            ),
+        ("[a-z]{1,10}", "[a-z0-9]{0,20}", "[a-z0-9]{0,12}", "[ \t\r\n]{0,3}").prop_map(|(k, v, m, ws)| format!(
+            r#"{ws}{{"{k}":"{v}","id":"{v}","meetingId":"{m}","eventType":"{k}"}}{ws}"#
+        )
+        .into_bytes()),
     ]
 }
 
@@ -94,6 +94,13 @@ proptest! {
         prop_assert!(!env.event_id.contains(MARK));
         for name in SECRET_HEADERS {
             prop_assert!(stored["headers"].get(*name).is_none());
+        }
+        // A JSON object body is stored as its own text, so it reads back as the same value.
+        let parsed = std::str::from_utf8(&body).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+        if let Some(object @ serde_json::Value::Object(_)) = parsed
+            && is_json_content_type(ct.as_deref())
+        {
+            prop_assert_eq!(&stored["json"], &object);
         }
         if store_sensitive {
             // Only the credentials may be kept, never the service's own secrets.
