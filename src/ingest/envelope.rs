@@ -6,11 +6,10 @@ use std::collections::btree_map::Entry;
 
 use axum::http::HeaderMap;
 use base64::Engine;
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use super::event_id::derive_event_id;
+use super::json_scan::{self, ID_FIELDS, Scanned};
 use super::redact::{HeaderPolicy, REDACTED, header_policy};
 use crate::store::stored_payload;
 
@@ -64,42 +63,8 @@ struct Stored<'a> {
     raw_body_base64: Option<String>,
 }
 
-/// The fields of a JSON object the event id is derived from; parsing into it still
-/// validates the whole body without building a tree (serde_json checks the grammar of what
-/// it skips as strictly as of what it keeps).
-#[derive(Deserialize)]
-struct IdProbe<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "clientReferenceId")]
-    client_reference_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "meetingId")]
-    meeting_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "eventType")]
-    event_type: Option<&'a RawValue>,
-}
-
 /// What a JSON body that is not an object is stored as (CONTRACT §2).
 const NON_OBJECT: &str = r#"{"_non_object_json":true}"#;
-
-/// The names of [`IdProbe`]'s fields in the body.
-const ID_FIELDS: [&str; 4] = ["id", "clientReferenceId", "meetingId", "eventType"];
-
-impl IdProbe<'_> {
-    /// The string-valued id fields as a small JSON object for [`derive_event_id`].
-    fn into_fields(self) -> Option<serde_json::Value> {
-        let values = [self.id, self.client_reference_id, self.meeting_id, self.event_type];
-        let fields: serde_json::Map<String, serde_json::Value> = ID_FIELDS
-            .iter()
-            .zip(values)
-            .filter_map(|(name, raw)| {
-                let text = serde_json::from_str::<String>(raw?.get()).ok()?;
-                Some((name.to_string(), serde_json::Value::String(text)))
-            })
-            .collect();
-        (!fields.is_empty()).then_some(serde_json::Value::Object(fields))
-    }
-}
 
 /// How the body was understood.
 enum Body<'a> {
@@ -127,30 +92,24 @@ fn classify(body: &[u8], json_type: bool) -> Body<'_> {
     let Ok(text) = std::str::from_utf8(body) else {
         return Body::Invalid;
     };
-    if text.trim_start().starts_with('{') {
-        // One parse: the probe's validates the whole text, which is then stored as it is.
-        if let Ok(probe) = serde_json::from_str::<IdProbe>(text) {
-            return Body::Object {
-                text: text.trim_matches(is_json_whitespace),
-                ids: probe.into_fields(),
-            };
-        }
-        // A valid object the probe refused (a repeated id key): read it the slow way,
-        // last key winning as in most JSON parsers.
-        if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
-            let ids = serde_json::from_str::<serde_json::Value>(text).ok().map(|v| {
-                let keep = |(k, _): &(&String, &serde_json::Value)| ID_FIELDS.contains(&k.as_str());
-                let fields = v.as_object().into_iter().flatten().filter(keep);
-                serde_json::Value::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect())
-            });
-            return Body::Object { text: raw.get(), ids };
-        }
-        return Body::Invalid;
+    match json_scan::scan(text) {
+        Some(Scanned::Object(ids)) => Body::Object {
+            text: text.trim_matches(is_json_whitespace),
+            ids: id_fields(ids),
+        },
+        Some(Scanned::Other) => Body::NonObject,
+        None => Body::Invalid,
     }
-    match serde_json::from_str::<IgnoredAny>(text) {
-        Ok(_) => Body::NonObject,
-        Err(_) => Body::Invalid,
-    }
+}
+
+/// The id fields found as a small JSON object for [`derive_event_id`].
+fn id_fields(values: [Option<String>; 4]) -> Option<serde_json::Value> {
+    let fields: serde_json::Map<String, serde_json::Value> = ID_FIELDS
+        .iter()
+        .zip(values)
+        .filter_map(|(name, value)| Some((name.to_string(), serde_json::Value::String(value?))))
+        .collect();
+    (!fields.is_empty()).then_some(serde_json::Value::Object(fields))
 }
 
 /// The four characters JSON allows around a value (RFC 8259 §2).
@@ -236,7 +195,7 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
     let _ = serde_json::to_writer(&mut out, &stored);
     if let Some(json) = json {
         // `headers` is always written and nothing follows it here: the body goes in last,
-        // as its own text, already validated by the one parse in `classify`.
+        // as its own text, already validated by the scan in `classify`.
         out.pop();
         out.extend_from_slice(b",\"json\":");
         out.extend_from_slice(json.as_bytes());
@@ -327,8 +286,13 @@ mod tests {
             e.payload_json
         );
         assert_eq!(v["json"], json!({"b": [1.5, "é"], "a": {}}));
-        // Text after the object, or an object that is not JSON, is not an object body.
-        for bad in [&b"{\"a\":1} x"[..], b"{\"a\":1}}", b"{\"a\":01}", b"{\"a\":\"\x01\"}"] {
+        // Text after the object, an object that is not JSON, or one that serde_json cannot
+        // read back (a lone surrogate, a number beyond f64) is not an object body.
+        let unreadable = [&br#"{"s":"\ud800"}"#[..], br#"{"n":1e400}"#];
+        for bad in [&b"{\"a\":1} x"[..], b"{\"a\":1}}", b"{\"a\":01}", b"{\"a\":\"\x01\"}"]
+            .into_iter()
+            .chain(unreadable)
+        {
             let (_, v) = env(Some("application/json"), bad, &[]);
             assert_eq!(v["parse_error"], "invalid_json", "{}", String::from_utf8_lossy(bad));
         }

@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod event_id;
+pub mod json_scan;
 pub mod limits;
 #[cfg(test)]
 mod proptests;
