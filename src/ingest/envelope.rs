@@ -81,8 +81,12 @@ enum Body<'a> {
 /// True for `application/json` and `application/*+json` (parameters ignored).
 pub fn is_json_content_type(ct: Option<&str>) -> bool {
     let Some(ct) = ct else { return false };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    // Compared in place: this runs twice per webhook, and lower-casing allocated.
+    let mime = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    let is = |text: &[u8], lower: &[u8]| text.eq_ignore_ascii_case(lower);
+    mime.len() >= 12
+        && is(&mime[..12], b"application/")
+        && (is(&mime[12..], b"json") || mime.len() >= 17 && is(&mime[mime.len() - 5..], b"+json"))
 }
 
 fn classify(body: &[u8], json_type: bool) -> Body<'_> {
@@ -296,6 +300,35 @@ mod tests {
             let (_, v) = env(Some("application/json"), bad, &[]);
             assert_eq!(v["parse_error"], "invalid_json", "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let lowered = |ct: &str| {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        };
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/vnd.github+json",
+            "application/+json",
+            "APPLICATION/LD+JSON;q=1",
+            "application/jsonx",
+            "application/xjson",
+            "application/",
+            "application",
+            "text/json",
+            "text/plain",
+            "application/json+x",
+            "",
+            "é/json",
+            "applicatioé/json",
+        ] {
+            assert_eq!(is_json_content_type(Some(ct)), lowered(ct), "{ct:?}");
+        }
+        assert!(!is_json_content_type(None));
     }
 
     #[test]
