@@ -9,7 +9,9 @@
 //! per event, dominated the writer (see docs/PERFORMANCE.md). Reads stay on sqlx's pool.
 //! WAL checkpoints run on another thread (`checkpoint`), not inside its commits.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -188,17 +190,35 @@ fn take_waiting(rx: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>) {
 fn run_batch(conn: &mut Connection, batch: &[WriteOp]) -> rusqlite::Result<Vec<OpResult>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = time::now();
-    let results = batch
-        .iter()
-        .map(|w| run_op(&tx, &w.op, &now))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        // A run of enqueues goes in as multi-row inserts; anything else one by one.
+        let events: Vec<&NewEvent> = rest
+            .iter()
+            .map_while(|w| match &w.op {
+                Op::Enqueue(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        if events.is_empty() {
+            results.push(run_op(&tx, &first.op, &now)?);
+            rest = &rest[1..];
+        } else {
+            rest = &rest[events.len()..];
+            results.extend(enqueue(&tx, &events, &now)?.into_iter().map(OpResult::Enqueued));
+        }
+    }
     tx.commit()?;
     Ok(results)
 }
 
 fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult> {
     Ok(match op {
-        Op::Enqueue(e) => OpResult::Enqueued(enqueue(tx, e, now)?),
+        Op::Enqueue(e) => match enqueue(tx, &[e], now)?.pop() {
+            Some(outcome) => OpResult::Enqueued(outcome),
+            None => return Err(rusqlite::Error::QueryReturnedNoRows),
+        },
         Op::Claim { limit, lease } => OpResult::Claimed(claim(tx, *limit, *lease, now)?, routing_version(tx)?),
         Op::Renew { claims, lease } => {
             let until = time::after(*lease);
@@ -280,27 +300,99 @@ fn routing_version(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
         .unwrap_or(0))
 }
 
-/// Inserts unless `(source, event_id)` exists; an identical event earlier in the same
-/// batch is found by the select like any committed one.
+/// Rows per multi-row insert, largest first: a run of enqueues is split into as few
+/// statements of these sizes as it takes, and each size is prepared once and cached.
+const INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts each event unless its `(source, event_id)` exists, in multi-row statements: one
+/// statement keeps its cursors open from row to row, so each index insert that lands at
+/// the end of its index skips the descent from the root (issue 18).
+fn enqueue(tx: &Transaction<'_>, events: &[&NewEvent], now: &str) -> rusqlite::Result<Vec<Enqueued>> {
+    let mut out = Vec::with_capacity(events.len());
+    // Every id this transaction gives out is above it (the writer holds the write lock).
+    let mut newest: i64 = tx
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    let mut rest = events;
+    while !rest.is_empty() {
+        let rows = INSERT_ROWS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(rows);
+        enqueue_rows(tx, chunk, now, newest, &mut out)?;
+        newest = newest.max(tx.last_insert_rowid());
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// The insert of `rows` events: `?1` is the time, then source, event id and payload per row.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        INSERT_ROWS
+            .iter()
+            .map(|&n| {
+                let values: Vec<String> = (0..n)
+                    .map(|k| {
+                        let p = 2 + 3 * k;
+                        format!("(?{}, ?{}, ?1, 'pending', 0, ?1, ?{})", p, p + 1, p + 2)
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
+                     VALUES {} ON CONFLICT DO NOTHING",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let at = INSERT_ROWS
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(INSERT_ROWS.len() - 1);
+    &all[at]
+}
+
+/// One multi-row insert; `newest` is the highest id stored before it. When every row went
+/// in, their ids are the consecutive ones ending at `last_insert_rowid` (this connection
+/// is the only writer, inside its transaction). Otherwise each event is looked up: a
+/// skipped row still used up an id, so the new rows are those above `newest`, and of
+/// identical events in the chunk only the first was queued, the others are its duplicates.
 ///
 /// No `RETURNING`: SQLite runs it as a trigger, which makes the insert a "multi-write"
 /// statement with its own statement journal (a copy of every page it touches) and an
 /// ephemeral table per execution, measured at ~12 % of ingest CPU (docs/PERFORMANCE.md).
-/// One row changed means it was inserted, and `last_insert_rowid` is its id.
-fn enqueue(tx: &Transaction<'_>, e: &NewEvent, now: &str) -> rusqlite::Result<Enqueued> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json) \
-             VALUES (?1, ?2, ?3, 'pending', 0, ?3, ?4) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![e.source.as_str(), e.event_id, now, e.payload_json])?;
-    if inserted == 1 {
-        return Ok(Enqueued::Queued(tx.last_insert_rowid()));
+fn enqueue_rows(
+    tx: &Transaction<'_>,
+    rows: &[&NewEvent],
+    now: &str,
+    newest: i64,
+    out: &mut Vec<Enqueued>,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(insert_sql(rows.len()))?;
+    insert.raw_bind_parameter(1, now)?;
+    for (k, e) in rows.iter().enumerate() {
+        let p = 2 + 3 * k;
+        insert.raw_bind_parameter(p, e.source.as_str())?;
+        insert.raw_bind_parameter(p + 1, &e.event_id)?;
+        insert.raw_bind_parameter(p + 2, &e.payload_json)?;
     }
-    let id = tx
-        .prepare_cached("SELECT id FROM events WHERE source = ?1 AND event_id = ?2")?
-        .query_row(params![e.source.as_str(), e.event_id], |r| r.get(0))?;
-    Ok(Enqueued::Duplicate(id))
+    let inserted = insert.raw_execute()? as i64;
+    let last = tx.last_insert_rowid();
+    if inserted == rows.len() as i64 {
+        out.extend((last - inserted + 1..=last).map(Enqueued::Queued));
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    let mut find = tx.prepare_cached("SELECT id FROM events WHERE source = ?1 AND event_id = ?2")?;
+    for e in rows {
+        let id: i64 = find.query_row(params![e.source.as_str(), e.event_id], |r| r.get(0))?;
+        out.push(if id > newest && seen.insert(id) {
+            Enqueued::Queued(id)
+        } else {
+            Enqueued::Duplicate(id)
+        });
+    }
+    Ok(())
 }
 
 /// Claims up to `limit` due events, oldest due first: a select on the due index, then one
