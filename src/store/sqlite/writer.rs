@@ -648,3 +648,71 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Source;
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            source: Source::Webhook,
+            event_id: id.into(),
+            payload_json: format!(r#"{{"id":"{id}"}}"#),
+        }
+    }
+
+    /// One multi-row insert holding new events, one stored before and one twice: the
+    /// skipped rows use up ids, and each answer still names the right row.
+    #[tokio::test]
+    async fn a_chunk_with_duplicates_answers_each_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.sqlite3");
+        SqliteStore::open(&path, crate::domain::SqliteSynchronous::Normal)
+            .await
+            .unwrap();
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+        let stored = enqueue(&tx, &[&event("old-1"), &event("old-2")], "t0").unwrap();
+        assert_eq!(stored, [Enqueued::Queued(1), Enqueued::Queued(2)]);
+
+        let batch = ["a", "old-2", "b", "a", "old-1", "c"].map(event);
+        let refs: Vec<&NewEvent> = batch.iter().collect();
+        // Four rows: one 4-row statement and two single ones, duplicates in each.
+        let got = enqueue(&tx, &refs, "t1").unwrap();
+        let ids: Vec<(String, i64)> = tx
+            .prepare("SELECT event_id, id FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let id = |e: &str| ids.iter().find(|(k, _)| k == e).unwrap().1;
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        assert_eq!(
+            got,
+            [
+                Enqueued::Queued(id("a")),
+                Enqueued::Duplicate(2),
+                Enqueued::Queued(id("b")),
+                Enqueued::Duplicate(id("a")),
+                Enqueued::Duplicate(1),
+                Enqueued::Queued(id("c")),
+            ]
+        );
+        // All in one chunk too (a run of 16 or more).
+        let many: Vec<NewEvent> = (0..16).map(|i| event(if i % 5 == 0 { "a" } else { "x" })).collect();
+        let refs: Vec<&NewEvent> = many.iter().collect();
+        let got = enqueue(&tx, &refs, "t2").unwrap();
+        let x = got[1].row_id();
+        assert!(x > id("c"));
+        for (i, o) in got.iter().enumerate() {
+            let want = match i {
+                1 => Enqueued::Queued(x),
+                _ if i % 5 == 0 => Enqueued::Duplicate(id("a")),
+                _ => Enqueued::Duplicate(x),
+            };
+            assert_eq!(*o, want, "row {i}");
+        }
+    }
+}
