@@ -5,6 +5,7 @@
 
 mod admin;
 mod checkpoint;
+mod enqueue;
 #[cfg(test)]
 mod plans;
 mod schedules;
