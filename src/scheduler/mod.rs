@@ -5,7 +5,8 @@
 //! The schedules are re-read when their change counter moves: it is checked each time the
 //! scheduler wakes (so a schedule disabled by another process never ticks again), on
 //! PostgreSQL as soon as the trigger's NOTIFY arrives, and otherwise every
-//! [`Options::recheck`] (how a schedule added by another process on SQLite is found).
+//! [`Options::recheck`] (1 s: how a schedule added by another process on SQLite is found,
+//! and on PostgreSQL should a notification be lost with its connection).
 
 pub mod clock;
 pub mod due;
@@ -27,7 +28,8 @@ use crate::time::format_seconds;
 /// The scheduler's timings.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Longest wait before re-reading the schedules' change counter.
+    /// Longest wait before re-reading the schedules' change counter: how soon a change made
+    /// by another process takes effect here without a notification (CONTRACT §9: 1 s).
     pub recheck: Duration,
     /// How late a tick may still be enqueued by a running process (older ones were missed).
     pub late_limit: Duration,
@@ -38,7 +40,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            recheck: Duration::from_secs(10),
+            recheck: Duration::from_secs(1),
             late_limit: Duration::from_secs(60),
             retry: Duration::from_secs(1),
         }
@@ -202,19 +204,21 @@ fn load(row: StoredSchedule, start_up: bool, now: DateTime<Utc>) -> Option<Entry
             return None;
         }
     };
-    // Only at start-up does `last_scheduled_at` mean downtime; a schedule added or changed
-    // while running starts from now.
-    let last = row
-        .last_scheduled_at
-        .filter(|_| start_up)
-        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.to_utc());
-    let cursor = compiled.next_after(last.unwrap_or(now));
+    // A schedule counts from its last tick or from when it became active (added, enabled,
+    // re-timed), whichever is later, so a first tick that falls during a restart is missed,
+    // not lost; never from the future (a clock ahead on the machine that added it).
+    let parse = |s: Option<String>| {
+        s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.to_utc().min(now))
+    };
+    let from = parse(row.last_scheduled_at).max(parse(row.active_since));
+    let cursor = compiled.next_after(from.unwrap_or(now));
     tracing::info!(job, next = ?cursor.map(format_seconds), "schedule loaded");
     Some(Entry {
         compiled,
         payload,
         cursor,
-        down_until: last.map(|_| now),
+        // Only at start-up did the ticks before now fall while no process ran.
+        down_until: start_up.then_some(now),
     })
 }

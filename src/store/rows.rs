@@ -240,5 +240,6 @@ where
             job,
         },
         last_scheduled_at: text(r, "last_scheduled_at")?,
+        active_since: text(r, "active_since")?,
     })
 }

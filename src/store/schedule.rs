@@ -9,6 +9,9 @@ pub struct StoredSchedule {
     pub schedule: Schedule,
     /// RFC 3339 UTC, seconds precision; None before the first tick.
     pub last_scheduled_at: Option<String>,
+    /// RFC 3339 UTC: when it was added, last enabled, or its cron or zone last changed;
+    /// None for a row older than the column that had already fired.
+    pub active_since: Option<String>,
 }
 
 /// A tick that was enqueued: `last_scheduled_at` of `job` moves up to `at` (never back).

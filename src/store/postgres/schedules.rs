@@ -9,14 +9,18 @@ use crate::store::{Schedule, StoredSchedule, TickRecord, rows};
 /// The NOTIFY channel the schedules trigger announces changes on (payload: the schema).
 pub const SCHEDULES_CHANNEL: &str = "switchyard_schedules";
 
-/// Upserts schedules by job inside the caller's transaction.
+/// Upserts schedules by job inside the caller's transaction; `active_since` moves to now
+/// when a schedule is added, enabled again, or its cron or zone changes.
 pub(super) async fn upsert(conn: &mut PgConnection, schedules: &[Schedule], now: &str) -> Result<(), sqlx::Error> {
     for s in schedules {
         sqlx::query(
-            "INSERT INTO schedules (job, cron, timezone, payload_json, enabled, missed, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job) DO UPDATE SET cron = EXCLUDED.cron, \
-             timezone = EXCLUDED.timezone, payload_json = EXCLUDED.payload_json, enabled = EXCLUDED.enabled, \
-             missed = EXCLUDED.missed, updated_at = EXCLUDED.updated_at",
+            "INSERT INTO schedules (job, cron, timezone, payload_json, enabled, missed, updated_at, active_since) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (job) DO UPDATE SET \
+             active_since = CASE WHEN schedules.enabled = 0 AND EXCLUDED.enabled <> 0 \
+               OR schedules.cron <> EXCLUDED.cron OR schedules.timezone <> EXCLUDED.timezone \
+               THEN EXCLUDED.active_since ELSE schedules.active_since END, \
+             cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, payload_json = EXCLUDED.payload_json, \
+             enabled = EXCLUDED.enabled, missed = EXCLUDED.missed, updated_at = EXCLUDED.updated_at",
         )
         .bind(&s.job)
         .bind(&s.cron)
@@ -52,7 +56,8 @@ pub(super) async fn record(pool: &PgPool, ticks: &[TickRecord]) -> Result<(), sq
 /// Every schedule, by job.
 pub(super) async fn all(pool: &PgPool) -> Result<Vec<StoredSchedule>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT job, cron, timezone, payload_json, enabled, missed, last_scheduled_at FROM schedules ORDER BY job",
+        "SELECT job, cron, timezone, payload_json, enabled, missed, last_scheduled_at, active_since \
+         FROM schedules ORDER BY job",
     )
     .fetch_all(pool)
     .await?;

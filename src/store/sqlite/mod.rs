@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
     ),
+    (
+        24,
+        "schedule active since",
+        include_str!("../../../migrations/sqlite/0024_schedule_active_since.sql"),
+    ),
 ];
 
 /// The WHERE of the `events_finished` index (migration 0012), which a query repeats

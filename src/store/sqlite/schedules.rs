@@ -6,13 +6,17 @@ use sqlx::SqlitePool;
 
 use crate::store::{Schedule, StoreError, StoredSchedule, TickRecord, rows};
 
-/// Upserts schedules by job (called inside the writer's `apply`).
+/// Upserts schedules by job (called inside the writer's `apply`); `active_since` moves to
+/// now when a schedule is added, enabled again, or its cron or zone changes.
 pub(super) fn upsert(tx: &Transaction<'_>, schedules: &[Schedule], now: &str) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO schedules (job, cron, timezone, payload_json, enabled, missed, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(job) DO UPDATE SET cron = excluded.cron, \
-         timezone = excluded.timezone, payload_json = excluded.payload_json, enabled = excluded.enabled, \
-         missed = excluded.missed, updated_at = excluded.updated_at",
+        "INSERT INTO schedules (job, cron, timezone, payload_json, enabled, missed, updated_at, active_since) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT(job) DO UPDATE SET \
+         active_since = CASE WHEN schedules.enabled = 0 AND excluded.enabled <> 0 \
+           OR schedules.cron <> excluded.cron OR schedules.timezone <> excluded.timezone \
+           THEN excluded.active_since ELSE schedules.active_since END, \
+         cron = excluded.cron, timezone = excluded.timezone, payload_json = excluded.payload_json, \
+         enabled = excluded.enabled, missed = excluded.missed, updated_at = excluded.updated_at",
     )?;
     for s in schedules {
         stmt.execute(params![
@@ -43,7 +47,8 @@ pub(super) fn record(tx: &Transaction<'_>, ticks: &[TickRecord]) -> rusqlite::Re
 /// Every schedule, by job.
 pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<StoredSchedule>, StoreError> {
     let rows = sqlx::query(
-        "SELECT job, cron, timezone, payload_json, enabled, missed, last_scheduled_at FROM schedules ORDER BY job",
+        "SELECT job, cron, timezone, payload_json, enabled, missed, last_scheduled_at, active_since \
+         FROM schedules ORDER BY job",
     )
     .fetch_all(pool)
     .await?;
