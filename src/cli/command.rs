@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand};
 
-use super::{events, mapping, sources};
+use super::{db, events, mapping, sources};
 use crate::settings::{DefaultedPaths, Settings};
 
 /// The command line: one subcommand.
@@ -47,6 +47,12 @@ pub enum Command {
     Mapping(Tool<mapping::MappingCommand>),
     /// Operator tools for stored events.
     Events(Tool<events::EventsCommand>),
+    /// Database tools: `db copy` between SQLite and PostgreSQL.
+    Db {
+        /// What to run.
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
     /// Provider sources (signature-verified webhook paths).
     Sources {
         /// JSON config file whose `sources` are listed with the environment's shortcuts.
@@ -129,7 +135,7 @@ impl Cli {
                     s.config_path.clone_from(config_path);
                 }
             }
-            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } => {}
+            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } | Command::Db { .. } => {}
         }
         Ok((s, defaulted))
     }

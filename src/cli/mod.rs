@@ -2,6 +2,7 @@
 
 mod command;
 pub mod cron;
+pub mod db;
 pub mod events;
 pub mod mapping;
 pub mod prototype;
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
         },
         Command::Mapping(tool) => mapping::run(&s, tool.command).await,
         Command::Events(tool) => events::run(&s, tool.command).await,
+        Command::Db { command } => db::run(&s, command).await,
         Command::Sources { command, .. } => sources::run(&s, command),
     }
 }

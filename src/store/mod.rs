@@ -4,6 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
+pub mod copy;
 mod query;
 pub(crate) mod rows;
 pub mod run_input;

@@ -817,7 +817,7 @@ async fn action_runs_are_one_per_event_and_action(t: TestStore) {
     assert!(db.action_run(row, "missing").await.unwrap().is_none());
 }
 
-fn mapping(provider: &str, action: &str, enabled: bool) -> Mapping {
+pub(crate) fn mapping(provider: &str, action: &str, enabled: bool) -> Mapping {
     Mapping {
         provider: provider.into(),
         action: action.into(),
@@ -827,7 +827,7 @@ fn mapping(provider: &str, action: &str, enabled: bool) -> Mapping {
     }
 }
 
-fn rule(provider: &str, name: &str, priority: i64) -> RuleUpsert {
+pub(crate) fn rule(provider: &str, name: &str, priority: i64) -> RuleUpsert {
     RuleUpsert {
         provider: provider.into(),
         name: name.into(),

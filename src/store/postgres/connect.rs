@@ -76,13 +76,7 @@ impl PgStore {
     }
 
     async fn connect_owned(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
-        let base = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
-        let base = if base.get_application_name().is_none() {
-            base.application_name(APPLICATION_NAME)
-        } else {
-            base
-        };
+        let base = connect_options(url)?;
         let pooled = base
             .clone()
             .options([("statement_timeout", options.statement_timeout.as_millis())])
@@ -91,11 +85,7 @@ impl PgStore {
             // a hundred times the statement (docs/PERFORMANCE.md).
             .options([("jit", "off")]);
 
-        let mut first = connect_with_retry(&base, options.connect_timeout).await?;
-        if options.existing_only {
-            require_tables(&mut first, &base).await?;
-        }
-        migrate(&mut first).await.map_err(|e| explain_migration(e, &base))?;
+        let mut first = migrated_connection(&base, options).await?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&mut first)
             .await?;
@@ -126,6 +116,31 @@ impl PgStore {
             claim_cursor: ClaimCursor::default(),
         })
     }
+}
+
+/// The URL's connection options, named `switchyard` in `pg_stat_activity` unless it says otherwise.
+pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let base = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+    Ok(if base.get_application_name().is_none() {
+        base.application_name(APPLICATION_NAME)
+    } else {
+        base
+    })
+}
+
+/// One connection (retrying an unreachable server up to `connect_timeout`) to a migrated
+/// database; with `existing_only`, a database without switchyard's tables is refused first.
+pub(crate) async fn migrated_connection(
+    base: &PgConnectOptions,
+    options: &PgOptions,
+) -> Result<PgConnection, StoreError> {
+    let mut conn = connect_with_retry(base, options.connect_timeout).await?;
+    if options.existing_only {
+        require_tables(&mut conn, base).await?;
+    }
+    migrate(&mut conn).await.map_err(|e| explain_migration(e, base))?;
+    Ok(conn)
 }
 
 /// Where the URL points, for messages (never the password).

@@ -37,6 +37,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use connect::PgOptions;
+pub(crate) use connect::{connect_options, migrated_connection};
 
 use super::*;
 use claim::{ClaimCursor, claim_due, reclaim_expired_leases, release_claims, renew_leases};
