@@ -1,7 +1,7 @@
 //! Per-minute throughput for the dashboard's chart: events received and finished in each
-//! minute of a recent window. Both backends run the same two grouped counts (bounded to
-//! the window by the `events_received` and `events_finished` indexes); the buckets are
-//! filled here, so a minute without events is a zero rather than a gap.
+//! minute of a recent window. Each backend runs the same two grouped counts in its own SQL
+//! (bounded to the window by the `events_received` and `events_finished` indexes); the
+//! buckets are filled here, so a minute without events is a zero rather than a gap.
 
 use std::collections::HashMap;
 
@@ -68,27 +68,6 @@ impl Window {
             .collect()
     }
 }
-
-/// Events received per minute (SQLite): key, count.
-pub(crate) const SQLITE_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \
-     WHERE received_at >= ?1 AND received_at < ?2 GROUP BY m";
-
-/// Events finished done or error per minute (SQLite): status, key, count. The OR term
-/// repeats the `events_finished` index's WHERE verbatim so SQLite may use it.
-pub(crate) const SQLITE_FINISHED: &str = concat!(
-    "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events WHERE ",
-    super::sqlite::finished_rows!(),
-    " AND status IN ('done', 'error') AND processed_at >= ?1 AND processed_at < ?2 GROUP BY status, m"
-);
-
-/// [`SQLITE_RECEIVED`] for PostgreSQL.
-pub(crate) const POSTGRES_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \
-     WHERE received_at >= $1 AND received_at < $2 GROUP BY m";
-
-/// [`SQLITE_FINISHED`] for PostgreSQL.
-pub(crate) const POSTGRES_FINISHED: &str = "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events \
-     WHERE status IN ('done', 'error', 'cancelled') AND status IN ('done', 'error') \
-     AND processed_at >= $1 AND processed_at < $2 GROUP BY status, m";
 
 #[cfg(test)]
 mod tests {

@@ -138,3 +138,123 @@ fn store_never_uses_settings_cli_http_or_routing() {
 fn settings_never_uses_cli() {
     assert_eq!(uses_of("settings", &names(&["cli"])), []);
 }
+
+/// The module path of a file under `src/` (`store/sqlite/admin.rs` → store, sqlite, admin;
+/// a `mod.rs` is its directory's module).
+fn module_path(file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src()).unwrap_or(file).with_extension("");
+    let mut path: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    if path.last().is_some_and(|l| l == "mod") {
+        path.pop();
+    }
+    path
+}
+
+/// The absolute module paths `code` (in the module `here`) names with `crate::` or
+/// `super::` (grouped items included), e.g. `super::sqlite::x` in `store::series` →
+/// store, sqlite, x.
+fn named_paths(code: &str, here: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        let mut i = 0;
+        while i < line.len() {
+            let rest = &line[i..];
+            let boundary = !line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':');
+            let (mut base, mut tail) = if boundary && rest.starts_with("crate::") {
+                (Vec::new(), &rest["crate::".len()..])
+            } else if boundary && rest.starts_with("super::") {
+                (here.to_vec(), rest)
+            } else {
+                i += rest.chars().next().map_or(1, char::len_utf8);
+                continue;
+            };
+            while let Some(after) = tail.strip_prefix("super::") {
+                base.pop();
+                tail = after;
+            }
+            expand(base, tail, &mut out);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The paths of `text` (after `base::`): `a::b`, or `a::{b, c::d}` at any depth.
+fn expand(mut base: Vec<String>, text: &str, out: &mut Vec<Vec<String>>) {
+    let mut rest = text;
+    loop {
+        if let Some(group) = rest.strip_prefix('{') {
+            for item in top_level_items(group) {
+                expand(base.clone(), item, out);
+            }
+            return;
+        }
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            base.push(rest[..end].to_owned());
+        }
+        match rest[end..].strip_prefix("::") {
+            Some(after) if end > 0 => rest = after,
+            _ => break,
+        }
+    }
+    out.push(base);
+}
+
+/// Pairs of modules directly under `src/<under>/` (a file or a directory with everything
+/// in it) that each use the other: a cycle, one of them holding what belongs to neither.
+fn mutual_uses(under: &str) -> Vec<(String, String)> {
+    let root = src().join(under);
+    let units: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| p.with_extension("").file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|u| u != "mod")
+        .collect();
+    let mut edges = std::collections::BTreeSet::new();
+    for file in rust_files(&root) {
+        let here = module_path(&file);
+        let Some(from) = here.get(1).filter(|u| units.contains(u)) else {
+            continue;
+        };
+        for path in named_paths(&non_test_code(&file), &here) {
+            if path.first().map(String::as_str) == Some(under)
+                && let Some(to) = path.get(1).filter(|u| units.contains(u) && *u != from)
+            {
+                edges.insert((from.clone(), to.clone()));
+            }
+        }
+    }
+    edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_cycle_scanner_resolves_super_and_groups() {
+    let here = names(&["store", "sqlite", "admin"]);
+    let paths = named_paths(
+        "use super::finished_rows;\nlet q = super::super::series::X;\nuse crate::store::{copy, rows::x};",
+        &here,
+    );
+    let shown: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        shown,
+        [
+            "store::sqlite::finished_rows",
+            "store::series::X",
+            "store::copy",
+            "store::rows::x"
+        ]
+    );
+}
+
+#[test]
+fn no_two_modules_of_store_use_each_other() {
+    assert_eq!(mutual_uses("store"), []);
+}

@@ -145,6 +145,16 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     Ok(stats)
 }
 
+/// Events received per minute: key (the first 16 characters of the timestamp), count.
+const PER_MINUTE_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \
+     WHERE received_at >= $1 AND received_at < $2 GROUP BY m";
+
+/// Events finished done or error per minute: status, key, count (the first IN is the
+/// `events_finished` index's WHERE).
+const PER_MINUTE_FINISHED: &str = "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events \
+     WHERE status IN ('done', 'error', 'cancelled') AND status IN ('done', 'error') \
+     AND processed_at >= $1 AND processed_at < $2 GROUP BY status, m";
+
 /// Received and finished counts per minute of the window ending with `now`'s minute.
 pub(super) async fn per_minute(
     pool: &PgPool,
@@ -152,12 +162,12 @@ pub(super) async fn per_minute(
     minutes: u32,
 ) -> Result<Vec<MinuteCounts>, sqlx::Error> {
     let w = crate::store::series::Window::new(now, minutes);
-    let received: Vec<(String, i64)> = sqlx::query_as(crate::store::series::POSTGRES_RECEIVED)
+    let received: Vec<(String, i64)> = sqlx::query_as(PER_MINUTE_RECEIVED)
         .bind(&w.from)
         .bind(&w.to)
         .fetch_all(pool)
         .await?;
-    let finished: Vec<(String, String, i64)> = sqlx::query_as(crate::store::series::POSTGRES_FINISHED)
+    let finished: Vec<(String, String, i64)> = sqlx::query_as(PER_MINUTE_FINISHED)
         .bind(&w.from)
         .bind(&w.to)
         .fetch_all(pool)

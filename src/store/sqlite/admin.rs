@@ -8,7 +8,19 @@ use sqlx::sqlite::SqlitePool;
 
 use super::Transition;
 use crate::store::MinuteCounts;
-use crate::store::series::{self, Window};
+use crate::store::series::Window;
+
+/// Events received per minute: key (the first 16 characters of the timestamp), count.
+const PER_MINUTE_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT(*) AS n FROM events \
+     WHERE received_at >= ?1 AND received_at < ?2 GROUP BY m";
+
+/// Events finished done or error per minute: status, key, count. The OR term repeats the
+/// `events_finished` index's WHERE verbatim so SQLite may use it.
+pub(super) const PER_MINUTE_FINISHED: &str = concat!(
+    "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events WHERE ",
+    super::finished_rows!(),
+    " AND status IN ('done', 'error') AND processed_at >= ?1 AND processed_at < ?2 GROUP BY status, m"
+);
 
 /// Received and finished counts per minute of the window ending with `now`'s minute.
 pub(super) async fn per_minute(
@@ -17,12 +29,12 @@ pub(super) async fn per_minute(
     minutes: u32,
 ) -> Result<Vec<MinuteCounts>, sqlx::Error> {
     let w = Window::new(now, minutes);
-    let received: Vec<(String, i64)> = sqlx::query_as(series::SQLITE_RECEIVED)
+    let received: Vec<(String, i64)> = sqlx::query_as(PER_MINUTE_RECEIVED)
         .bind(&w.from)
         .bind(&w.to)
         .fetch_all(pool)
         .await?;
-    let finished: Vec<(String, String, i64)> = sqlx::query_as(series::SQLITE_FINISHED)
+    let finished: Vec<(String, String, i64)> = sqlx::query_as(PER_MINUTE_FINISHED)
         .bind(&w.from)
         .bind(&w.to)
         .fetch_all(pool)

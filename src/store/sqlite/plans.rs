@@ -58,11 +58,7 @@ async fn listing_pages_walk_their_index() {
 #[tokio::test]
 async fn purges_and_rates_walk_the_finished_index() {
     let (_dir, path) = migrated().await;
-    for sql in [
-        admin::PURGE_BATCH,
-        FINISHED_SINCE,
-        super::super::series::SQLITE_FINISHED,
-    ] {
+    for sql in [admin::PURGE_BATCH, FINISHED_SINCE, admin::PER_MINUTE_FINISHED] {
         let p = plan(&path, sql);
         assert!(p.contains("INDEX events_finished"), "{sql}: {p}");
     }
