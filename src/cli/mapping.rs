@@ -87,7 +87,7 @@ pub enum MappingCommand {
         #[arg(long)]
         name: String,
     },
-    /// Apply a config file (CONTRACT §6).
+    /// Apply a JSON config file: mappings, rules, sources and schedules (README: Config file).
     ApplyConfig {
         /// The JSON config file.
         #[arg(long = "config", env = "APP_CONFIG_PATH", value_name = "APP_CONFIG_PATH")]
