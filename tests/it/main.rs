@@ -27,5 +27,6 @@ mod seed_db;
 mod series;
 mod sources;
 mod store;
+mod typos;
 mod ui;
 mod worker;
