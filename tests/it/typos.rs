@@ -75,3 +75,59 @@ fn apply_config_warns_on_a_missing_command_target_and_strict_refuses_it() {
     );
     assert!(stdout(&out).starts_with("ok: applied 1 mappings"), "{}", stdout(&out));
 }
+
+#[tokio::test]
+async fn misspelled_variables_warn_naming_the_one_meant_and_never_the_value() {
+    let app = App::spawn(
+        "serve",
+        &[("GITHUB_SECRET", "gh-value-1"), ("ADMIN_SECRETS", "oops-value-2")],
+    );
+    let logs = app.logs();
+    for (name, meant) in [
+        ("GITHUB_SECRET", "GITHUB_WEBHOOK_SECRET"),
+        ("ADMIN_SECRETS", "ADMIN_SECRET"),
+    ] {
+        assert!(
+            logs.contains(&format!(
+                "environment variable {name} is not one switchyard reads; did you mean {meant}?"
+            )),
+            "{logs}"
+        );
+    }
+    assert!(!logs.contains("gh-value-1") && !logs.contains("oops-value-2"), "{logs}");
+
+    // The typo left GitHub unverified: a signed delivery says so, once.
+    for _ in 0..2 {
+        let (code, v) = app
+            .post(
+                "/webhook/github",
+                r#"{"zen":"x"}"#,
+                &[("x-hub-signature-256", "sha256=00")],
+            )
+            .await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let warning = "a delivery carries github's signature (x-hub-signature-256) but no source verifies /webhook/github";
+    // Log lines reach stderr through a writer thread a few milliseconds later.
+    let start = std::time::Instant::now();
+    while !app.logs().contains(warning) && start.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = app.logs();
+    assert_eq!(logs.matches(warning).count(), 1, "{logs}");
+    assert!(logs.contains("set GITHUB_WEBHOOK_SECRET"), "{logs}");
+}
+
+#[test]
+fn operator_commands_warn_about_misspelled_variables_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["sources", "list"], &[("STRIPE_SECRET", "whsec_x")]);
+    assert!(
+        stderr(&out).contains(
+            "environment variable STRIPE_SECRET is not one switchyard reads; did you mean STRIPE_WEBHOOK_SECRET?"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
