@@ -47,6 +47,8 @@ pub enum Command {
     Mapping(Tool<mapping::MappingCommand>),
     /// Operator tools for stored events.
     Events(Tool<events::EventsCommand>),
+    /// The database itself.
+    Db(Tool<DbCommand>),
     /// Provider sources (signature-verified webhook paths).
     Sources {
         /// JSON config file whose `sources` are listed with the environment's shortcuts.
@@ -90,6 +92,10 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Create the SQLite file when it does not exist (as `switchyard db init`); without
+    /// it, a command refuses a missing file rather than start a queue nobody serves.
+    #[arg(long, global = true)]
+    pub create_db: bool,
 }
 
 impl DbArgs {
@@ -120,6 +126,7 @@ impl Cli {
         match &self.command {
             Command::Cron(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Events(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Db(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Mapping(tool) => {
                 tool.db.overlay(&mut s, &mut defaulted);
                 tool.command.overlay(&mut s, &mut defaulted);
@@ -133,6 +140,28 @@ impl Cli {
         }
         Ok((s, defaulted))
     }
+}
+
+impl Command {
+    /// The database flags of an operator command (`None` for the service roles and
+    /// `sources`, which take none).
+    pub fn db_args(&self) -> Option<&DbArgs> {
+        match self {
+            Command::Cron(tool) => Some(&tool.db),
+            Command::Mapping(tool) => Some(&tool.db),
+            Command::Events(tool) => Some(&tool.db),
+            Command::Db(tool) => Some(&tool.db),
+            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } | Command::Sources { .. } => None,
+        }
+    }
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database (a SQLite file: only this, `--create-db` and the service roles
+    /// create one) or bring its schema up to date.
+    Init,
 }
 
 /// `cron` subcommands.

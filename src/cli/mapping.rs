@@ -305,7 +305,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         MappingCommand::Get { .. } | MappingCommand::RuleList { .. } => {
             crate::store::open_existing(&s.store_config()).await
         }
-        _ => crate::store::open(&s.store_config()).await,
+        _ => crate::store::open_initialised(&s.store_config()).await,
     }
     .context("opening the database")?;
     match cmd {

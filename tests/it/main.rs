@@ -6,6 +6,7 @@ mod api;
 mod architecture;
 mod claude_e2e;
 mod cli;
+mod cli_db;
 mod cli_safety;
 mod command;
 mod helpers;

@@ -413,6 +413,7 @@ async fn cli_mirrors_the_api_and_serve_applies_retention() {
         "an id or --status is required"
     );
 
+    init_db(dir);
     for i in 0..3 {
         let out = cli(&["cron", "enqueue", "--job", &format!("job{i}")]);
         assert!(out.status.success(), "{}", stderr(&out));

@@ -208,7 +208,8 @@ async fn the_examples_load_and_their_command_route_runs() {
     let config = config_path.display().to_string();
     let dir = tempfile::tempdir().unwrap();
     let env = [("APP_COMMANDS_PATH", commands.as_str())];
-    let out = run_cli(dir.path(), &["mapping", "apply-config", "--config", &config], &env);
+    let args = ["mapping", "apply-config", "--config", &config, "--create-db"];
+    let out = run_cli(dir.path(), &args, &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("ok: applied 2 mappings, 2 rules"),

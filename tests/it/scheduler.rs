@@ -425,6 +425,7 @@ fn a_bad_schedule_stops_start_up_naming_the_entry() {
 fn cron_list_prints_the_next_three_runs_with_their_offsets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    init_db(dir);
     let out = run_cli(dir, &["cron", "list"], &[]);
     assert_eq!(stdout(&out).trim(), "no schedules");
     let config = r#"{"schedules": [

@@ -66,6 +66,8 @@ fn apply_config_warns_on_a_missing_command_target_and_strict_refuses_it() {
     );
     assert!(!dir.path().join("data").exists(), "a refused file created a database");
 
+    let out = run_cli(dir.path(), &["db", "init"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = run_cli(dir.path(), &strict[..4], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
