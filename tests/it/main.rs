@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod architecture;
+mod attempts;
 mod claude_e2e;
 mod cli;
 mod cli_db;
