@@ -20,7 +20,7 @@ async fn get_text(app: &App, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn admin_routes_need_the_secret_and_probes_do_not() {
     let app = App::spawn("http", SECRETS);
-    let unauthorized = json!({"ok": false, "error": "unauthorized"});
+    let unauthorized = json!({"ok": false, "error": "unauthorized", "expected_header": "X-Admin-Secret"});
     let gets = ["/events", "/events?status=error", "/stats", "/events/1"];
     let posts = [
         "/events/1/replay",
