@@ -323,7 +323,7 @@ async fn readme_quick_start_runs_as_written() {
     assert_eq!(lines[0].command, "cargo install --path .");
     let env = exports(&lines[1].command);
     assert!(env.iter().any(|(k, _)| k == "ADMIN_SECRET"), "{}", lines[1].command);
-    assert_eq!(lines[2].command, "switchyard serve --host 127.0.0.1 &");
+    assert_eq!(lines[2].command, "switchyard serve --host 127.0.0.1 & sleep 1");
     let dir = tempfile::tempdir().unwrap();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = App::spawn_in(dir.path(), "serve", &env_refs);
