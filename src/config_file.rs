@@ -1,5 +1,6 @@
 //! The JSON config file (CONTRACT §6): load, validate as a whole, apply all-or-nothing.
 
+mod keys;
 mod schedules;
 
 use std::path::Path;
@@ -124,6 +125,12 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
 /// The file's `"sources"` (CONTRACT §8), `env:` secrets resolved from the environment.
 fn sources_of(root: &Map<String, Value>) -> Result<Vec<Source>, String> {
     let env = |var: &str| std::env::var(var).ok();
+    for (i, entry) in list(root, "sources")?.iter().enumerate() {
+        if let Some(obj) = entry.as_object() {
+            keys::check(obj, keys::SOURCE)
+                .map_err(|e| format!("sources[{i}]: {}{e}", keys::entry_name(obj, &[("name", "source")])))?;
+        }
+    }
     root.get("sources")
         .map_or(Ok(Vec::new()), |v| sources::parse_config(v, &env))
 }
@@ -190,6 +197,7 @@ fn handler_mode(obj: &Map<String, Value>) -> Result<HandlerMode, String> {
 
 fn mapping(entry: &Value) -> Result<Mapping, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
+    keys::check(obj, keys::MAPPING).map_err(|e| keys::entry_name(obj, &[("provider", "provider")]) + &e)?;
     let provider = string(obj, "provider")?.to_lowercase();
     let wrap = |e: String| format!("(provider '{provider}') {e}");
     Ok(Mapping {
@@ -203,6 +211,8 @@ fn mapping(entry: &Value) -> Result<Mapping, String> {
 
 fn rule(entry: &Value) -> Result<RuleUpsert, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
+    keys::check(obj, keys::RULE)
+        .map_err(|e| keys::entry_name(obj, &[("name", "rule"), ("provider", "provider")]) + &e)?;
     let provider = string(obj, "provider")?.to_lowercase();
     let name = string(obj, "name")?;
     let wrap = |e: String| format!("(rule '{name}' of provider '{provider}') {e}");

@@ -11,7 +11,8 @@ pub enum ApiError {
     /// 400 with a message the client can act on.
     #[error("{0}")]
     BadRequest(String),
-    /// 401 `unauthorized`; the header named is logged, never its value.
+    /// 401 `unauthorized`; the header named is logged and given as `expected_header`,
+    /// never its value.
     #[error("unauthorized")]
     Unauthorized(&'static str),
     /// 401 `invalid signature`.
@@ -45,6 +46,24 @@ pub struct ErrorReply {
     pub ok: bool,
     /// What went wrong, for a person to act on.
     pub error: String,
+    /// On a 401 for a missing or wrong secret: the header that must carry it, e.g.
+    /// `X-Admin-Secret` (never its value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_header: Option<String>,
+}
+
+/// `x-admin-secret` as it is documented: `X-Admin-Secret`.
+fn header_title(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 impl ApiError {
@@ -74,9 +93,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "store error while answering a request");
         }
+        let expected_header = match &self {
+            ApiError::Unauthorized(header) => Some(header_title(header)),
+            _ => None,
+        };
         let body = ErrorReply {
             ok: false,
             error: self.to_string(),
+            expected_header,
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
         if !matches!(self, ApiError::Store(_)) {

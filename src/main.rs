@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let (settings, defaulted) = cli.settings(&matches).unwrap_or_else(|e| e.exit());
     let mut settings = settings.normalized();
     switchyard::logging::init(settings.log_format);
+    switchyard::settings::warn_misspelled_environment();
     prototype::adopt(&mut settings, defaulted);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

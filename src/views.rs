@@ -3,10 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::store::{ActionRunRow, EventRow};
+use crate::store::{ActionRunRow, AttemptRow, EventRow};
 
-/// The contract's JSON for an event and its runs (`GET /events/{id}` and `events show`).
-pub fn event_json(event: &EventRow, runs: &[ActionRunRow]) -> Value {
+/// The contract's JSON for an event, its runs and its attempts (`GET /events/{id}` and
+/// `events show`).
+pub fn event_json(event: &EventRow, runs: &[ActionRunRow], attempts: &[AttemptRow]) -> Value {
     let parse = |s: &Option<String>| -> Value {
         s.as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
@@ -17,5 +18,5 @@ pub fn event_json(event: &EventRow, runs: &[ActionRunRow]) -> Value {
         obj.insert("payload".into(), parse(&event.payload_json));
         obj.insert("result".into(), parse(&event.result_json));
     }
-    json!({"ok": true, "event": ev, "action_runs": runs})
+    json!({"ok": true, "event": ev, "action_runs": runs, "attempts": attempts})
 }

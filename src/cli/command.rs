@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand};
 
-use super::{db, events, mapping, sources};
+use super::{events, mapping, sources};
 use crate::settings::{DefaultedPaths, Settings};
 
 /// The command line: one subcommand.
@@ -47,12 +47,8 @@ pub enum Command {
     Mapping(Tool<mapping::MappingCommand>),
     /// Operator tools for stored events.
     Events(Tool<events::EventsCommand>),
-    /// Database tools: `db copy` between SQLite and PostgreSQL.
-    Db {
-        /// What to run.
-        #[command(subcommand)]
-        command: db::DbCommand,
-    },
+    /// The database itself: create it, or copy it between SQLite and PostgreSQL.
+    Db(Tool<DbCommand>),
     /// Provider sources (signature-verified webhook paths).
     Sources {
         /// JSON config file whose `sources` are listed with the environment's shortcuts.
@@ -96,6 +92,10 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Create the SQLite file when it does not exist (as `switchyard db init`); without
+    /// it, a command refuses a missing file rather than start a queue nobody serves.
+    #[arg(long, global = true)]
+    pub create_db: bool,
 }
 
 impl DbArgs {
@@ -126,6 +126,7 @@ impl Cli {
         match &self.command {
             Command::Cron(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Events(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Db(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Mapping(tool) => {
                 tool.db.overlay(&mut s, &mut defaulted);
                 tool.command.overlay(&mut s, &mut defaulted);
@@ -135,10 +136,45 @@ impl Cli {
                     s.config_path.clone_from(config_path);
                 }
             }
-            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } | Command::Db { .. } => {}
+            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } => {}
         }
         Ok((s, defaulted))
     }
+}
+
+impl Command {
+    /// The database flags of an operator command (`None` for the service roles and
+    /// `sources`, which take none).
+    pub fn db_args(&self) -> Option<&DbArgs> {
+        match self {
+            Command::Cron(tool) => Some(&tool.db),
+            Command::Mapping(tool) => Some(&tool.db),
+            Command::Events(tool) => Some(&tool.db),
+            Command::Db(tool) => Some(&tool.db),
+            Command::Serve(_) | Command::Http(_) | Command::Worker { .. } | Command::Sources { .. } => None,
+        }
+    }
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database (a SQLite file: only this, `--create-db` and the service roles
+    /// create one) or bring its schema up to date.
+    Init,
+    /// Copy every table switchyard owns to another database (SQLite ⇄ PostgreSQL), row ids
+    /// kept; `--db`/`--database-url` play no part.
+    Copy {
+        /// The source: a SQLite file (it may be in use by `serve`) or a postgres:// URL.
+        #[arg(long, value_name = "SQLITE_PATH|POSTGRES_URL")]
+        from: String,
+        /// The target: a postgres:// URL or a SQLite file (created when missing).
+        #[arg(long, value_name = "POSTGRES_URL|SQLITE_PATH")]
+        to: String,
+        /// Copy into a target that already holds events, only the rows it lacks (by primary key).
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 /// `cron` subcommands.

@@ -14,7 +14,7 @@ const NEXT_RUNS: usize = 3;
 
 /// Prints one line per schedule: job, expression, zone, state and the next runs.
 pub async fn list(s: &Settings) -> anyhow::Result<ExitCode> {
-    let db = crate::store::open(&s.store_config())
+    let db = crate::store::open_existing(&s.store_config())
         .await
         .context("opening the database")?;
     let schedules = db.schedules().await?;

@@ -3,32 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
 
 use crate::settings::Settings;
 use crate::store::copy::{self, CopyOptions, Endpoint, TableCount};
 
-/// `db` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum DbCommand {
-    /// Copy every table switchyard owns to another database (SQLite ⇄ PostgreSQL), row ids kept.
-    Copy {
-        /// The source: a SQLite file (it may be in use by `serve`) or a postgres:// URL.
-        #[arg(long, value_name = "SQLITE_PATH|POSTGRES_URL")]
-        from: String,
-        /// The target: a postgres:// URL or a SQLite file (created when missing).
-        #[arg(long, value_name = "POSTGRES_URL|SQLITE_PATH")]
-        to: String,
-        /// Copy into a target that already holds events, only the rows it lacks (by primary key).
-        #[arg(long)]
-        resume: bool,
-    },
-}
-
-/// Runs a `db` subcommand: prints each table's counts; exit 1 when any differ at the end.
-pub async fn run(s: &Settings, command: DbCommand) -> anyhow::Result<ExitCode> {
-    let DbCommand::Copy { from, to, resume } = command;
-    let (from, to) = (Endpoint::parse(&from), Endpoint::parse(&to));
+/// Runs `db copy`: prints each table's counts; exit 1 when any differ at the end.
+pub async fn copy(s: &Settings, from: &str, to: &str, resume: bool) -> anyhow::Result<ExitCode> {
+    let (from, to) = (Endpoint::parse(from), Endpoint::parse(to));
     let options = CopyOptions {
         resume,
         connect_timeout: s.store_config().postgres.connect_timeout,

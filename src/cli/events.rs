@@ -106,14 +106,14 @@ fn usage(message: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
-/// Opens the database: read-only commands never create one (a wrong directory or URL is an
-/// error naming it); commands that change events open it as the service does.
+/// Opens the database: no command creates one (a wrong directory or URL is an error
+/// naming it); read-only ones also leave a PostgreSQL database without our tables alone.
 async fn open_db(s: &Settings, read_only: bool) -> anyhow::Result<Db> {
     let config = s.store_config();
     let db = if read_only {
         crate::store::open_existing(&config).await
     } else {
-        crate::store::open(&config).await
+        crate::store::open_initialised(&config).await
     };
     db.context("opening the database")
 }
@@ -154,9 +154,10 @@ async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         EventsCommand::Show { row_id } => match db.event(row_id).await? {
             Some(e) => {
                 let runs = db.action_runs(row_id).await?;
+                let attempts = db.attempts(row_id).await?;
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&crate::views::event_json(&e, &runs))?
+                    serde_json::to_string_pretty(&crate::views::event_json(&e, &runs, &attempts))?
                 );
             }
             None => {

@@ -87,11 +87,14 @@ pub enum MappingCommand {
         #[arg(long)]
         name: String,
     },
-    /// Apply a config file (CONTRACT §6).
+    /// Apply a JSON config file: mappings, rules, sources and schedules (README: Config file).
     ApplyConfig {
         /// The JSON config file.
         #[arg(long = "config", env = "APP_CONFIG_PATH", value_name = "APP_CONFIG_PATH")]
         config_path: Option<PathBuf>,
+        /// How the file's handler targets are checked.
+        #[command(flatten)]
+        check: TargetCheck,
     },
 }
 
@@ -106,20 +109,26 @@ pub struct TargetCheck {
     commands_path: Option<PathBuf>,
 }
 
+impl TargetCheck {
+    /// Puts `--commands-path` over the environment's settings.
+    fn overlay(&self, s: &mut Settings, defaulted: &mut DefaultedPaths) {
+        if let Some(path) = &self.commands_path {
+            s.commands_path = path.clone();
+            defaulted.commands_path = false;
+        }
+    }
+}
+
 impl MappingCommand {
     /// Puts this subcommand's file flags over the environment's settings.
     pub fn overlay(&self, s: &mut Settings, defaulted: &mut DefaultedPaths) {
         match self {
-            MappingCommand::Set { check, .. } | MappingCommand::RuleSet { check, .. } => {
-                if let Some(path) = &check.commands_path {
-                    s.commands_path = path.clone();
-                    defaulted.commands_path = false;
-                }
-            }
-            MappingCommand::ApplyConfig { config_path } => {
+            MappingCommand::Set { check, .. } | MappingCommand::RuleSet { check, .. } => check.overlay(s, defaulted),
+            MappingCommand::ApplyConfig { config_path, check } => {
                 if config_path.is_some() {
                     s.config_path.clone_from(config_path);
                 }
+                check.overlay(s, defaulted);
             }
             MappingCommand::Get { .. } | MappingCommand::RuleList { .. } | MappingCommand::RuleDelete { .. } => {}
         }
@@ -153,16 +162,43 @@ async fn rule_list(db: &crate::store::Db, provider: Option<String>) -> anyhow::R
 /// Warns on stderr when a `command` or `agent` target cannot be found now (it may be added
 /// before the event arrives); with `strict` that refuses instead. False means refuse.
 fn check_target(s: &Settings, mode: HandlerMode, target: Option<&str>, strict: bool) -> bool {
+    check_target_of(s, "--handler-target", mode, target, strict)
+}
+
+/// [`check_target`] for the target `place` names (a flag, or a config file's entry).
+fn check_target_of(s: &Settings, place: &str, mode: HandlerMode, target: Option<&str>, strict: bool) -> bool {
     let Some(problem) = super::targets::missing_target(s, mode, target) else {
         return true;
     };
     if strict {
-        eprintln!("error: --handler-target: {problem}");
+        eprintln!("error: {place}: {problem}");
         false
     } else {
-        eprintln!("warning: --handler-target: {problem}; events routed here will fail until it exists");
+        eprintln!("warning: {place}: {problem}; events routed here will fail until it exists");
         true
     }
+}
+
+/// Checks every `command` and `agent` target of a config file as `mapping set` checks
+/// its flag; false means refuse (`strict` and one missing).
+fn check_file_targets(s: &Settings, changes: &RoutingChanges, strict: bool) -> bool {
+    let mappings = changes.mappings.iter().enumerate().map(|(i, m)| {
+        let place = format!("mappings[{i}] (provider '{}') handler_target", m.provider);
+        (place, m.handler_mode, m.handler_target.as_deref())
+    });
+    let rules = changes.rules.iter().enumerate().map(|(i, r)| {
+        let place = format!(
+            "rules[{i}] (rule '{}' of provider '{}') handler_target",
+            r.name, r.provider
+        );
+        (place, r.handler_mode, r.handler_target.as_deref())
+    });
+    // Every entry is checked (not only up to the first problem), so one run names them all.
+    let results: Vec<bool> = mappings
+        .chain(rules)
+        .map(|(place, mode, target)| check_target_of(s, &place, mode, target, strict))
+        .collect();
+    results.into_iter().all(|ok| ok)
 }
 
 fn target(t: Option<String>) -> Option<String> {
@@ -239,17 +275,20 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                 ..RoutingChanges::default()
             }))
         }
-        MappingCommand::ApplyConfig { .. } => {
+        MappingCommand::ApplyConfig { check, .. } => {
             let Some(path) = &s.config_path else {
                 eprintln!("error: apply-config needs --config FILE (or APP_CONFIG_PATH)");
                 return Err(refuse());
             };
             // Refuse a bad file before touching the database.
-            if let Err(e) = crate::config_file::load(path) {
-                eprintln!("error: {e}");
-                return Err(refuse());
+            match crate::config_file::load(path) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(refuse())
+                }
+                Ok(changes) if !check_file_targets(s, &changes, check.strict) => Err(refuse()),
+                Ok(_) => Ok(None),
             }
-            Ok(None)
         }
         _ => Ok(None),
     }
@@ -266,7 +305,7 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
         MappingCommand::Get { .. } | MappingCommand::RuleList { .. } => {
             crate::store::open_existing(&s.store_config()).await
         }
-        _ => crate::store::open(&s.store_config()).await,
+        _ => crate::store::open_initialised(&s.store_config()).await,
     }
     .context("opening the database")?;
     match cmd {

@@ -3,6 +3,7 @@
 mod command;
 pub mod cron;
 pub mod db;
+mod db_init;
 pub mod events;
 pub mod mapping;
 pub mod prototype;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-pub use command::{Cli, Command, CronCommand, DbArgs, Tool};
+pub use command::{Cli, Command, CronCommand, DbArgs, DbCommand, Tool};
 
 use crate::settings::Settings;
 use crate::{Role, run, shutdown_signal};
@@ -28,6 +29,9 @@ pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
             "APP_DB_PATH"
         };
         eprintln!("database: {} ({backend})", crate::store::location(&s.store_config()));
+    }
+    if cli.command.db_args().is_some_and(|db| db.create_db) {
+        db_init::create(&s).await?;
     }
     match cli.command {
         Command::Serve(_) => serve(s, Role::Serve).await,
@@ -57,7 +61,10 @@ pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
         },
         Command::Mapping(tool) => mapping::run(&s, tool.command).await,
         Command::Events(tool) => events::run(&s, tool.command).await,
-        Command::Db { command } => db::run(&s, command).await,
+        Command::Db(tool) => match tool.command {
+            DbCommand::Init => db_init::run(&s).await,
+            DbCommand::Copy { from, to, resume } => db::copy(&s, &from, &to, resume).await,
+        },
         Command::Sources { command, .. } => sources::run(&s, command),
     }
 }
@@ -91,7 +98,7 @@ async fn serve(s: Settings, role: Role) -> anyhow::Result<ExitCode> {
 async fn cron_enqueue(s: &Settings, job: &str) -> anyhow::Result<ExitCode> {
     let job = job.trim();
     anyhow::ensure!(!job.is_empty(), "--job must not be empty");
-    let db = crate::store::open(&s.store_config())
+    let db = crate::store::open_initialised(&s.store_config())
         .await
         .context("opening the database")?;
     let event = crate::cron::event_for(job, chrono::Utc::now());

@@ -9,7 +9,8 @@ use crate::settings::Settings;
 /// `sources` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SourcesCommand {
-    /// Lists each source: name, path, scheme, provider and how many secrets it has.
+    /// Lists each source this shell's environment (and --config) defines: name, path,
+    /// scheme, provider and how many secrets it has.
     List,
 }
 
@@ -18,6 +19,16 @@ pub fn run(s: &Settings, cmd: SourcesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SourcesCommand::List => {
             let sources = crate::load_sources(s)?;
+            // The answer is this shell's, not a running service's: say so, on stderr so
+            // the listing itself stays machine-readable.
+            let config = match &s.config_path {
+                Some(path) => format!(" and {}", path.display()),
+                None => String::new(),
+            };
+            eprintln!(
+                "sources of this shell's environment{config} (what a `switchyard serve` started \
+                 here would verify; a running service's own are on its dashboard, /ui/routing)"
+            );
             if sources.is_empty() {
                 println!("no sources");
                 return Ok(ExitCode::SUCCESS);

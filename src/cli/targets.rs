@@ -22,8 +22,11 @@ pub fn missing_target(s: &Settings, mode: HandlerMode, target: Option<&str>) -> 
             }
             let mut known: Vec<&str> = commands.keys().map(String::as_str).collect();
             known.sort_unstable();
+            let hint = crate::domain::spelling::suggestion(target, &known, '-')
+                .map(|meant| format!("did you mean '{meant}'? "))
+                .unwrap_or_default();
             Some(format!(
-                "command '{target}' is not in {} (APP_COMMANDS_PATH; it has: {})",
+                "command '{target}' is not in {} ({hint}APP_COMMANDS_PATH; it has: {})",
                 s.commands_path.display(),
                 if known.is_empty() {
                     "nothing".to_string()

@@ -12,8 +12,6 @@ use crate::store::{Missed, Schedule};
 /// Largest schedule `payload` (it is copied into every tick's event).
 const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
-const KEYS: [&str; 6] = ["job", "cron", "timezone", "payload", "enabled", "missed"];
-
 /// Validates the `"schedules"` list; the error names the entry.
 pub(super) fn parse(entries: &[Value]) -> Result<Vec<Schedule>, String> {
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -36,9 +34,7 @@ fn schedule(entry: &Value) -> Result<Schedule, String> {
     let job = string(obj, "job")?;
     let wrap = |e: String| format!("(job '{job}') {e}");
     spec::validate_job(&job).map_err(wrap)?;
-    if let Some(key) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(wrap(format!("unknown key '{key}' (expected {})", KEYS.join(", "))));
-    }
+    super::keys::check(obj, super::keys::SCHEDULE).map_err(wrap)?;
     let cron = string(obj, "cron").map_err(wrap)?;
     spec::parse_cron(&cron).map_err(wrap)?;
     let timezone = optional_string(obj, "timezone")

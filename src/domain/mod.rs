@@ -15,6 +15,7 @@ mod redacted;
 mod routing;
 mod schedule;
 mod settings;
+pub mod spelling;
 mod status;
 mod timestamp;
 

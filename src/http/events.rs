@@ -1,4 +1,4 @@
-//! `GET /events/{row_id}`: an event with its parsed payload, result and action runs.
+//! `GET /events/{row_id}`: an event with its parsed payload, result, action runs and attempts.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{AppState, require_secret};
 use crate::error::{ApiError, ErrorReply};
-use crate::store::{ActionRunRow, EventRow};
+use crate::store::{ActionRunRow, AttemptRow, EventRow};
 
 /// An event with the seed's columns plus its parsed payload and result.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +32,8 @@ pub struct EventDetail {
     pub event: EventView,
     /// Its action runs, newest first.
     pub action_runs: Vec<ActionRunRow>,
+    /// Every attempt ever made, oldest first, kept across replays.
+    pub attempts: Vec<AttemptRow>,
 }
 
 /// Shows one event with its action runs.
@@ -61,11 +63,12 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
     let runs = state.db.action_runs(id).await?;
-    Ok(Json(event_json(event, runs)))
+    let attempts = state.db.attempts(id).await?;
+    Ok(Json(event_json(event, runs, attempts)))
 }
 
 /// The contract's JSON for an event and its runs (also used by `events show`).
-pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>) -> EventDetail {
+pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>, attempts: Vec<AttemptRow>) -> EventDetail {
     let parse = |s: &Option<String>| -> Value {
         s.as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
@@ -79,5 +82,6 @@ pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>) -> EventDetail {
             row: event,
         },
         action_runs: runs,
+        attempts,
     }
 }

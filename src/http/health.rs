@@ -48,6 +48,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let body = ErrorReply {
         ok: false,
         error: error.into(),
+        expected_header: None,
     };
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

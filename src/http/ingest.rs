@@ -135,6 +135,9 @@ async fn ingest(state: AppState, hint: Option<String>, request: Request) -> Resu
     if let Some(source) = hint.as_deref().and_then(|h| state.sources.get(h)).cloned() {
         return super::source_ingest::ingest(state, source, &method, &uri, &headers, body).await;
     }
+    // Before the ingress secret: a provider's delivery refused for want of it is worth
+    // the same warning (rate-limited, so strangers cannot flood the log with it).
+    super::unverified::warn_if_signed(&headers, uri.path());
     let s = &state.settings;
     require_secret(s.ingress_secret.as_deref(), &headers, "x-ingress-secret")?;
     let body = read_body(body, &headers, BodyLimits::from_settings(s)).await?;

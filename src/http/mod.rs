@@ -10,6 +10,7 @@ pub mod ops;
 pub mod server;
 mod source_ingest;
 pub mod ui;
+mod unverified;
 
 pub use crate::views::event_json;
 

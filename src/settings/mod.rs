@@ -9,6 +9,7 @@
 mod parse;
 mod providers;
 mod service;
+mod typos;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 pub use providers::ProviderSettings;
 pub use service::Settings;
+pub use typos::{misspelled, warn_misspelled_environment};
 
 use crate::store::StoreConfig;
 use crate::store::postgres::PgOptions;

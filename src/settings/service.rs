@@ -48,8 +48,8 @@ pub struct Settings {
     /// Required in X-Admin-Secret on /events/{id} when set.
     #[arg(long, env = "ADMIN_SECRET", value_name = "ADMIN_SECRET", hide_env_values = true)]
     pub admin_secret: Option<String>,
-    /// Serve the operator dashboard at /ui (0 disables it).
-    #[arg(long, env = "DASHBOARD", value_name = "DASHBOARD", default_value = "1", value_parser = parse_flag)]
+    /// Whether to serve the operator dashboard at /ui: 1 (the default) or 0 (off).
+    #[arg(long, env = "DASHBOARD", value_name = "0|1", default_value = "1", value_parser = parse_flag)]
     pub dashboard: bool,
     /// HMAC-SHA256 key for X-Signature; when set, every webhook must be signed.
     #[arg(long, env = "WEBHOOK_SECRET", value_name = "WEBHOOK_SECRET", hide_env_values = true)]
@@ -200,7 +200,7 @@ pub struct Settings {
     /// Seconds an `agent` run may take before its process group is killed (default 90).
     #[arg(long, env = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_name = "CLAUDE_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub claude_agent_timeout: Option<f64>,
-    /// Fallback for CLAUDE_AGENT_TIMEOUT_SECONDS (the seed's name).
+    /// Fallback for CLAUDE_AGENT_TIMEOUT_SECONDS (the prototype's name).
     #[arg(long, env = "ACTION_AGENT_TIMEOUT_SECONDS", value_name = "ACTION_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub action_agent_timeout: Option<f64>,
     /// whitelist of commands for the `command` handler.

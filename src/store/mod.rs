@@ -4,6 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
+pub mod attempts;
 pub mod copy;
 mod query;
 pub(crate) mod rows;
@@ -22,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use attempts::AttemptRow;
 pub use query::{
     Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, QueueDepth,
     STATUSES, Stats, Transition,
@@ -92,6 +94,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Action runs of an event, newest first.
     fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>>;
+
+    /// Every attempt of an event, oldest first, across replays.
+    fn attempts(&self, event_row_id: i64) -> StoreFuture<'_, Vec<AttemptRow>>;
 
     /// A page of events matching `filter`, newest first (by `received_at`, then id), after `cursor`.
     fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage>;
@@ -249,6 +254,16 @@ pub async fn open_existing(config: &StoreConfig) -> Result<Db, StoreError> {
         None => Ok(Arc::new(
             sqlite::SqliteStore::open_existing(&config.sqlite_path, config.sqlite_synchronous).await?,
         )),
+    }
+}
+
+/// Opens the database of a command that changes it but is not a service: a SQLite file
+/// must exist already (a command run in the wrong directory must not start a queue nobody
+/// serves); a PostgreSQL database is migrated as [`open`] does (it exists by definition).
+pub async fn open_initialised(config: &StoreConfig) -> Result<Db, StoreError> {
+    match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => open(config).await,
+        _ => open_existing(config).await,
     }
 }
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{ActionRunRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_payload, stored_result};
+use super::{ActionRunRow, AttemptRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_payload, stored_result};
 use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
@@ -176,6 +176,24 @@ where
         input_json: text(r, "input_json")?,
         output_json: text(r, "output_json")?,
         error: text(r, "error")?,
+    })
+}
+
+/// Maps an `event_attempts` row.
+pub(crate) fn attempt<R>(r: &R) -> Result<AttemptRow, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<i64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    Ok(AttemptRow {
+        attempt: int(r, "attempt")?.unwrap_or_default(),
+        started_at: ts(r, "started_at")?,
+        finished_at: ts(r, "finished_at")?,
+        outcome: text(r, "outcome")?.unwrap_or_default(),
+        error: text(r, "error")?,
+        duration_ms: int(r, "duration_ms")?,
     })
 }
 

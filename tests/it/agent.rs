@@ -204,7 +204,13 @@ async fn example_config_routes_the_echo_hint_to_the_tool_less_echo_agent() {
     let config = root.join("examples/config.agent.json");
     let out = run_cli(
         dir.path(),
-        &["mapping", "apply-config", "--config", config.to_str().unwrap()],
+        &[
+            "mapping",
+            "apply-config",
+            "--config",
+            config.to_str().unwrap(),
+            "--create-db",
+        ],
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));

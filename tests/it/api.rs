@@ -26,27 +26,27 @@ async fn healthz_and_unknown_routes() {
 #[tokio::test]
 async fn every_route_checks_its_secret() {
     let app = App::spawn("http", SECRETS);
-    let unauthorized = json!({"ok": false, "error": "unauthorized"});
-    assert_eq!(app.post("/webhook", "{}", &[]).await, (401, unauthorized.clone()));
+    // The body names the header that must carry the secret (issue 31), never its value.
+    let unauthorized = |header: &str| json!({"ok": false, "error": "unauthorized", "expected_header": header});
+    let ingress = unauthorized("X-Ingress-Secret");
+    assert_eq!(app.post("/webhook", "{}", &[]).await, (401, ingress.clone()));
     assert_eq!(
         app.post("/webhook/github", "{}", &[("x-ingress-secret", "wrong")])
             .await,
-        (401, unauthorized.clone())
+        (401, ingress.clone())
     );
     assert_eq!(
         app.post("/cron/enqueue?job=j", "", &[("x-ingress-secret", "ingress")])
             .await,
-        (401, unauthorized.clone())
+        (401, unauthorized("X-Cron-Secret"))
     );
     assert_eq!(
         app.post("/cron/enqueue?job=j", "", &[("x-cron-secret", "cron")]).await,
-        (401, unauthorized.clone())
+        (401, ingress)
     );
-    assert_eq!(app.get("/events/1", &[]).await, (401, unauthorized.clone()));
-    assert_eq!(
-        app.get("/events/1", &[("x-admin-secret", "nope")]).await,
-        (401, unauthorized)
-    );
+    let admin = unauthorized("X-Admin-Secret");
+    assert_eq!(app.get("/events/1", &[]).await, (401, admin.clone()));
+    assert_eq!(app.get("/events/1", &[("x-admin-secret", "nope")]).await, (401, admin));
 
     let (code, v) = app
         .post(

@@ -20,7 +20,7 @@ fn bad_settings_stop_start_up_naming_the_variable() {
     // Empty means unset; values are trimmed.
     let out = run_cli(
         dir.path(),
-        &["cron", "enqueue", "--job", "x"],
+        &["cron", "enqueue", "--job", "x", "--create-db"],
         &[("PORT", ""), ("WORKER_MAX_ATTEMPTS", " 3 ")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -30,7 +30,11 @@ fn bad_settings_stop_start_up_naming_the_variable() {
 fn dotenv_is_loaded_and_real_env_wins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "APP_DB_PATH=from-dotenv.sqlite3\nPORT=abc\n").unwrap();
-    let out = run_cli(dir.path(), &["cron", "enqueue", "--job", "j"], &[("PORT", "8080")]);
+    let out = run_cli(
+        dir.path(),
+        &["cron", "enqueue", "--job", "j", "--create-db"],
+        &[("PORT", "8080")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     // base_command sets APP_DB_PATH, which wins over .env.
     assert!(!dir.path().join("from-dotenv.sqlite3").exists());
@@ -47,6 +51,7 @@ fn dotenv_is_loaded_and_real_env_wins() {
 #[test]
 fn cron_enqueue_dedupes_the_same_tick() {
     let dir = tempfile::tempdir().unwrap();
+    init_db(dir.path());
     let first = run_cli(dir.path(), &["cron", "enqueue", "--job", "digest"], &[]);
     assert!(first.status.success(), "{}", stderr(&first));
     let v: Value = serde_json::from_str(stdout(&first).trim()).unwrap();
@@ -156,7 +161,11 @@ fn service_flags_follow_the_role_and_tools_take_the_database_flags() {
     );
     let flag_db = dir.path().join("flag.sqlite3");
     let flag_db = flag_db.to_str().unwrap();
-    let out = run_cli(dir.path(), &["cron", "--db", flag_db, "enqueue", "--job", "a"], &[]);
+    let out = run_cli(
+        dir.path(),
+        &["cron", "--db", flag_db, "enqueue", "--job", "a", "--create-db"],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run_cli(dir.path(), &["events", "list", "--db", flag_db], &[]);
     assert!(stdout(&out).contains("cron:a:"), "{}", stderr(&out));

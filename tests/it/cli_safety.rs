@@ -42,7 +42,7 @@ fn read_only_commands_in_an_empty_directory_fail_naming_the_path_and_create_noth
         );
     }
     // `-v` names the database a command uses.
-    let out = run_cli(dir.path(), &["-v", "cron", "enqueue", "--job", "j"], &[]);
+    let out = run_cli(dir.path(), &["-v", "cron", "enqueue", "--job", "j", "--create-db"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("database: ") && stderr(&out).contains("data/events.sqlite3"),
@@ -78,7 +78,7 @@ async fn events_list_on_a_postgres_database_without_our_tables_creates_none() {
 fn serve_refuses_a_read_only_sqlite_file_before_listening() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let out = run_cli(dir, &["cron", "enqueue", "--job", "j"], &[]);
+    let out = run_cli(dir, &["cron", "enqueue", "--job", "j", "--create-db"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let db = dir.join("data/events.sqlite3");
     let set_mode = |p: &Path, mode: u32| {
@@ -186,6 +186,7 @@ fn wrong_values_are_refused_and_misses_exit_non_zero() {
         files_in(dir.path())
     );
 
+    init_db(dir.path());
     std::fs::write(dir.path().join("commands.json"), r#"{"deploy": ["true"]}"#).unwrap();
     let rule = |name: &str, target: &str, extra: &[&str]| {
         let mut args = vec!["mapping", "rule-set", "--provider", "github", "--name", name];

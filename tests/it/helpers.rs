@@ -196,6 +196,13 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run switchyard")
 }
 
+/// Creates the SQLite database in `dir` (`switchyard db init`), as a user does before
+/// the first operator command when no service has run there yet.
+pub fn init_db(dir: &Path) {
+    let out = run_cli(dir, &["db", "init"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Maps provider `unknown` to `action` with handler `mode` and `target`, via the CLI.
 pub fn route_unknown(dir: &Path, action: &str, mode: &str, target: &str) {
     set_mapping(dir, "unknown", action, mode, target);
@@ -214,6 +221,7 @@ pub fn set_mapping(dir: &Path, provider: &str, action: &str, mode: &str, target:
         mode,
         "--handler-target",
         target,
+        "--create-db",
     ];
     let out = run_cli(dir, &args, &[]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -62,6 +62,7 @@ pub(crate) fn map(dir: &Path, provider: &str, mode: &str, target: &str) {
             mode,
             "--handler-target",
             target,
+            "--create-db",
         ],
         &[],
     );

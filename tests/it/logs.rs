@@ -169,6 +169,7 @@ fn a_reclaim_names_its_events_up_to_twenty() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/events.sqlite3");
     let json_logs = [("LOG_FORMAT", "json")];
+    init_db(dir.path());
     for i in 0..23 {
         let out = run_cli(dir.path(), &["cron", "enqueue", "--job", &format!("job{i:02}")], &[]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -195,6 +196,7 @@ fn a_reclaim_names_its_events_up_to_twenty() {
 
     // An event out of attempts is named and counted as exhausted (text format).
     let dir = tempfile::tempdir().unwrap();
+    init_db(dir.path());
     let out = run_cli(dir.path(), &["cron", "enqueue", "--job", "last"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     orphan_every_event(&dir.path().join("data/events.sqlite3"));

@@ -4,8 +4,10 @@
 mod agent;
 mod api;
 mod architecture;
+mod attempts;
 mod claude_e2e;
 mod cli;
+mod cli_db;
 mod cli_safety;
 mod command;
 mod db_copy;
@@ -28,5 +30,6 @@ mod seed_db;
 mod series;
 mod sources;
 mod store;
+mod typos;
 mod ui;
 mod worker;

@@ -20,7 +20,7 @@ async fn get_text(app: &App, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn admin_routes_need_the_secret_and_probes_do_not() {
     let app = App::spawn("http", SECRETS);
-    let unauthorized = json!({"ok": false, "error": "unauthorized"});
+    let unauthorized = json!({"ok": false, "error": "unauthorized", "expected_header": "X-Admin-Secret"});
     let gets = ["/events", "/events?status=error", "/stats", "/events/1"];
     let posts = [
         "/events/1/replay",
@@ -413,6 +413,7 @@ async fn cli_mirrors_the_api_and_serve_applies_retention() {
         "an id or --status is required"
     );
 
+    init_db(dir);
     for i in 0..3 {
         let out = cli(&["cron", "enqueue", "--job", &format!("job{i}")]);
         assert!(out.status.success(), "{}", stderr(&out));

@@ -1,7 +1,8 @@
 //! The README's curl walk-through, run as written against the real binary.
 //!
-//! Every `curl` line is executed with `sh` (the URL pointed at the test server) and every
-//! `cargo run --release -- …` line runs the binary. After a command, a `# {…}` comment is
+//! The Quick start runs as one shell session (the binary on `PATH`, as `cargo install` puts
+//! it). In the walk-through, every `curl` line is executed with `sh` (the URL pointed at the
+//! test server) and every `switchyard …` line runs the binary. After a command, a `# {…}` comment is
 //! the expected JSON reply (compared exactly, a value written `…` matching anything and a
 //! string ending in `…` any suffix), `# ok` the expected output, and `# → a … b` fragments
 //! that must all appear in the reply. The signature snippet that follows the walk-through
@@ -36,7 +37,7 @@ fn walkthrough() -> Walkthrough {
         .collect();
     // Block 1 starts the server: its exports are the server's environment.
     let env = exports(blocks[0]);
-    assert!(blocks[0].contains("cargo run --release -- serve"));
+    assert!(blocks[0].contains("switchyard serve"));
     // Block 2: commands, each followed by optional expectation comments.
     let mut commands: Vec<(String, Option<String>)> = Vec::new();
     let mut pending = String::new();
@@ -106,7 +107,7 @@ async fn readme_walkthrough_runs_verbatim() {
     cli_env.push(("APP_DB_PATH", &db_str));
 
     for (command, expected) in &commands {
-        let output = if let Some(args) = command.strip_prefix("cargo run --release -- ") {
+        let output = if let Some(args) = command.strip_prefix("switchyard ") {
             let args: Vec<&str> = args.split_whitespace().collect();
             let out = run_cli(dir.path(), &args, &cli_env);
             assert!(out.status.success(), "{command}: {}", stderr(&out));
@@ -207,7 +208,8 @@ async fn the_examples_load_and_their_command_route_runs() {
     let config = config_path.display().to_string();
     let dir = tempfile::tempdir().unwrap();
     let env = [("APP_COMMANDS_PATH", commands.as_str())];
-    let out = run_cli(dir.path(), &["mapping", "apply-config", "--config", &config], &env);
+    let args = ["mapping", "apply-config", "--config", &config, "--create-db"];
+    let out = run_cli(dir.path(), &args, &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("ok: applied 2 mappings, 2 rules"),
@@ -265,4 +267,110 @@ async fn the_examples_load_and_their_command_route_runs() {
         result["result"]["payload"]["json"]["ref"], "refs/heads/main",
         "{result}"
     );
+}
+
+/// One line of the Quick start: the command (its trailing `# …` comment cut off) and what
+/// it should print (`# {…}` on the next line, or `# → a … b` fragments on the same line).
+struct QuickLine {
+    command: String,
+    expected: Option<String>,
+}
+
+/// The Quick start's shell block, line by line.
+fn quick_start() -> Vec<QuickLine> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Quick start\n")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    assert!(
+        section.lines().count() <= 16,
+        "the Quick start is over 15 lines:\n{section}"
+    );
+    let block = section.split("```bash\n").nth(1).unwrap().split("```").next().unwrap();
+    let mut lines: Vec<QuickLine> = Vec::new();
+    for line in block.lines() {
+        if let Some(reply) = line.strip_prefix("# ") {
+            lines.last_mut().expect("a reply after a command").expected = Some(reply.to_string());
+            continue;
+        }
+        let (command, comment) = match line.find("  #").or_else(|| line.find(" # ")) {
+            Some(i) => (
+                line[..i].trim_end(),
+                Some(line[i..].trim_start().trim_start_matches("# ")),
+            ),
+            None => (line, None),
+        };
+        let expected = comment.and_then(|c| c.starts_with("→ ").then(|| c.to_string()));
+        lines.push(QuickLine {
+            command: command.to_string(),
+            expected,
+        });
+    }
+    lines
+}
+
+/// The Quick start as written, in a fresh directory: the binary on `PATH` (what `cargo
+/// install --path .` gives), its exports as the environment, the server it starts on a free
+/// port, every other line through `sh`; the failing command fails, and after `touch ready`
+/// its replay is done.
+#[tokio::test]
+async fn readme_quick_start_runs_as_written() {
+    let lines = quick_start();
+    assert_eq!(lines[0].command, "cargo install --path .");
+    let env = exports(&lines[1].command);
+    assert!(env.iter().any(|(k, _)| k == "ADMIN_SECRET"), "{}", lines[1].command);
+    assert_eq!(lines[2].command, "switchyard serve --host 127.0.0.1 & sleep 1");
+    let dir = tempfile::tempdir().unwrap();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = App::spawn_in(dir.path(), "serve", &env_refs);
+    let bin_dir = bin().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    assert!(lines.len() >= 8, "{}", lines.len());
+    for line in &lines[3..] {
+        let command = line.command.replace("http://127.0.0.1:8080", &app.base);
+        let start = Instant::now();
+        loop {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .current_dir(dir.path())
+                .env_clear()
+                .env("PATH", &path)
+                .envs(env_refs.iter().copied())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{command}: {}", stderr(&out));
+            let text = stdout(&out);
+            let missing = match &line.expected {
+                None => None,
+                Some(e) if e.starts_with('{') => {
+                    let actual: Value =
+                        serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{command}: not JSON: {text}"));
+                    let exp = expected_json(e);
+                    assert!(
+                        matches(&exp, &actual),
+                        "{command}:\n expected {exp}\n got      {actual}"
+                    );
+                    None
+                }
+                Some(e) => e
+                    .trim_start_matches("→ ")
+                    .split(" … ")
+                    .find(|f| !text.contains(f))
+                    .map(str::to_string),
+            };
+            let Some(missing) = missing else { break };
+            // An event shown right after it was posted may still be on its way.
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{command}: expected {missing} in {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    drop(app);
 }

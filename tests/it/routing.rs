@@ -14,6 +14,7 @@ fn ok(out: &std::process::Output) {
 #[tokio::test]
 async fn github_push_routes_by_rule_with_contract_router() {
     let dir = tempfile::tempdir().unwrap();
+    init_db(dir.path());
     let cond = r#"{"all":[{"op":"header_equals","name":"x-github-event","value":"push"}]}"#;
     ok(&run_cli(
         dir.path(),
@@ -157,6 +158,7 @@ fn mapping_cli_outputs_and_refusals() {
     let out = run_cli(d, &["mapping", "get", "--provider", "github"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("data/events.sqlite3"), "{}", stderr(&out));
+    init_db(d);
     let out = run_cli(
         d,
         &[
@@ -311,6 +313,7 @@ async fn config_file_all_or_nothing_at_start_up_and_by_cli() {
 
     let other = tempfile::tempdir().unwrap();
     std::fs::copy(d.join("good.json"), other.path().join("good.json")).unwrap();
+    init_db(other.path());
     let out = run_cli(other.path(), &["mapping", "apply-config", "--config", "good.json"], &[]);
     ok(&out);
     let rules = stdout(&run_cli(
@@ -325,6 +328,7 @@ async fn config_file_all_or_nothing_at_start_up_and_by_cli() {
 async fn command_outputs_and_idempotent_replay() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    init_db(d);
     let counter = d.join("runs.txt");
     let script = format!(
         "cat > /dev/null; echo run >> {}; echo '{{\"answer\": 42}}'",
@@ -401,6 +405,7 @@ async fn command_outputs_and_idempotent_replay() {
 #[tokio::test]
 async fn unknown_command_target_fails_the_attempt_clearly() {
     let dir = tempfile::tempdir().unwrap();
+    init_db(dir.path());
     std::fs::write(dir.path().join("commands.json"), "{}").unwrap();
     ok(&run_cli(
         dir.path(),

@@ -552,6 +552,7 @@ fn a_bad_schedule_stops_start_up_naming_the_entry() {
 fn cron_list_prints_the_next_three_runs_with_their_offsets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    init_db(dir);
     let out = run_cli(dir, &["cron", "list"], &[]);
     assert_eq!(stdout(&out).trim(), "no schedules");
     let config = r#"{"schedules": [
@@ -608,7 +609,11 @@ async fn first_tick_during_downtime_is_queued_at_start_up(database_url: Option<&
     );
     std::fs::write(dir.join("c.json"), config).unwrap();
     let env: Vec<(&str, &str)> = database_url.map(|u| ("DATABASE_URL", u)).into_iter().collect();
-    let out = run_cli(dir, &["mapping", "apply-config", "--config", "c.json"], &env);
+    let out = run_cli(
+        dir,
+        &["mapping", "apply-config", "--create-db", "--config", "c.json"],
+        &env,
+    );
     assert!(out.status.success(), "apply-config failed: {}", stderr(&out));
     assert!(Utc::now() < tick, "apply-config took more than 5 s");
     while Utc::now() < tick + chrono::Duration::milliseconds(1500) {

@@ -44,7 +44,11 @@ async fn prototype_layout_is_used_when_the_defaults_are_missing() {
         "--handler-target",
         "hello",
     ];
-    let out = run_cli(d, &args, &[("APP_DB_PATH", "app/data/events.sqlite3")]);
+    let out = run_cli(
+        d,
+        &[&args[..], &["--create-db"]].concat(),
+        &[("APP_DB_PATH", "app/data/events.sqlite3")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     // No settings (an empty APP_DB_PATH is unset): serve finds both and says so.

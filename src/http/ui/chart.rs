@@ -11,7 +11,8 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 200.0;
 const LEFT: f64 = 44.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+/// Room above the plot for the axis title, clear of the top gridline.
+const TOP: f64 = 24.0;
 const BOTTOM: f64 = 26.0;
 
 /// Minutes between labels on the time axis.
@@ -28,12 +29,12 @@ const SERIES: &[Series] = &[
 
 /// The chart of `minutes` (oldest first), titled `title`.
 pub fn throughput(title: &str, minutes: &[MinuteCounts]) -> Markup {
-    let top = minutes
+    let busiest = minutes
         .iter()
         .flat_map(|m| SERIES.iter().map(move |(_, _, value)| value(m)))
         .max()
-        .unwrap_or(0)
-        .max(1);
+        .unwrap_or(0);
+    let (top, tick) = y_axis(busiest);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let step = plot_w / (minutes.len().max(2) - 1) as f64;
@@ -52,10 +53,10 @@ pub fn throughput(title: &str, minutes: &[MinuteCounts]) -> Markup {
     html! {
         svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby="chart-title chart-desc" {
             title id="chart-title" { (title) }
-            desc id="chart-desc" { "Events per minute; in total " (summary) "; the busiest minute had " (top) "." }
-            @for v in [0, top / 2, top] {
+            desc id="chart-desc" { "Events per minute; in total " (summary) "; the busiest minute had " (busiest) "." }
+            @for v in (0..=top).step_by(tick as usize) {
                 line.grid x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(v)) y2=(y(v)) {}
-                text.axis x=(LEFT - 6.0) y=(y(v) + 3.0) text-anchor="end" { (v) }
+                text.axis.y x=(LEFT - 6.0) y=(y(v) + 3.0) text-anchor="end" { (v) }
             }
             @for (i, m) in minutes.iter().enumerate() {
                 @if (minutes.len() - 1 - i).is_multiple_of(LABEL_EVERY) {
@@ -65,7 +66,7 @@ pub fn throughput(title: &str, minutes: &[MinuteCounts]) -> Markup {
                     }
                 }
             }
-            text.axis x=(LEFT) y=(TOP - 2.0) { "per minute (UTC)" }
+            text.axis.title x=(LEFT) y=(TOP - 12.0) { "per minute (UTC)" }
             @for (class, _, value) in SERIES {
                 polyline class={ "line " (class) } points=(points(minutes, x, y, *value)) {}
             }
@@ -75,6 +76,23 @@ pub fn throughput(title: &str, minutes: &[MinuteCounts]) -> Markup {
                 span { span class={ "swatch " (class) } {} (label) " (" (n) ")" }
             }
         }
+    }
+}
+
+/// The y axis for a busiest minute of `busiest`: its top and the step between ticks, a
+/// whole 1, 2 or 5 × 10ⁿ giving at most five intervals, the top a multiple of it (so
+/// 7 → 0, 2, 4, 6, 8 rather than 0, 3, 7).
+fn y_axis(busiest: i64) -> (i64, i64) {
+    let busiest = busiest.max(1);
+    let mut magnitude = 1;
+    loop {
+        for unit in [1, 2, 5] {
+            let step = unit * magnitude;
+            if busiest <= step * 5 {
+                return ((busiest + step - 1) / step * step, step);
+            }
+        }
+        magnitude *= 10;
     }
 }
 
@@ -122,6 +140,26 @@ mod tests {
         assert!(svg.contains("received (174)"), "{svg}");
         // The first point of "done" sits at the left edge, at height 2 of 6.
         assert!(svg.contains(&format!("44.0,{:.1}", TOP + (HEIGHT - TOP - BOTTOM) * 4.0 / 6.0)));
+    }
+
+    #[test]
+    fn y_ticks_are_whole_round_steps() {
+        assert_eq!(y_axis(0), (1, 1));
+        assert_eq!(y_axis(3), (3, 1));
+        assert_eq!(y_axis(5), (5, 1));
+        assert_eq!(y_axis(7), (8, 2));
+        assert_eq!(y_axis(23), (25, 5));
+        assert_eq!(y_axis(100), (100, 20));
+        assert_eq!(y_axis(4321), (5000, 1000));
+        let minutes: Vec<_> = (0..60).map(|i| minute(i, if i == 5 { 7 } else { 0 }, 0)).collect();
+        let svg = throughput("t", &minutes).into_string();
+        for tick in ["0", "2", "4", "6", "8"] {
+            assert!(
+                svg.contains(&format!(r#"text-anchor="end">{tick}</text>"#)),
+                "{tick}: {svg}"
+            );
+        }
+        assert!(!svg.contains(r#"text-anchor="end">3</text>"#), "{svg}");
     }
 
     #[test]

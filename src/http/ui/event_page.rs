@@ -1,6 +1,6 @@
-//! One event: payload, the router's decision and reasons, every action run, and the
-//! replay, force replay and cancel buttons. The status and runs refresh themselves, so a
-//! replay is seen finishing.
+//! One event: payload, the router's decision and reasons, every action run, every attempt
+//! (`attempts_table`), and the replay, force replay and cancel buttons. The status and
+//! runs refresh themselves, so a replay is seen finishing.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use super::events_page::router_of;
 use super::layout::{csrf_field, page, pretty_json, short_time, status_badge};
 use crate::domain::EventStatus;
 use crate::error::ApiError;
-use crate::store::{ActionRunRow, EventRow, Transition};
+use crate::store::{ActionRunRow, AttemptRow, EventRow, Transition};
 
 /// The notes a form's redirect may show (a fixed set: nothing from the URL is echoed).
 const NOTES: &[(&str, &str)] = &[
@@ -54,6 +54,7 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
     let runs = db.action_runs(id).await?;
+    let attempts = db.attempts(id).await?;
     let note = NOTES
         .iter()
         .find(|(k, _)| Some(*k) == q.note.as_deref())
@@ -65,7 +66,7 @@ pub async fn show(
             a href="/ui/events" { "← all events" }
         }
         p.flash.ok data-for-forms hidden[note.is_none()] { (note.unwrap_or("")) }
-        div id="event-live" data-live="1500" { (live_part(&session, &event, &runs)) }
+        div id="event-live" data-live="1500" { (live_part(&session, &event, &runs, &attempts)) }
         div.card {
             h2 { "Payload" }
             (pretty_json(event.payload_json.as_deref().unwrap_or("null")))
@@ -75,7 +76,7 @@ pub async fn show(
 }
 
 /// The parts that change while the event is processed: status, decision, runs, buttons.
-fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
+fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow], attempts: &[AttemptRow]) -> Markup {
     let status = e.status.map(|v| v.as_str()).unwrap_or("?");
     let done = e.status == Some(EventStatus::Done);
     html! {
@@ -106,6 +107,7 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow]) -> Markup {
             h2 { "Action runs" }
             (runs_table(runs))
         }
+        (super::attempts_table::attempts_card(attempts))
         @if let Some(result) = e.result_json.as_deref() {
             div.card { details { summary { "Stored result" } (pretty_json(result)) } }
         }

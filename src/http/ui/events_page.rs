@@ -99,8 +99,10 @@ fn filter_form(f: &Given) -> Markup {
             label { "Since (RFC 3339)" input name="since" size="22" placeholder="2026-01-02T03:04:05Z" value=(text("since")); }
             label { "Until" input name="until" size="22" value=(text("until")); }
             label { "Text (event id, error)" input name="q" size="16" value=(text("q")); }
-            button type="submit" { "Filter" }
-            a href="/ui/events" { "Clear" }
+            div.actions {
+                button type="submit" { "Filter" }
+                a.button href="/ui/events" { "Clear" }
+            }
         }
     }
 }
@@ -138,12 +140,12 @@ pub fn table(rows: &[EventSummary]) -> Markup {
     html! {
         table.events {
             thead { tr {
-                th.num { "#" } th { "Status" } th { "Received (UTC)" } th { "Source" }
+                th.num { "#" } th { "Status" } th { "Received (UTC)" } th { "Event id" } th { "Source" }
                 th { "Provider" } th { "Action" } th.num { "Attempts" } th { "Last error" }
             } }
             tbody id="event-rows" {
                 @for e in rows { (row(e)) }
-                @if rows.is_empty() { tr { td colspan="8" .muted { "No events match." } } }
+                @if rows.is_empty() { tr { td colspan="9" .muted { "No events match." } } }
             }
         }
     }
@@ -156,6 +158,7 @@ fn row(e: &EventSummary) -> Markup {
             td.num { a href=(href) { (e.id) } }
             td { (status_badge(e.status.map(|v| v.as_str()).unwrap_or("?"))) }
             td.mono { (short_time(e.received_at.as_deref())) }
+            td.mono.event-id title=[e.event_id.as_deref()] { (e.event_id.as_deref().unwrap_or("")) }
             td { (e.source.map(|v| v.as_str()).unwrap_or("")) }
             td { (e.provider.as_deref().unwrap_or("")) }
             td.mono { (e.action.as_deref().unwrap_or("")) }

@@ -3,6 +3,7 @@
 //! it off). Every state-changing form carries a CSRF token bound to the session.
 
 mod assets;
+mod attempts_table;
 mod auth;
 mod chart;
 mod event_page;

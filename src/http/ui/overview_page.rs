@@ -40,9 +40,11 @@ pub async fn show(State(state): State<UiState>, Extension(session): Extension<Se
         div id="overview-live" data-live="5000" {
             div.stats {
                 @for s in EventStatus::ALL {
-                    div class={ "card " (s.as_str()) } {
+                    @let n = stats.by_status.get(s.as_str()).copied().unwrap_or(0);
+                    // `zero`: a count of nothing is not coloured as an alarm.
+                    div class={ "card " (s.as_str()) @if n == 0 { " zero" } } {
                         div.muted { a href={ "/ui/events?status=" (s.as_str()) } { (s.as_str()) } }
-                        div.stat { (stats.by_status.get(s.as_str()).copied().unwrap_or(0)) }
+                        div.stat { (n) }
                     }
                 }
                 div.card {

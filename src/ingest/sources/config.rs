@@ -25,7 +25,8 @@ pub fn parse_config(value: &Value, env: &dyn Fn(&str) -> Option<String>) -> Resu
     Ok(out)
 }
 
-const ENTRY_KEYS: [&str; 9] = [
+/// The keys a `"sources"` entry may hold.
+pub const ENTRY_KEYS: &[&str] = &[
     "name",
     "scheme",
     "secrets",

@@ -9,7 +9,7 @@ mod config;
 use std::fmt;
 use std::sync::Arc;
 
-pub use config::{parse_config, parse_entry};
+pub use config::{ENTRY_KEYS, parse_config, parse_entry};
 
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};

@@ -95,6 +95,21 @@ pub const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "event_attempts",
+        key: &["id"],
+        identity: Some("id"),
+        columns: &[
+            int("id"),
+            int("event_row_id"),
+            int("attempt"),
+            text("started_at"),
+            text("finished_at"),
+            text("outcome"),
+            text("error"),
+            int("duration_ms"),
+        ],
+    },
+    Table {
         name: "provider_mappings",
         key: &["provider"],
         identity: None,

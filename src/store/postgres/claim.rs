@@ -251,6 +251,8 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
 /// a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers are safe:
 /// the row lock re-checks the WHERE clause on the newest row version.
 pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<Vec<Reclaimed>, sqlx::Error> {
+    let now = time::now();
+    let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "WITH expired AS MATERIALIZED ( \
            SELECT id FROM events \
@@ -265,9 +267,9 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
          RETURNING e.id, e.event_id, e.status = 'error' AS exhausted",
     )
     .bind(i64::from(max_attempts))
-    .bind(time::now())
+    .bind(&now)
     .bind(LEASE_EXPIRED)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let mut reclaimed = rows
         .iter()
@@ -280,6 +282,9 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     reclaimed.sort_by_key(|r| r.id);
+    let ids: Vec<i64> = reclaimed.iter().map(|r| r.id).collect();
+    super::attempts::record(&mut tx, &ids, &now).await?;
+    tx.commit().await?;
     Ok(reclaimed)
 }
 

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
     ),
     (
+        23,
+        "event attempts",
+        include_str!("../../../migrations/postgres/0023_event_attempts.sql"),
+    ),
+    (
         24,
         "schedule active since",
         include_str!("../../../migrations/postgres/0024_schedule_active_since.sql"),

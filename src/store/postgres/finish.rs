@@ -210,6 +210,9 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<HashSet<(i64, i64)>, sqlx::Error>>()?;
+    let mut applied_ids: Vec<i64> = applied.iter().map(|(id, _)| *id).collect();
+    applied_ids.sort_unstable();
+    super::attempts::record(tx, &applied_ids, &now).await?;
     Ok(finishes
         .iter()
         .map(|f| applied.contains(&(f.claim.id, f.claim.attempt)))

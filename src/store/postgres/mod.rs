@@ -20,6 +20,7 @@
 //! docs/POSTGRES.md is the operator's view of all this.
 
 mod admin;
+mod attempts;
 mod claim;
 mod connect;
 mod enqueue;
@@ -272,6 +273,18 @@ impl Store for PgStore {
                 run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
             }
             Ok(runs)
+        })
+    }
+
+    fn attempts(&self, event_row_id: i64) -> StoreFuture<'_, Vec<AttemptRow>> {
+        Box::pin(async move {
+            let rows = retry("read attempts", || {
+                sqlx::query(super::attempts::SELECT_BY_EVENT)
+                    .bind(event_row_id)
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+            Ok(rows.iter().map(rows::attempt).collect::<Result<Vec<_>, _>>()?)
         })
     }
 

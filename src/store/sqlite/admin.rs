@@ -120,9 +120,11 @@ pub(super) fn purge(tx: &Transaction<'_>, status: &str, before: &str, limit: usi
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut runs = tx.prepare_cached("DELETE FROM action_runs WHERE event_row_id = ?1")?;
+    let mut attempts = tx.prepare_cached("DELETE FROM event_attempts WHERE event_row_id = ?1")?;
     let mut events = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
     for id in &ids {
         runs.execute(params![id])?;
+        attempts.execute(params![id])?;
         events.execute(params![id])?;
     }
     Ok(ids.len() as u64)

@@ -36,7 +36,7 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
 pub(crate) async fn check_existing(path: &Path) -> Result<(), StoreError> {
     let missing = || {
         StoreError::Config(format!(
-            "no switchyard database at {} (APP_DB_PATH or --db); run `switchyard serve` there first, or point --db at the right file",
+            "no switchyard database at {} (APP_DB_PATH or --db); point --db at the right file, or create one there with `switchyard db init` (or by running `switchyard serve` there)",
             path.display()
         ))
     };

@@ -4,6 +4,7 @@
 //! after `COMMIT`. Reads use a separate sqlx pool; WAL lets them run beside the writer.
 
 mod admin;
+mod attempts;
 mod checkpoint;
 mod enqueue;
 mod file;
@@ -63,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
+    ),
+    (
+        23,
+        "event attempts",
+        include_str!("../../../migrations/sqlite/0023_event_attempts.sql"),
     ),
     (
         24,
@@ -269,6 +275,16 @@ impl Store for SqliteStore {
                 run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
             }
             Ok(runs)
+        })
+    }
+
+    fn attempts(&self, event_row_id: i64) -> StoreFuture<'_, Vec<AttemptRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query(super::attempts::SELECT_BY_EVENT)
+                .bind(event_row_id)
+                .fetch_all(&self.read)
+                .await?;
+            Ok(rows.iter().map(rows::attempt).collect::<Result<Vec<_>, _>>()?)
         })
     }
 

@@ -263,6 +263,9 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             let mut reclaimed = rows.collect::<Result<Vec<_>, _>>()?;
             // RETURNING's order is unspecified; the log lists them by row id.
             reclaimed.sort_by_key(|r| r.id);
+            for r in &reclaimed {
+                super::attempts::record(tx, r.id, now)?;
+            }
             OpResult::Reclaimed(reclaimed)
         }
         Op::StartRun(run) => {
@@ -407,6 +410,9 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
             )?
             .execute(params![now, error, id, attempt, f.provider, f.action])?,
     };
+    if changed == 1 {
+        super::attempts::record(tx, id, now)?;
+    }
     // A lost claim's action run is not written: the new owner will write its own.
     if changed == 1
         && let Some(run) = &f.action_run
