@@ -172,12 +172,17 @@ fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>
 }
 
 fn enabled(obj: &Map<String, Value>) -> Result<bool, String> {
-    match obj.get("enabled") {
-        None | Some(Value::Null) => Ok(true),
+    flag(obj, "enabled", true)
+}
+
+/// A true/false key (0 and 1 accepted, as the seed's SQLite rows hold them).
+fn flag(obj: &Map<String, Value>, key: &str, default: bool) -> Result<bool, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
         Some(v) if v.as_i64() == Some(0) => Ok(false),
         Some(v) if v.as_i64() == Some(1) => Ok(true),
-        Some(_) => Err("'enabled' must be true or false".into()),
+        Some(_) => Err(format!("'{key}' must be true or false")),
     }
 }
 
@@ -221,6 +226,7 @@ fn rule(entry: &Value) -> Result<RuleUpsert, String> {
         handler_mode: handler_mode(obj).map_err(wrap)?,
         handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
         enabled: enabled(obj).map_err(wrap)?,
+        continue_after_match: flag(obj, "continue", false).map_err(wrap)?,
         provider,
         name,
     })

@@ -4,6 +4,7 @@
 //! and columns (`events`, `action_runs`, `provider_mappings`, `routing_rules`) and add
 //! only columns and tables.
 
+mod action_states;
 mod query;
 pub(crate) mod rows;
 pub mod run_input;
@@ -21,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use action_states::ActionState;
 pub use query::{
     Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, QueueDepth,
     STATUSES, Stats, Transition,

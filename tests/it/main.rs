@@ -8,6 +8,7 @@ mod claude_e2e;
 mod cli;
 mod cli_safety;
 mod command;
+mod fan_out;
 mod helpers;
 mod http_handler;
 mod limits;

@@ -1,0 +1,307 @@
+//! Fan-out (CONTRACT §12) through the binary, on SQLite and on PostgreSQL: rules with
+//! `continue`, one action run per action, retries that rerun only the failed action, forced
+//! replays that rerun all, and the per-action state in the API and `/metrics`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::store::PgSchema;
+
+/// A command that appends its name to `<name>.log` in `dir` (its side effect, counted by
+/// the test), then answers JSON; `slack` fails (exit 3) until the file `fixed` exists.
+fn command(dir: &Path, name: &str) -> Value {
+    let log = dir.join(format!("{name}.log"));
+    let fixed = dir.join("fixed");
+    let gate = if name == "slack" {
+        format!(
+            "test -e '{}' || {{ echo slack is down >&2; exit 3; }}; ",
+            fixed.display()
+        )
+    } else {
+        String::new()
+    };
+    let script = format!(
+        "echo {name} >> '{}'; {gate}echo '{{\"did\": \"{name}\"}}'",
+        log.display()
+    );
+    json!(["sh", "-c", script])
+}
+
+/// Lines in `<name>.log`: how many times that command ran.
+fn runs_of(dir: &Path, name: &str) -> usize {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).map_or(0, |s| s.lines().count())
+}
+
+/// The config: three rules of provider `shop` that match every event, the first two with
+/// `continue`; a fourth after them and the provider's mapping must never apply.
+fn write_config(dir: &Path) {
+    let commands: serde_json::Map<String, Value> = ["review", "slack", "ledger", "after", "mapped"]
+        .iter()
+        .map(|n| ((*n).to_string(), command(dir, n)))
+        .collect();
+    std::fs::write(dir.join("commands.json"), Value::Object(commands).to_string()).unwrap();
+    let rule = |name: &str, priority: i64, cont: bool| {
+        json!({"provider": "shop", "name": name, "priority": priority, "continue": cont,
+               "conditions": {"op": "json_path_exists", "path": "order"},
+               "action": name, "handler_mode": "command", "handler_target": name})
+    };
+    let config = json!({"version": 1,
+        "mappings": [{"provider": "shop", "action": "mapped", "handler_mode": "command",
+                      "handler_target": "mapped"}],
+        // Listed out of order: evaluation goes by priority.
+        "rules": [rule("ledger", 30, false), rule("review", 10, true), rule("after", 40, true),
+                  rule("slack", 20, true)]});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+/// Polls the event until `done(event)` holds, or panics after `within`.
+async fn wait_for(app: &App, row: i64, what: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, v) = app.get(&format!("/events/{row}"), &[]).await;
+        if code == 200 && done(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < within,
+            "event {row}: not {what} after {within:?}: {v}\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Each action run's status by action.
+fn run_states(v: &Value) -> Vec<(String, String)> {
+    let mut states: Vec<(String, String)> = v["action_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+fn states(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(a, s)| ((*a).into(), (*s).into())).collect()
+}
+
+async fn fan_out_scenario(env: &[(&str, &str)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(dir);
+    let out = run_cli(dir, &["mapping", "apply-config", "--config", "config.json"], env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let app = App::spawn_in(dir, "serve", env);
+
+    let (code, v) = app.post("/webhook/shop", r#"{"order": {"id": 7}}"#, &[]).await;
+    assert_eq!(code, 200, "{v}");
+    let row = v["row_id"].as_i64().unwrap();
+
+    // Attempt 1: review and ledger done, slack failed; the event retries.
+    let v = wait_for(&app, row, "retry", Duration::from_secs(20), |v| {
+        v["event"]["status"] == "retry"
+    })
+    .await;
+    let ev = &v["event"];
+    let listed: Vec<&str> = ev["result"]["router"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["review", "slack", "ledger"], "{ev}");
+    assert_eq!(ev["result"]["router"]["mapped_action"], "review");
+    assert_eq!(ev["result"]["router"]["actions"][1]["matched_rule"], "slack");
+    assert_eq!(ev["result"]["ok"], false);
+    assert_eq!(ev["result"]["result"]["actions"]["review"], json!({"did": "review"}));
+    assert!(
+        ev["result"]["result"]["actions"]["slack"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("slack is down"),
+        "{ev}"
+    );
+    assert!(ev["last_error"].as_str().unwrap().starts_with("slack: "), "{ev}");
+    assert_eq!(
+        run_states(&v),
+        states(&[("ledger", "done"), ("review", "done"), ("slack", "error")])
+    );
+    assert!(
+        v["action_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] != "after")
+    );
+
+    // Attempt 2 reruns slack alone.
+    let v = wait_for(&app, row, "retried", Duration::from_secs(30), |v| {
+        v["event"]["attempt_count"].as_i64() >= Some(2) && v["event"]["status"] == "retry"
+    })
+    .await;
+    assert_eq!(run_states(&v)[2], ("slack".into(), "error".into()));
+    assert_eq!((runs_of(dir, "review"), runs_of(dir, "ledger")), (1, 1));
+    assert!(runs_of(dir, "slack") >= 2);
+
+    // The listing and the metrics show which action failed and which are done.
+    let (code, list) = app.get("/events?provider=shop", &[]).await;
+    assert_eq!(code, 200, "{list}");
+    let actions = &list["events"][0]["actions"];
+    assert!(
+        actions
+            .as_array()
+            .unwrap()
+            .contains(&json!({"action": "slack", "status": "error"})),
+        "{list}"
+    );
+    assert!(
+        actions
+            .as_array()
+            .unwrap()
+            .contains(&json!({"action": "review", "status": "done"}))
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_fan_out_action_runs_total")
+                && l.contains(r#"action="slack""#)
+                && l.contains(r#"outcome="error""#)),
+        "{metrics}"
+    );
+
+    // Fixed: the next attempt runs slack once more and the event ends done.
+    std::fs::write(dir.join("fixed"), "").unwrap();
+    let v = wait_for(&app, row, "done", Duration::from_secs(30), |v| {
+        v["event"]["status"] == "done"
+    })
+    .await;
+    let ev = &v["event"];
+    assert_eq!(
+        ev["result"]["result"],
+        json!({"actions": {"review": {"did": "review"}, "slack": {"did": "slack"}, "ledger": {"did": "ledger"}}})
+    );
+    assert_eq!(ev["result"]["ok"], true);
+    assert_eq!(ev["last_error"], Value::Null);
+    assert!(ev["result"].get("idempotent_replay").is_none(), "{ev}");
+    assert_eq!(
+        run_states(&v),
+        states(&[("ledger", "done"), ("review", "done"), ("slack", "done")])
+    );
+    let slack_runs = runs_of(dir, "slack");
+    assert_eq!((runs_of(dir, "review"), runs_of(dir, "ledger")), (1, 1));
+    // Each done run keeps its own input and output.
+    for run in v["action_runs"].as_array().unwrap() {
+        let action = run["action"].as_str().unwrap();
+        let output: Value = serde_json::from_str(run["output_json"].as_str().unwrap()).unwrap();
+        assert_eq!(output, json!({"did": action}));
+        let input: Value = serde_json::from_str(run["input_json"].as_str().unwrap()).unwrap();
+        assert_eq!(input["action"], action);
+        assert_eq!(input["payload"]["json"], json!({"order": {"id": 7}}));
+    }
+    assert_eq!((runs_of(dir, "after"), runs_of(dir, "mapped")), (0, 0));
+
+    // A plain replay runs nothing again: every output is replayed.
+    let (code, r) = app.post(&format!("/events/{row}/replay"), "", &[]).await;
+    assert_eq!(code, 200, "{r}");
+    let v = wait_for(&app, row, "replayed", Duration::from_secs(20), |v| {
+        v["event"]["status"] == "done" && v["event"]["result"]["idempotent_replay"] == true
+    })
+    .await;
+    assert_eq!(
+        v["event"]["result"]["result"]["actions"]["slack"],
+        json!({"did": "slack"})
+    );
+    assert_eq!(
+        (runs_of(dir, "review"), runs_of(dir, "ledger"), runs_of(dir, "slack")),
+        (1, 1, slack_runs)
+    );
+
+    // A forced replay reruns every action.
+    let (code, r) = app.post(&format!("/events/{row}/replay?force=1"), "", &[]).await;
+    assert_eq!(code, 200, "{r}");
+    wait_for(&app, row, "force-replayed", Duration::from_secs(20), |v| {
+        v["event"]["status"] == "done" && v["event"]["result"].get("idempotent_replay").is_none()
+    })
+    .await;
+    assert_eq!(
+        (runs_of(dir, "review"), runs_of(dir, "ledger"), runs_of(dir, "slack")),
+        (2, 2, slack_runs + 1)
+    );
+    assert_eq!((runs_of(dir, "after"), runs_of(dir, "mapped")), (0, 0));
+}
+
+#[tokio::test]
+async fn fan_out_runs_each_action_as_its_own_unit_on_sqlite() {
+    fan_out_scenario(&[]).await;
+}
+
+#[tokio::test]
+async fn fan_out_runs_each_action_as_its_own_unit_on_postgres() {
+    let Some(pg) = PgSchema::create("fan_out::each_action_its_own_unit").await else {
+        return;
+    };
+    fan_out_scenario(&[("DATABASE_URL", &pg.url)]).await;
+}
+
+#[tokio::test]
+async fn rule_set_continue_is_stored_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "mapping",
+            "rule-set",
+            "--provider",
+            "shop",
+            "--name",
+            name,
+            "--conditions-json",
+            r#"{"op":"json_path_exists","path":"order"}"#,
+            "--action",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let out = run_cli(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    set("first", &["--priority", "1", "--continue"]);
+    set("second", &["--priority", "2"]);
+    let listed = stdout(&run_cli(
+        dir.path(),
+        &["mapping", "rule-list", "--provider", "shop"],
+        &[],
+    ));
+    let rules: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rules[0]["continue"], true, "{listed}");
+    assert!(rules[1].get("continue").is_none(), "{listed}");
+
+    let app = App::spawn_in(dir.path(), "serve", &[]);
+    let (_, v) = app.post("/webhook/shop", r#"{"order": 1}"#, &[]).await;
+    let v = app
+        .wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        v["event"]["result"]["result"],
+        json!({"actions": {"first": {"mode": "noop", "action": "first"},
+                           "second": {"mode": "noop", "action": "second"}}})
+    );
+    // noop runs of a fan-out are stored like any other.
+    assert_eq!(v["action_runs"].as_array().unwrap().len(), 2);
+}
