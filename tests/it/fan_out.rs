@@ -305,3 +305,55 @@ async fn rule_set_continue_is_stored_and_listed() {
     // noop runs of a fan-out are stored like any other.
     assert_eq!(v["action_runs"].as_array().unwrap().len(), 2);
 }
+
+/// A command that marks `<name>.started` and waits (up to `tenths` tenths of a second) for
+/// `<other>.started`: it succeeds in its first run only if both run at the same time.
+fn rendezvous(dir: &Path, name: &str, other: &str, tenths: u32) -> Value {
+    let (mine, theirs) = (
+        dir.join(format!("{name}.started")),
+        dir.join(format!("{other}.started")),
+    );
+    let script = format!(
+        "touch '{}'; i=0; while [ ! -e '{}' ]; do i=$((i+1)); [ $i -gt {tenths} ] && exit 4; sleep 0.1; done; \
+         echo '{{\"met\": \"{other}\"}}'",
+        mine.display(),
+        theirs.display()
+    );
+    json!(["sh", "-c", script])
+}
+
+/// Serves the two rendezvous actions for provider `pair` with `env`; returns the event once done.
+async fn pair_event(tenths: u32, env: &[(&str, &str)]) -> Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let commands = json!({"left": rendezvous(dir, "left", "right", tenths),
+                          "right": rendezvous(dir, "right", "left", tenths)});
+    std::fs::write(dir.join("commands.json"), commands.to_string()).unwrap();
+    let rule = |name: &str, priority: i64, cont: bool| {
+        json!({"provider": "pair", "name": name, "priority": priority, "continue": cont,
+               "conditions": {"all": []}, "action": name, "handler_mode": "command", "handler_target": name})
+    };
+    let config = json!({"version": 1, "rules": [rule("left", 1, true), rule("right", 2, false)]});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let out = run_cli(dir, &["mapping", "apply-config", "--config", "config.json"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let app = App::spawn_in(dir, "serve", env);
+    let (_, v) = app.post("/webhook/pair", r#"{"x": 1}"#, &[]).await;
+    app.wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(60))
+        .await
+}
+
+#[tokio::test]
+async fn the_actions_of_an_event_run_at_the_same_time_each_in_a_worker_slot() {
+    let v = pair_event(200, &[]).await;
+    // Run one after the other, the first would have given up and failed attempt 1.
+    assert_eq!(v["event"]["attempt_count"], 1, "{v}");
+    assert_eq!(
+        v["event"]["result"]["result"],
+        json!({"actions": {"left": {"met": "right"}, "right": {"met": "left"}}})
+    );
+    // With one worker slot, the second action waits for the first one's slot: the first
+    // gives up waiting, and only the retry (the other now started) gets both done.
+    let v = pair_event(15, &[("WORKER_CONCURRENCY", "1")]).await;
+    assert_eq!(v["event"]["attempt_count"], 2, "{v}");
+}
