@@ -252,6 +252,20 @@ mod tests {
     }
 
     #[test]
+    fn continue_is_read_and_defaults_to_false() {
+        let rule = |extra: &str| {
+            format!(r#"{{"rules":[{{"provider":"g","name":"n","conditions":{{"all":[]}},"action":"a"{extra}}}]}}"#)
+        };
+        assert!(parse(&rule(r#","continue":true"#)).unwrap().rules[0].continue_after_match);
+        assert!(!parse(&rule("")).unwrap().rules[0].continue_after_match);
+        let e = parse(&rule(r#","continue":"yes""#)).unwrap_err();
+        assert!(
+            e.contains("rules[0]") && e.contains("'continue' must be true or false"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_entries_are_named() {
         let e =
             parse(r#"{"rules":[{"provider":"g","name":"n","conditions":{"op":"nope"},"action":"a"}]}"#).unwrap_err();

@@ -180,7 +180,8 @@ pub struct Finish {
     pub claim: ClaimRef,
     /// What happened.
     pub outcome: Outcome,
-    /// The action run to upsert on `(event_row_id, action)`.
+    /// The action run to upsert on `(event_row_id, action)` (a fan-out's first; the others
+    /// are in [`FanOutFinish::more_runs`]).
     pub action_run: Option<ActionRunRecord>,
     /// Provider the attempt detected (kept on the event for filtering).
     pub provider: Option<String>,

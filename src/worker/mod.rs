@@ -37,7 +37,7 @@ const MAX_RECORD: usize = 256;
 /// How the pool runs.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Events handled at once.
+    /// Handlers running at once (an event's, or each running action of a fan-out event).
     pub concurrency: usize,
     /// Fallback poll when idle.
     pub poll_interval: Duration,
