@@ -357,3 +357,95 @@ async fn the_actions_of_an_event_run_at_the_same_time_each_in_a_worker_slot() {
     let v = pair_event(15, &[("WORKER_CONCURRENCY", "1")]).await;
     assert_eq!(v["event"]["attempt_count"], 2, "{v}");
 }
+
+mod store_level {
+    //! A fan-out finish through the store, on both backends: every run written, the
+    //! unfinished result stored, nothing written for a lost claim, done runs read back.
+
+    use std::time::Duration;
+
+    use switchyard::store::{EventFilter, FanOutFinish, Finish, Outcome};
+
+    use crate::store::{TestStore, done, enqueue, run, store_tests};
+
+    store_tests!(a_fan_out_finish_writes_every_run_and_its_unfinished_result);
+
+    async fn a_fan_out_finish_writes_every_run_and_its_unfinished_result(t: TestStore) {
+        let db = &t.db;
+        let (fan, single) = (enqueue(db, "fan").await, enqueue(db, "single").await);
+        let claimed = db.claim(2, Duration::from_secs(30)).await.unwrap();
+        let claim = |id: i64| claimed.iter().find(|c| c.id == id).unwrap().claim_ref();
+        let unfinished = r#"{"event_id":"fan","ok":false,"result":{"actions":{"a":{"out":1},"b":{"error":"no"}}}}"#;
+        let fan_finish = |claim, extra: &str| Finish {
+            claim,
+            outcome: Outcome::Retry {
+                error: "b: no".into(),
+                next_attempt_at: switchyard::domain::Timestamp::from_stored(switchyard::time::now()),
+            },
+            action_run: Some(run(fan, "a", "done")),
+            provider: Some("github".into()),
+            action: Some("a".into()),
+            other_runs_read_event: false,
+            fan_out: Some(Box::new(FanOutFinish {
+                more_runs: vec![run(fan, "b", "error"), run(fan, extra, "done")],
+                unfinished_result_json: Some(unfinished.into()),
+            })),
+        };
+        // With a one-action finish in the same batch (PostgreSQL stores both in one statement).
+        let applied = db
+            .finish_many(vec![fan_finish(claim(fan), "c"), done(claim(single))])
+            .await
+            .unwrap();
+        assert_eq!(applied, [true, true]);
+        let event = db.event(fan).await.unwrap().unwrap();
+        assert_eq!(event.status.unwrap().as_str(), "retry");
+        assert_eq!(event.result_json.as_deref(), Some(unfinished));
+        assert_eq!(event.last_error.as_deref(), Some("b: no"));
+        let mut runs: Vec<(String, String)> = db
+            .action_runs(fan)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.action.unwrap(), r.status.unwrap().as_str().to_string()))
+            .collect();
+        runs.sort();
+        let want = [("a", "done"), ("b", "error"), ("c", "done")].map(|(a, s)| (a.to_string(), s.to_string()));
+        assert_eq!(runs, want);
+
+        // A lost claim (a stale attempt) writes no run at all.
+        assert!(!db.finish(fan_finish(claim(fan), "lost")).await.unwrap());
+        assert!(db.action_run(fan, "lost").await.unwrap().is_none());
+
+        // The listing shows each action's state, and nothing more for the one-action event.
+        let page = db.list_page(EventFilter::default(), None, 10).await.unwrap().events;
+        let listed = |id: i64| page.iter().find(|e| e.id == id).unwrap();
+        let states: Vec<(String, String)> = listed(fan)
+            .actions
+            .as_ref()
+            .expect("a fan-out event lists its actions")
+            .iter()
+            .map(|s| (s.action.clone(), s.status.unwrap().as_str().to_string()))
+            .collect();
+        assert_eq!(states.len(), 3);
+        assert!(states.contains(&("b".into(), "error".into())));
+        assert!(listed(single).actions.is_none());
+        let json = serde_json::to_value(listed(single)).unwrap();
+        assert!(json.get("actions").is_none(), "{json}");
+
+        // The next claim sees the done runs, with their full outputs: they are not rerun.
+        let again = db.claim(1, Duration::from_secs(30)).await.unwrap();
+        let mut done_runs: Vec<(String, Option<String>)> = again[0]
+            .done_runs
+            .iter()
+            .map(|r| (r.action.clone(), r.output_json.clone()))
+            .collect();
+        done_runs.sort();
+        assert_eq!(
+            done_runs,
+            [
+                ("a".to_string(), Some(r#"{"out":1}"#.to_string())),
+                ("c".to_string(), Some(r#"{"out":1}"#.to_string()))
+            ]
+        );
+    }
+}

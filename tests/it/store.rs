@@ -296,7 +296,7 @@ pub(crate) fn event(id: &str) -> NewEvent {
     }
 }
 
-async fn enqueue(db: &Db, id: &str) -> i64 {
+pub(crate) async fn enqueue(db: &Db, id: &str) -> i64 {
     match db.enqueue(event(id)).await.unwrap() {
         Enqueued::Queued(row) => row,
         other => panic!("{id} should be new, got {other:?}"),
