@@ -148,7 +148,7 @@ fn trial_view(t: &Trial, payload: &Value) -> Markup {
             h3 { "Actions it would run" }
             ol.actions {
                 @for (action, mode, target) in &actions {
-                    li.mono.action { (action) " " span.muted { "(" (mode) " " (target) ")" } }
+                    li.mono.action { (action) " " span.muted { "(" (mode) @if !target.is_empty() { " " (target) } ")" } }
                 }
                 @if actions.is_empty() { li.muted { "none: no route" } }
             }
