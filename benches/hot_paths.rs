@@ -96,6 +96,7 @@ fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action:
         handler_mode: HandlerMode::Noop,
         handler_target: None,
         enabled: true,
+        continue_after_match: false,
     };
     CompiledRule {
         conditions: Condition::parse(&cond).unwrap_or(Condition::Any(Vec::new())),

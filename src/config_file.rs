@@ -179,12 +179,17 @@ fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>
 }
 
 fn enabled(obj: &Map<String, Value>) -> Result<bool, String> {
-    match obj.get("enabled") {
-        None | Some(Value::Null) => Ok(true),
+    flag(obj, "enabled", true)
+}
+
+/// A true/false key (0 and 1 accepted, as the seed's SQLite rows hold them).
+fn flag(obj: &Map<String, Value>, key: &str, default: bool) -> Result<bool, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
         Some(v) if v.as_i64() == Some(0) => Ok(false),
         Some(v) if v.as_i64() == Some(1) => Ok(true),
-        Some(_) => Err("'enabled' must be true or false".into()),
+        Some(_) => Err(format!("'{key}' must be true or false")),
     }
 }
 
@@ -231,6 +236,7 @@ fn rule(entry: &Value) -> Result<RuleUpsert, String> {
         handler_mode: handler_mode(obj).map_err(wrap)?,
         handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
         enabled: enabled(obj).map_err(wrap)?,
+        continue_after_match: flag(obj, "continue", false).map_err(wrap)?,
         provider,
         name,
     })
@@ -253,6 +259,20 @@ mod tests {
         assert_eq!(c.mappings[0].provider, "unknown");
         assert_eq!(c.rules[0].priority, 10);
         assert_eq!(c.rules[0].handler_target, None);
+    }
+
+    #[test]
+    fn continue_is_read_and_defaults_to_false() {
+        let rule = |extra: &str| {
+            format!(r#"{{"rules":[{{"provider":"g","name":"n","conditions":{{"all":[]}},"action":"a"{extra}}}]}}"#)
+        };
+        assert!(parse(&rule(r#","continue":true"#)).unwrap().rules[0].continue_after_match);
+        assert!(!parse(&rule("")).unwrap().rules[0].continue_after_match);
+        let e = parse(&rule(r#","continue":"yes""#)).unwrap_err();
+        assert!(
+            e.contains("rules[0]") && e.contains("'continue' must be true or false"),
+            "{e}"
+        );
     }
 
     #[test]

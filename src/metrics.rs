@@ -27,6 +27,10 @@ pub const ATTEMPTS: &str = "switchyard_attempts_total";
 pub const ATTEMPTS_FAILED: &str = "switchyard_attempts_failed_total";
 /// Handler run time in seconds, by handler mode.
 pub const HANDLER_DURATION: &str = "switchyard_handler_duration_seconds";
+/// Runs of the actions of events with several actions (fan-out), by action and outcome
+/// (`done` or `error`): which action of a fan-out fails. Events with one action are
+/// counted by [`ATTEMPTS`] alone (no per-action label on the one-action path).
+pub const FAN_OUT_RUNS: &str = "switchyard_fan_out_action_runs_total";
 
 /// How often the queue gauges are refreshed.
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -63,6 +67,10 @@ fn describe() {
     metrics::describe_counter!(ATTEMPTS, "Attempts finished, by outcome.");
     metrics::describe_counter!(ATTEMPTS_FAILED, "Failed attempts, by kind.");
     metrics::describe_histogram!(HANDLER_DURATION, "Handler run time in seconds, by handler mode.");
+    metrics::describe_counter!(
+        FAN_OUT_RUNS,
+        "Action runs of events with several actions, by action and outcome."
+    );
 }
 
 /// Counts one webhook by outcome.
@@ -87,6 +95,11 @@ pub fn attempt_finished(outcome: EventStatus, failure_kind: Option<&str>) {
         let kind = failure_kind.unwrap_or("other").to_string();
         metrics::counter!(ATTEMPTS_FAILED, "kind" => kind).increment(1);
     }
+}
+
+/// Counts one run of one action of a fan-out event (`done` or `error`).
+pub fn fan_out_action_ran(action: &str, outcome: crate::domain::RunStatus) {
+    metrics::counter!(FAN_OUT_RUNS, "action" => action.to_string(), "outcome" => outcome.as_str()).increment(1);
 }
 
 /// Sets the queue gauges from a sample.

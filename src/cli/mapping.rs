@@ -68,6 +68,9 @@ pub enum MappingCommand {
         /// Store the rule disabled.
         #[arg(long)]
         disabled: bool,
+        /// After a match, evaluate the later rules too: each match adds its action (fan-out).
+        #[arg(long = "continue")]
+        continue_after_match: bool,
         /// How the handler target is checked.
         #[command(flatten)]
         check: TargetCheck,
@@ -149,11 +152,15 @@ async fn rule_list(db: &crate::store::Db, provider: Option<String>) -> anyhow::R
         println!("no rules");
     }
     for r in rules {
-        let line = json!({
+        let mut line = json!({
             "id": r.id, "provider": r.provider, "name": r.name, "priority": r.priority,
             "conditions": r.conditions_json, "action": r.action, "handler_mode": r.handler_mode,
             "handler_target": r.handler_target, "enabled": r.enabled,
         });
+        // Only on fan-out rules, so the listing of other rules reads as it always did.
+        if r.continue_after_match {
+            line["continue"] = json!(true);
+        }
         println!("{line}");
     }
     Ok(())
@@ -247,6 +254,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
             handler_mode,
             handler_target,
             disabled,
+            continue_after_match,
             check,
         } => {
             // Store the canonical (compact) form of what was validated.
@@ -271,6 +279,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_mode,
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
+                    continue_after_match: *continue_after_match,
                 }],
                 ..RoutingChanges::default()
             }))

@@ -17,6 +17,7 @@ pub(super) const RULE: &[&str] = &[
     "handler_mode",
     "handler_target",
     "enabled",
+    "continue",
 ];
 
 /// Keys of a `"schedules"` entry.

@@ -40,6 +40,8 @@ pub struct Rule {
     pub handler_target: Option<String>,
     /// Disabled rules are skipped.
     pub enabled: bool,
+    /// `"continue": true`: after a match, later rules are evaluated too (fan-out, §12).
+    pub continue_after_match: bool,
 }
 
 /// A rule to upsert by `(provider, name)`; `conditions_json` is already validated.
@@ -61,6 +63,8 @@ pub struct RuleUpsert {
     pub handler_target: Option<String>,
     /// Whether the rule is considered.
     pub enabled: bool,
+    /// `"continue": true`: after a match, later rules are evaluated too (fan-out, §12).
+    pub continue_after_match: bool,
 }
 
 /// Mappings and rules to upsert together (all or nothing).

@@ -58,6 +58,38 @@ pub struct RouteDecision {
     /// The AI classifier's raw answer, when it ran.
     #[serde(default)]
     pub ai_detection: Option<serde_json::Value>,
+    /// Every action to run, in priority order, when rules with `continue` chose more than
+    /// one (fan-out, CONTRACT §12); empty otherwise, and then not serialised, so a
+    /// one-action router reads exactly as before. The single-action fields above are the
+    /// first action's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<RoutedAction>,
+}
+
+/// One action of a fan-out decision, as listed in `router.actions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutedAction {
+    /// The action name (each name at most once per decision).
+    pub action: String,
+    /// Its handler mode.
+    pub handler_mode: HandlerMode,
+    /// Its handler target.
+    #[serde(default)]
+    pub handler_target: Option<String>,
+    /// The rule that chose it.
+    #[serde(default)]
+    pub matched_rule: Option<String>,
+}
+
+impl RoutedAction {
+    fn of(rule: &Rule) -> RoutedAction {
+        RoutedAction {
+            action: rule.action.clone(),
+            handler_mode: rule.handler_mode,
+            handler_target: rule.handler_target.clone(),
+            matched_rule: Some(rule.name.clone()),
+        }
+    }
 }
 
 /// Detects the provider of a stored payload envelope (headers, JSON body, path hint).
@@ -78,6 +110,10 @@ pub fn detect_payload(payload: &serde_json::Value) -> Detection {
 }
 
 /// Chooses the action: rules of the provider (enabled only, sorted by priority then id, first match: reasons get "rule:<name>" then the rule's signals), else the enabled mapping (reason "mapping:<provider>"), else no route (mapped_action None).
+///
+/// A matching rule with `continue` lets evaluation go on: every later matching rule adds
+/// its action (and its reasons) up to and including the first one without `continue`
+/// ([`RouteDecision::actions`]). Without one, evaluation stops at the first match as before.
 ///
 /// `rules` may hold any providers in any order. A `mapping` for another provider than the
 /// detected one is ignored, like another provider's rules.
@@ -102,6 +138,7 @@ pub fn decide(
         handler_target: None,
         reasons: Vec::new(),
         ai_detection: None,
+        actions: Vec::new(),
     };
 
     let mut candidates: Vec<&CompiledRule> = rules
@@ -111,10 +148,11 @@ pub fn decide(
     // Stable sort: already-ordered input (the store's usual order) costs one pass.
     candidates.sort_by_key(|r| (r.rule.priority, r.rule.id));
 
-    let hit = candidates
+    // Lazy: rules after the deciding match are never evaluated.
+    let mut hits = candidates
         .into_iter()
-        .find_map(|r| r.conditions.evaluate(payload).map(|signals| (&r.rule, signals)));
-    if let Some((rule, signals)) = hit {
+        .filter_map(|r| r.conditions.evaluate(payload).map(|signals| (&r.rule, signals)));
+    if let Some((rule, signals)) = hits.next() {
         reasons.reserve(1 + signals.len());
         reasons.push(format!("rule:{}", rule.name));
         reasons.extend(signals);
@@ -122,6 +160,9 @@ pub fn decide(
         decision.mapped_action = Some(rule.action.clone());
         decision.handler_mode = Some(rule.handler_mode);
         decision.handler_target = rule.handler_target.clone();
+        if rule.continue_after_match {
+            decision.actions = fan_out(rule, hits, &mut reasons);
+        }
     } else if let Some(m) = mapping.filter(|m| m.enabled && m.provider.eq_ignore_ascii_case(&decision.provider)) {
         reasons.push(format!("mapping:{}", m.provider));
         decision.mapped_action = Some(m.action.clone());
@@ -130,6 +171,31 @@ pub fn decide(
     }
     decision.reasons = reasons;
     decision
+}
+
+/// The actions of a decision whose first matching rule, `first`, has `continue`: it and
+/// every later match up to and including the first without `continue`, each action name
+/// once. Empty when that makes one action (the decision's single-action fields say it all).
+fn fan_out<'a>(
+    first: &Rule,
+    hits: impl Iterator<Item = (&'a Rule, Vec<String>)>,
+    reasons: &mut Vec<String>,
+) -> Vec<RoutedAction> {
+    let mut actions = vec![RoutedAction::of(first)];
+    for (rule, signals) in hits {
+        reasons.push(format!("rule:{}", rule.name));
+        reasons.extend(signals);
+        if !actions.iter().any(|a| a.action == rule.action) {
+            actions.push(RoutedAction::of(rule));
+        }
+        if !rule.continue_after_match {
+            break;
+        }
+    }
+    if actions.len() < 2 {
+        actions.clear();
+    }
+    actions
 }
 
 #[cfg(test)]
@@ -157,6 +223,7 @@ mod tests {
             handler_mode: HandlerMode::Noop,
             handler_target: None,
             enabled: true,
+            continue_after_match: false,
         })
         .expect("test condition")
     }
@@ -301,6 +368,65 @@ mod tests {
         assert_eq!(d.provider, "fireflies");
         assert_eq!(d.confidence, 0.6);
         assert_eq!(d.reasons, ["path:source_hint", "rule:meet", "json_path_exists:meeting"]);
+    }
+
+    fn continuing(mut r: CompiledRule) -> CompiledRule {
+        r.rule.continue_after_match = true;
+        r
+    }
+
+    #[test]
+    fn continue_adds_every_match_up_to_the_first_without_it() {
+        let any = json!({"op": "header_present", "name": "x-github-event"});
+        let none = json!({"op": "header_present", "name": "x-none"});
+        let rules = [
+            continuing(rule(1, "github", "review", 10, any.clone(), "review")),
+            continuing(rule(2, "github", "skipped", 15, none, "never")),
+            continuing(rule(3, "github", "slack", 20, any.clone(), "post_slack")),
+            rule(4, "github", "ledger", 30, any.clone(), "ledger"),
+            rule(5, "github", "after_stop", 40, any, "after_stop"),
+        ];
+        let p = github_push();
+        let d = decide(&p, detect_payload(&p), &rules, Some(&mapping("github", "generic")));
+        let names: Vec<&str> = d.actions.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(names, ["review", "post_slack", "ledger"]);
+        assert_eq!(d.actions[1].matched_rule.as_deref(), Some("slack"));
+        // The single-action fields are the first action's.
+        assert_eq!(d.mapped_action.as_deref(), Some("review"));
+        assert_eq!(d.matched_rule.as_deref(), Some("review"));
+        assert!(d.reasons.contains(&"rule:ledger".to_string()));
+        assert!(
+            !d.reasons
+                .iter()
+                .any(|r| r == "rule:after_stop" || r.starts_with("mapping:"))
+        );
+        let v = serde_json::to_value(&d).expect("serialise");
+        assert_eq!(
+            v["actions"][2],
+            json!({"action": "ledger", "handler_mode": "noop",
+                                          "handler_target": null, "matched_rule": "ledger"})
+        );
+    }
+
+    #[test]
+    fn a_repeated_action_counts_once_and_one_action_reads_as_before() {
+        let any = json!({"op": "header_present", "name": "x-github-event"});
+        let p = github_push();
+        let twice = [
+            continuing(rule(1, "github", "a", 10, any.clone(), "same")),
+            rule(2, "github", "b", 20, any.clone(), "same"),
+        ];
+        let d = decide(&p, detect_payload(&p), &twice, None);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.mapped_action.as_deref(), Some("same"));
+        // A `continue` rule that matches alone: the decision is a plain one-action one.
+        let alone = [continuing(push_rule())];
+        let d = decide(&p, detect_payload(&p), &alone, None);
+        let plain = decide(&p, detect_payload(&p), &[push_rule()], None);
+        assert_eq!(
+            serde_json::to_string(&d).expect("serialise"),
+            serde_json::to_string(&plain).expect("serialise")
+        );
     }
 
     #[test]

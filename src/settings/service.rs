@@ -84,7 +84,7 @@ pub struct Settings {
     /// Failed attempts before an event is marked `error`.
     #[arg(long = "max-attempts", env = "WORKER_MAX_ATTEMPTS", value_name = "WORKER_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_attempts: u32,
-    /// Events handled at once per process.
+    /// Handlers running at once per process (each running action of a fan-out event takes one).
     #[arg(long = "concurrency", env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
     /// Seconds a claim holds before another worker may reclaim it (renewed while a handler runs).

@@ -101,8 +101,12 @@ pub struct EventSummary {
     pub last_error: Option<String>,
     /// Provider detected by the last attempt.
     pub provider: Option<String>,
-    /// Action routed by the last attempt.
+    /// Action routed by the last attempt (the first, when it routed to several).
     pub action: Option<String>,
+    /// Each action and its run's status, only for an event with runs of several actions
+    /// (fan-out); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<super::action_states::ActionState>>,
 }
 
 /// One page of a listing.

@@ -131,6 +131,7 @@ where
         last_error: text(r, "last_error")?,
         provider: text(r, "provider")?,
         action: text(r, "action")?,
+        actions: None,
     };
     Ok((summary, cursor))
 }
@@ -235,6 +236,7 @@ where
         handler_mode: handler_mode(r, "routing_rules", id)?,
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
+        continue_after_match: int(r, "continue_after_match")?.unwrap_or(0) != 0,
     })
 }
 

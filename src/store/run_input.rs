@@ -8,7 +8,9 @@
 //! idempotency check see what the handler received and returned. Before a later `done`
 //! outcome rewrites the event's result, the finish stores the full input and output of the
 //! event's other marked runs (their router and output may differ from the new ones). Rows
-//! written with full texts read as they are.
+//! written with full texts read as they are; the runs of an event with several actions
+//! (fan-out) are always written so, since its result holds several outputs and a run may be
+//! `done` while its event is not.
 
 use serde_json::Value;
 

@@ -126,6 +126,7 @@ mod tests {
             handler_target: None,
             reasons: vec![],
             ai_detection: None,
+            actions: vec![],
         };
         let routed = RouteDecision {
             provider: "github".into(),
@@ -137,6 +138,7 @@ mod tests {
             handler_target: Some("deploy".into()),
             reasons: vec!["header:x-github-event".into(), "rule:push".into()],
             ai_detection: Some(json!({"provider": "github", "confidence": 0.7, "z": [1, -0.0, 1e300]})),
+            actions: vec![],
         };
         let partly = RouteDecision {
             mapped_action: Some("bench_noop".into()),

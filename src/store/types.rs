@@ -180,7 +180,8 @@ pub struct Finish {
     pub claim: ClaimRef,
     /// What happened.
     pub outcome: Outcome,
-    /// The action run to upsert on `(event_row_id, action)`.
+    /// The action run to upsert on `(event_row_id, action)` (a fan-out's first; the others
+    /// are in [`FanOutFinish::more_runs`]).
     pub action_run: Option<ActionRunRecord>,
     /// Provider the attempt detected (kept on the event for filtering).
     pub provider: Option<String>,
@@ -191,6 +192,40 @@ pub struct Finish {
     /// writes them out, since it replaces the result they are read from. False only when
     /// the claim showed no such run, which spares a statement per finish.
     pub other_runs_read_event: bool,
+    /// What only an event with several actions has (CONTRACT §12); `None` for one action,
+    /// which is then stored exactly as before.
+    pub fan_out: Option<Box<FanOutFinish>>,
+}
+
+/// The part of an outcome that only an event with several actions has.
+#[derive(Debug, Clone, Default)]
+pub struct FanOutFinish {
+    /// The runs of the actions after the first (whose run is [`Finish::action_run`]).
+    pub more_runs: Vec<ActionRunRecord>,
+    /// A retry's or failure's result: every action's output or error, in the full form
+    /// with `"ok": false`, so the event shows which actions are done while it is not.
+    /// (A `done` outcome's result is in [`Outcome::Done`].)
+    pub unfinished_result_json: Option<String>,
+}
+
+impl Finish {
+    /// Every action run this finish writes.
+    pub fn runs(&self) -> impl Iterator<Item = &ActionRunRecord> {
+        let more = self.fan_out.as_deref().map_or(&[][..], |f| f.more_runs.as_slice());
+        self.action_run.iter().chain(more)
+    }
+
+    /// The result this finish stores on the event, if any: a `done` outcome's, or an
+    /// unfinished fan-out's.
+    pub fn result_json(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Done { result_json } => Some(result_json),
+            Outcome::Retry { .. } | Outcome::Failed { .. } => self
+                .fan_out
+                .as_deref()
+                .and_then(|f| f.unfinished_result_json.as_deref()),
+        }
+    }
 }
 
 /// An action run as written by the worker.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use process::Processor;
+pub use process::{Processor, Slots};
 
 use crate::store::{ClaimRef, ClaimedEvent, Db, Finish};
 
@@ -37,7 +37,7 @@ const MAX_RECORD: usize = 256;
 /// How the pool runs.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Events handled at once.
+    /// Handlers running at once (an event's, or each running action of a fan-out event).
     pub concurrency: usize,
     /// Fallback poll when idle.
     pub poll_interval: Duration,
@@ -220,11 +220,11 @@ impl Pool {
             let fast = self.fast.clone();
             self.tasks.spawn(async move {
                 // The semaphore is never closed, so this waits rather than fails.
-                let running = handlers.acquire_owned().await.ok();
+                let running = handlers.clone().acquire_owned().await.ok();
                 let started = Instant::now();
-                let finish = processor.attempt(&event).await;
+                // The held slot is given back when the attempt's (first) handler ends.
+                let finish = processor.attempt(&event, Slots::new(running, handlers)).await;
                 fast.store(started.elapsed() < FAST_HANDLER, Ordering::Relaxed);
-                drop(running);
                 // The claim slot travels with the outcome and is freed once it is stored,
                 // so a slow store holds the claim loop back instead of queueing outcomes.
                 let _ = outcomes.send((finish, permit));

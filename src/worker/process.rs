@@ -1,9 +1,12 @@
 //! One attempt at one event: route, run the handler (once per action), record the outcome.
 
+mod fan_out;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::backoff;
 use crate::domain::RunStatus;
@@ -66,6 +69,45 @@ fn other_runs_read_event(event: &ClaimedEvent, run: Option<&ActionRunRecord>) ->
 /// A handler's output, or why the attempt failed.
 type Attempt = Result<Value, HandlerError>;
 
+/// The worker slots (`WORKER_CONCURRENCY`) an attempt's handlers run under: the one its
+/// task holds, and the pool more come from. Every action run holds a slot while its
+/// handler runs, so an event with three actions takes up to three slots at once.
+pub struct Slots {
+    held: Option<OwnedSemaphorePermit>,
+    pool: Option<Arc<Semaphore>>,
+}
+
+impl Slots {
+    /// The slot `held` by the attempt's task, and the `pool` of the others.
+    pub fn new(held: Option<OwnedSemaphorePermit>, pool: Arc<Semaphore>) -> Slots {
+        Slots { held, pool: Some(pool) }
+    }
+
+    /// No bound (`worker --run-once` handles one event and nothing else).
+    pub fn unbounded() -> Slots {
+        Slots { held: None, pool: None }
+    }
+}
+
+/// Where one action goes: the routed action and its handler.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    action: &'a str,
+    mode: HandlerMode,
+    target: Option<&'a str>,
+}
+
+/// How an action run's input and output are stored when it ends `done`.
+#[derive(Clone, Copy, PartialEq)]
+enum RunTexts {
+    /// As the event's ([`run_input::EVENT`]): the one action of an event, whose input and
+    /// output the event's payload and result hold.
+    Event,
+    /// In full: one of several actions, whose output is only a part of the event's result
+    /// (and which may be `done` while the event is not).
+    Full,
+}
+
 /// How the action part of an attempt went.
 enum ActionOutcome {
     /// The routed handler ran; its run is to be stored.
@@ -110,20 +152,35 @@ impl Processor {
 
     /// Runs one attempt and stores its outcome; never panics on event data.
     pub async fn process(&self, event: ClaimedEvent) {
-        let finish = self.attempt(&event).await;
+        let finish = self.attempt(&event, Slots::unbounded()).await;
         self.record(finish).await;
     }
 
-    /// Runs one attempt (route, handler) and says how it ended, without storing it.
-    pub async fn attempt(&self, event: &ClaimedEvent) -> Finish {
+    /// Runs one attempt (route, handlers) and says how it ended, without storing it. The
+    /// attempt's handlers run under `slots` (one action under the slot its task holds).
+    pub async fn attempt(&self, event: &ClaimedEvent, slots: Slots) -> Finish {
         let started = std::time::Instant::now();
         let mut payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
         stored_payload::expand_value(&mut payload, event.source);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
+        if !decision.actions.is_empty() {
+            return self
+                .attempt_fan_out(event, &decision, &router, &payload, slots, started)
+                .await;
+        }
 
         let action = match &decision.mapped_action {
-            Some(action) => self.run_action(event, &decision, action, &router, &payload).await,
+            Some(action) => {
+                let route = Route {
+                    action,
+                    mode: decision.handler_mode.unwrap_or(HandlerMode::Noop),
+                    target: decision.handler_target.as_deref(),
+                };
+                let provider = &decision.provider;
+                self.run_action(event, provider, route, &router, &payload, RunTexts::Event)
+                    .await
+            }
             None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, &payload, &router).await),
         };
         let replay = matches!(action, ActionOutcome::Replayed { .. });
@@ -154,6 +211,7 @@ impl Processor {
             action_run,
             provider: Some(decision.provider.clone()),
             action: decision.mapped_action.clone(),
+            fan_out: None,
         }
     }
 
@@ -176,21 +234,16 @@ impl Processor {
     async fn run_action(
         &self,
         event: &ClaimedEvent,
-        decision: &RouteDecision,
-        action: &str,
+        provider: &str,
+        route: Route<'_>,
         router: &Value,
         payload: &Value,
+        texts: RunTexts,
     ) -> ActionOutcome {
-        if let Some(run) = event.done_runs.iter().find(|r| r.action == action) {
-            let output = run
-                .output_json
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null);
+        if let Some(output) = replayed_output(event, route.action) {
             return ActionOutcome::Replayed { output };
         }
-        let mode = decision.handler_mode.unwrap_or(HandlerMode::Noop);
-        let target = decision.handler_target.as_deref();
+        let Route { action, mode, target } = route;
         let input = HandlerInput {
             action,
             router,
@@ -203,7 +256,7 @@ impl Processor {
             started_at: time::now(),
             finished_at: None,
             status: RunStatus::Running,
-            provider: decision.provider.clone(),
+            provider: provider.to_string(),
             action: action.to_string(),
             handler_mode: mode,
             handler_target: target.map(str::to_string),
@@ -223,11 +276,18 @@ impl Processor {
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
         match &attempt {
-            Ok(_) => {
+            Ok(_) if texts == RunTexts::Event => {
                 // Both are the event's: its payload and router, its result's `result`.
                 record.input_json = run_input::EVENT.to_string();
                 record.status = RunStatus::Done;
                 record.output_json = Some(run_input::EVENT.to_string());
+            }
+            Ok(output) => {
+                if record.input_json.is_empty() {
+                    record.input_json = input_json();
+                }
+                record.status = RunStatus::Done;
+                record.output_json = Some(output.to_string());
             }
             Err(e) => {
                 if record.input_json.is_empty() {
@@ -242,6 +302,17 @@ impl Processor {
             run: Box::new(record),
         }
     }
+}
+
+/// The stored output of `action` when it already ran to `done` for this event.
+fn replayed_output(event: &ClaimedEvent, action: &str) -> Option<Value> {
+    let run = event.done_runs.iter().find(|r| r.action == action)?;
+    Some(
+        run.output_json
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null),
+    )
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ fn unstorable(finish: Finish, e: &StoreError) -> Finish {
         provider: finish.provider,
         action: finish.action,
         other_runs_read_event: finish.other_runs_read_event,
+        fan_out: None,
     }
 }
 

@@ -274,6 +274,41 @@ async function newcomerChecks(page, base, failedId) {
   const r = await fetch(`${base}/events/${failedId}`, { headers: { "x-admin-secret": secret } });
   const eventId = (await r.json()).event.event_id;
   assert.equal(await page.locator(`#event-rows tr[data-id="${failedId}"] td.event-id`).textContent(), eventId);
+// Fan-out (issue 27): an event whose rules pick two actions, one failing (a command target
+// that does not exist) and one done, shows each action's state on its page and in the
+// list; "try it" lists both actions for a sample payload; the rules table shows `continue`.
+async function fanOut(page, base) {
+  cli("mapping", "rule-set", "--provider", "fanout", "--name", "fan-notify", "--priority", "10", "--continue",
+    "--conditions-json", '{"op":"json_path_exists","path":"order"}', "--action", "notify");
+  cli("mapping", "rule-set", "--provider", "fanout", "--name", "fan-ship", "--priority", "20",
+    "--conditions-json", '{"op":"json_path_exists","path":"order"}', "--action", "ship",
+    "--handler-mode", "command", "--handler-target", "no-such-command");
+  const id = await webhook(base, "fanout", { order: { id: 7 } });
+  await page.goto(`${base}/ui/events/${id}`);
+  await signIn(page);
+  // WORKER_MAX_ATTEMPTS=1: the failed action ends the event in error after one attempt.
+  await page.locator("#event-live .badge.error").first().waitFor({ timeout: 20000 });
+  const actions = page.locator("#event-live ul.fan-out li.fan-action");
+  assert.deepEqual(await actions.evaluateAll((li) => li.map((l) => [l.dataset.action, l.dataset.state])),
+    [["notify", "done"], ["ship", "error"]], "each action's own state, in priority order");
+  assert.match(await page.locator("#event-live li.fan-action[data-action=ship]").textContent(), /no-such-command/);
+  assert.equal(await page.locator("#event-live div.run").count(), 2, "one run per action");
+  await shot(page, "event-fan-out");
+
+  await page.goto(`${base}/ui/events?provider=fanout`);
+  const row = page.locator(`#event-rows tr[data-id="${id}"]`);
+  const states = await row.locator(".fan-action").evaluateAll((s) => s.map((e) => [e.dataset.action, e.dataset.state]));
+  assert.deepEqual(states.sort(), [["notify", "done"], ["ship", "error"]], "the list shows each action's state");
+
+  await page.goto(base + "/ui/routing");
+  await page.fill("input[name=hint]", "fanout");
+  await page.fill("textarea[name=body]", '{"order": {"id": 8}}');
+  await Promise.all([page.waitForURL(/\/ui\/routing\/try/), page.click("#try button[type=submit]")]);
+  const listed = await page.locator("#trial ol.actions li.action").allTextContents();
+  assert.deepEqual(listed.map((t) => t.trim().split(" ")[0]), ["notify", "ship"], "try it lists both actions");
+  const notifyRule = page.locator("table tr", { hasText: "fan-notify" }).last();
+  assert.equal((await notifyRule.locator("td.continue").textContent()).trim(), "yes");
+  await shot(page, "routing-fan-out");
 }
 
 async function run() {
@@ -372,6 +407,7 @@ async function run() {
     await overview(page, base, id);
     await newcomerChecks(page, base, id);
     await filtersAndPaging(page, base);
+    await fanOut(page, base);
 
     // Cancel needs an event that stays queued: the same database served without a worker.
     server.child.kill("SIGTERM");

@@ -63,6 +63,7 @@ fn finish(c: &switchyard::store::ClaimedEvent, outcome: Outcome, run: RunStatus)
         provider: Some("github".into()),
         action: Some("act".into()),
         other_runs_read_event: true,
+        fan_out: None,
     }
 }
 

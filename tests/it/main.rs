@@ -11,6 +11,7 @@ mod cli_db;
 mod cli_safety;
 mod command;
 mod db_copy;
+mod fan_out;
 mod helpers;
 mod http_handler;
 mod limits;

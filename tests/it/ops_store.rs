@@ -259,6 +259,7 @@ async fn finish_all_done(db: &Db, output: &str) -> Vec<switchyard::store::Claime
             provider: Some("github".into()),
             action: Some("act".into()),
             other_runs_read_event: true,
+            fan_out: None,
         };
         assert!(db.finish(f).await.unwrap());
     }
@@ -330,6 +331,7 @@ async fn cancel_only_pending_or_retry_and_never_claimed(t: TestStore) {
         provider: None,
         action: None,
         other_runs_read_event: true,
+        fan_out: None,
     };
     assert!(db.finish(retry).await.unwrap());
     assert_eq!(db.cancel(retried).await.unwrap(), Transition::Applied);
@@ -458,6 +460,7 @@ async fn stats_and_queue_depth_count_by_status(t: TestStore) {
             provider: None,
             action: None,
             other_runs_read_event: true,
+            fan_out: None,
         };
         assert!(t.db.finish(f).await.unwrap());
     }

@@ -192,6 +192,7 @@ async fn an_outcome_the_database_refuses_does_not_take_its_batch_with_it() {
         provider: None,
         action: None,
         other_runs_read_event: true,
+        fan_out: None,
     };
     let processor = switchyard::processor(&db, &Settings::defaults());
     tokio::time::timeout(PATIENCE, processor.record_many(vec![done(a), refused, done(c)]))

@@ -166,6 +166,9 @@ fn decision(e: &EventRow, runs: &[ActionRunRow]) -> Markup {
                 dt { "Action" } dd.mono { (text("mapped_action")) }
                 dt { "Handler" } dd.mono { (text("handler_mode")) " " (router.get("handler_target").and_then(Value::as_str).unwrap_or("")) }
             }
+            @if let Some(actions) = router.get("actions").and_then(Value::as_array) {
+                (fan_out(actions, runs))
+            }
             h2 { "Reasons" }
             ul.reasons {
                 @for r in router.get("reasons").and_then(Value::as_array).into_iter().flatten() {
@@ -176,11 +179,30 @@ fn decision(e: &EventRow, runs: &[ActionRunRow]) -> Markup {
     }
 }
 
+/// The actions of a fan-out decision, in order, each with its run's state: which are
+/// done and which failed.
+fn fan_out(actions: &[Value], runs: &[ActionRunRow]) -> Markup {
+    html! {
+        h2 { "Actions" }
+        ul.fan-out {
+            @for a in actions {
+                @let name = a.get("action").and_then(Value::as_str).unwrap_or("");
+                @let run = runs.iter().find(|r| r.action.as_deref() == Some(name));
+                @let state = run.and_then(|r| r.status).map_or("not run", |s| s.as_str());
+                li.fan-action data-action=(name) data-state=(state) {
+                    span.mono { (name) } " " (status_badge(state))
+                    @if let Some(err) = run.and_then(|r| r.error.as_deref()) { " " span.err { (err) } }
+                }
+            }
+        }
+    }
+}
+
 fn runs_table(runs: &[ActionRunRow]) -> Markup {
     html! {
         @if runs.is_empty() { p.muted { "No action has run." } }
         @for r in runs {
-            div.run {
+            div.run data-action=[r.action.as_deref()] {
                 div.row {
                     (status_badge(r.status.map(|v| v.as_str()).unwrap_or("?")))
                     span.mono { (r.action.as_deref().unwrap_or("")) }

@@ -161,7 +161,20 @@ fn row(e: &EventSummary) -> Markup {
             td.mono.event-id title=[e.event_id.as_deref()] { (e.event_id.as_deref().unwrap_or("")) }
             td { (e.source.map(|v| v.as_str()).unwrap_or("")) }
             td { (e.provider.as_deref().unwrap_or("")) }
-            td.mono { (e.action.as_deref().unwrap_or("")) }
+            td.mono {
+                @match &e.actions {
+                    // Fan-out: each action with its run's state.
+                    Some(actions) => {
+                        @for a in actions {
+                            span.fan-action data-action=(a.action) data-state=(a.status.map_or("?", |s| s.as_str())) {
+                                (a.action) " " (status_badge(a.status.map_or("?", |s| s.as_str())))
+                            }
+                            " "
+                        }
+                    }
+                    None => (e.action.as_deref().unwrap_or("")),
+                }
+            }
             td.num { (e.attempt_count) }
             td.err title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }
         }

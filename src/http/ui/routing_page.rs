@@ -13,6 +13,7 @@ use super::layout::{csrf_field, page, pretty_json};
 use super::try_route::{Outcome, Trial, envelope_for, trial};
 use crate::error::ApiError;
 use crate::ingest::sources::Sources;
+use crate::routing::RouteDecision;
 use crate::store::RoutingTables;
 
 /// The "try it" form: a stored event, or a pasted webhook.
@@ -105,8 +106,36 @@ fn try_form(session: &Session, form: &TryForm) -> Markup {
     }
 }
 
+/// Every action the event would run, in order: the decision's fan-out list, or its one
+/// action (none without a route).
+fn actions_of(d: &RouteDecision) -> Vec<(&str, &str, &str)> {
+    if !d.actions.is_empty() {
+        return d
+            .actions
+            .iter()
+            .map(|a| {
+                (
+                    a.action.as_str(),
+                    a.handler_mode.as_str(),
+                    a.handler_target.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+    }
+    d.mapped_action.as_deref().map_or_else(Vec::new, |a| {
+        let mode = d.handler_mode.map_or("noop", |m| m.as_str());
+        vec![(a, mode, d.handler_target.as_deref().unwrap_or(""))]
+    })
+}
+
+/// Whether the rule named `name` adds an action to the decision.
+fn chosen(d: &RouteDecision, name: &str) -> bool {
+    d.matched_rule.as_deref() == Some(name) || d.actions.iter().any(|a| a.matched_rule.as_deref() == Some(name))
+}
+
 fn trial_view(t: &Trial, payload: &Value) -> Markup {
     let d = &t.decision;
+    let actions = actions_of(d);
     html! {
         div.trial id="trial" {
             h2 { "Outcome" }
@@ -115,6 +144,13 @@ fn trial_view(t: &Trial, payload: &Value) -> Markup {
                 dt { "Matched rule" } dd.mono.match-rule { (d.matched_rule.as_deref().unwrap_or("none")) }
                 dt { "Action" } dd.mono { (d.mapped_action.as_deref().unwrap_or("no route")) }
                 dt { "Handler" } dd.mono { (d.handler_mode.map(|m| m.as_str()).unwrap_or("")) " " (d.handler_target.as_deref().unwrap_or("")) }
+            }
+            h3 { "Actions it would run" }
+            ol.actions {
+                @for (action, mode, target) in &actions {
+                    li.mono.action { (action) " " span.muted { "(" (mode) @if !target.is_empty() { " " (target) } ")" } }
+                }
+                @if actions.is_empty() { li.muted { "none: no route" } }
             }
             ul.reasons { @for r in &d.reasons { li { (r) } } }
             table {
@@ -130,7 +166,10 @@ fn trial_view(t: &Trial, payload: &Value) -> Markup {
                                 Outcome::NoMatch => { td { span.nomatch { "no match" } } td {} }
                                 Outcome::Match(signals) => {
                                     td {
-                                        @if d.matched_rule.as_deref() == Some(c.rule.name.as_str()) { span.match { "matches: chosen" } }
+                                        @if chosen(d, &c.rule.name) {
+                                            span.match { "matches: chosen" }
+                                            @if c.rule.continue_after_match { span.muted { " (continue)" } }
+                                        }
                                         @else { span.muted { "matches (an earlier rule won)" } }
                                     }
                                     td.mono { (signals.join(", ")) }
@@ -188,15 +227,16 @@ fn tables_view(tables: &RoutingTables) -> Markup {
         div.card {
             h2 { "Rules, in evaluation order" }
             table {
-                thead { tr { th { "Provider" } th.num { "Priority" } th { "Name" } th { "Conditions" } th { "Action" } th { "Handler" } th { "Enabled" } } }
+                thead { tr { th { "Provider" } th.num { "Priority" } th { "Name" } th { "Conditions" } th { "Action" } th { "Handler" } th { "Enabled" } th title="After a match, later rules are evaluated too (fan-out)" { "Continue" } } }
                 tbody {
                     @for r in &tables.rules {
                         tr { td { (r.provider) } td.num { (r.priority) } td.mono { (r.name) }
                              td.mono { (r.conditions_json) } td.mono { (r.action) }
                              td { (r.handler_mode.as_str()) " " span.mono { (r.handler_target.as_deref().unwrap_or("")) } }
-                             td { (if r.enabled { "yes" } else { "no" }) } }
+                             td { (if r.enabled { "yes" } else { "no" }) }
+                             td.continue { (if r.continue_after_match { "yes" } else { "" }) } }
                     }
-                    @if tables.rules.is_empty() { tr { td colspan="7" .muted { "No rules." } } }
+                    @if tables.rules.is_empty() { tr { td colspan="8" .muted { "No rules." } } }
                 }
             }
         }

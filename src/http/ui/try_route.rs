@@ -133,6 +133,7 @@ mod tests {
             handler_mode: HandlerMode::Noop,
             handler_target: None,
             enabled,
+            continue_after_match: false,
         }
     }
 

@@ -137,6 +137,7 @@ pub const TABLES: &[Table] = &[
             text("handler_target"),
             int("enabled"),
             text("updated_at"),
+            int("continue_after_match"),
         ],
     },
     Table {

@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::*;
 use crate::domain::EventStatus;
 use crate::store::query::{self, Dialect};
-use crate::store::rows;
+use crate::store::{action_states, rows};
 
 /// Sets an event back to `pending` with a fresh attempt budget (the columns every replay sets).
 const REQUEUE: &str = "status = 'pending', attempt_count = 0, next_attempt_at = $1, last_error = NULL, \
@@ -24,7 +24,16 @@ pub(super) async fn list_page(
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await?;
-    rows::page(&rows, limit as usize)
+    let mut page = rows::page(&rows, limit as usize)?;
+    if !page.events.is_empty() {
+        let ids: Vec<i64> = page.events.iter().map(|e| e.id).collect();
+        let runs = sqlx::query_as(action_states::POSTGRES_SQL)
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
+        action_states::attach(&mut page, runs);
+    }
+    Ok(page)
 }
 
 /// What a single-row transition that changed nothing means.

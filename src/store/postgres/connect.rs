@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
     ),
     (
+        21,
+        "rule continue",
+        include_str!("../../../migrations/postgres/0021_rule_continue.sql"),
+    ),
+    (
         23,
         "event attempts",
         include_str!("../../../migrations/postgres/0023_event_attempts.sql"),

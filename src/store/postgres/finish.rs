@@ -45,13 +45,17 @@ pub(super) async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<V
 /// Roughly what an outcome adds to the statement's message.
 fn finish_bytes(f: &Finish) -> usize {
     let outcome = match &f.outcome {
-        Outcome::Done { result_json } => result_json.len(),
+        Outcome::Done { .. } => 0,
         Outcome::Retry { error, .. } | Outcome::Failed { error } => error.len(),
     };
-    let run = f.action_run.as_ref().map_or(0, |r| {
-        r.input_json.len() + r.output_json.as_ref().map_or(0, String::len) + r.error.as_ref().map_or(0, String::len)
-    });
-    outcome + run
+    let result = f.result_json().map_or(0, str::len);
+    let runs: usize = f
+        .runs()
+        .map(|r| {
+            r.input_json.len() + r.output_json.as_ref().map_or(0, String::len) + r.error.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    outcome + result + runs
 }
 
 /// The outcome columns of a chunk, one array per column of the UPDATE. NULL keeps a
@@ -73,17 +77,18 @@ impl<'a> OutcomeColumns<'a> {
     fn new(finishes: &[&'a Finish], now: &'a str) -> Self {
         let mut c = OutcomeColumns::default();
         for f in finishes {
-            let (status, at, result, error, next) = match &f.outcome {
-                Outcome::Done { result_json } => (EventStatus::Done, Some(now), Some(result_json.as_str()), None, None),
+            let (status, at, error, next) = match &f.outcome {
+                Outcome::Done { .. } => (EventStatus::Done, Some(now), None, None),
                 Outcome::Retry { error, next_attempt_at } => (
                     EventStatus::Retry,
-                    None,
                     None,
                     Some(error.as_str()),
                     Some(next_attempt_at.as_str()),
                 ),
-                Outcome::Failed { error } => (EventStatus::Error, Some(now), None, Some(error.as_str()), None),
+                Outcome::Failed { error } => (EventStatus::Error, Some(now), Some(error.as_str()), None),
             };
+            // A `done` outcome's result, or an unfinished fan-out's (NULL keeps the stored one).
+            let result = f.result_json();
             c.ids.push(f.claim.id);
             c.attempts.push(f.claim.attempt);
             c.statuses.push(status.as_str());
@@ -163,7 +168,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
     let out = OutcomeColumns::new(finishes, &now);
     let runs: Vec<(&ActionRunRecord, i64)> = finishes
         .iter()
-        .filter_map(|f| f.action_run.as_ref().map(|r| (r, f.claim.attempt)))
+        .flat_map(|f| f.runs().map(|r| (r, f.claim.attempt)))
         .collect();
     let runs = RunColumns::new(&runs);
     let q = sqlx::query(concat!(
@@ -171,7 +176,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         ", applied AS ( \
            UPDATE events e SET status = u.status, \
                processed_at = COALESCE(u.processed_at, e.processed_at), \
-               result_json = CASE WHEN u.status = 'done' THEN u.result_json ELSE e.result_json END, \
+               result_json = COALESCE(u.result_json, e.result_json), \
                last_error = u.last_error, \
                next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
                lease_until = NULL, \
@@ -219,13 +224,13 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         .collect())
 }
 
-/// Before `done` outcomes replace their events' results, stores the full input of those
+/// Before `done` outcomes (or unfinished fan-outs) replace their events' results, stores the full input of those
 /// events' runs whose input is the event's ([`run_input`]), except the run each finish
 /// rewrites.
 async fn keep_run_inputs(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<(), sqlx::Error> {
     let done: Vec<&&Finish> = finishes
         .iter()
-        .filter(|f| f.other_runs_read_event && matches!(f.outcome, Outcome::Done { .. }))
+        .filter(|f| f.other_runs_read_event && f.result_json().is_some())
         .collect();
     if done.is_empty() {
         return Ok(());

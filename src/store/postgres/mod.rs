@@ -139,8 +139,8 @@ fn message_chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> impl Iterator<I
 // Column lists as macros so that each statement is one `concat!`ed `&'static str`.
 macro_rules! rule_select {
     () => {
-        "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled \
-         FROM routing_rules"
+        "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, \
+         continue_after_match FROM routing_rules"
     };
 }
 macro_rules! mapping_select {

@@ -28,11 +28,13 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
     for r in &changes.rules {
         sqlx::query(
             "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \
-             handler_target, enabled, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             handler_target, enabled, updated_at, continue_after_match) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (provider, name) DO UPDATE SET priority = EXCLUDED.priority, \
              conditions_json = EXCLUDED.conditions_json, action = EXCLUDED.action, \
              handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
-             enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
+             enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at, \
+             continue_after_match = EXCLUDED.continue_after_match",
         )
         .bind(&r.provider)
         .bind(&r.name)
@@ -43,6 +45,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
         .bind(&r.handler_target)
         .bind(i64::from(r.enabled))
         .bind(&now)
+        .bind(i64::from(r.continue_after_match))
         .execute(&mut *tx)
         .await?;
     }

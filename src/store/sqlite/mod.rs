@@ -22,8 +22,8 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::query::{self, Dialect};
-use super::rows;
 use super::*;
+use super::{action_states, rows};
 use writer::{Op, OpResult, WriteOp};
 
 pub(crate) use file::{check_existing, prepare};
@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
+    ),
+    (
+        21,
+        "rule continue",
+        include_str!("../../../migrations/sqlite/0021_rule_continue.sql"),
     ),
     (
         23,
@@ -161,7 +166,7 @@ impl SqliteStore {
     }
 }
 
-const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled FROM routing_rules";
+const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, continue_after_match FROM routing_rules";
 const EVENT_COLUMNS: &str = "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
      processing_started_at, processed_at, payload_json, result_json, last_error FROM events";
 
@@ -293,7 +298,15 @@ impl Store for SqliteStore {
             let (sql, c) = query::page_sql(Dialect::Sqlite, &filter, cursor.as_ref());
             let q = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds).bind(i64::from(limit) + 1);
             let rows = q.fetch_all(&self.read).await?;
-            Ok(rows::page(&rows, limit as usize)?)
+            let mut page = rows::page(&rows, limit as usize)?;
+            if !page.events.is_empty() {
+                let runs = sqlx::query_as(action_states::SQLITE_SQL)
+                    .bind(action_states::ids_json(&page))
+                    .fetch_all(&self.read)
+                    .await?;
+                action_states::attach(&mut page, runs);
+            }
+            Ok(page)
         })
     }
 

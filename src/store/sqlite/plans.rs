@@ -76,3 +76,11 @@ async fn status_counts_read_indexes_not_the_table() {
         assert!(p.contains(&format!("COVERING INDEX {index}")), "{sql}: {p}");
     }
 }
+
+#[tokio::test]
+async fn a_pages_action_states_are_looked_up_by_event() {
+    let (_dir, path) = migrated().await;
+    let p = plan(&path, action_states::SQLITE_SQL);
+    assert!(p.contains("USING INDEX") && p.contains("event_row_id=?"), "{p}");
+    assert!(!p.contains("SCAN action_runs"), "{p}");
+}

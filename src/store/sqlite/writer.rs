@@ -376,7 +376,7 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
 
 fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
     let (id, attempt) = (f.claim.id, f.claim.attempt);
-    if f.other_runs_read_event && matches!(f.outcome, Outcome::Done { .. }) {
+    if f.other_runs_read_event && f.result_json().is_some() {
         keep_run_inputs(tx, id, f.action_run.as_ref().map(|r| r.action.as_str()))?;
     }
     let changed = match &f.outcome {
@@ -413,11 +413,15 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
     if changed == 1 {
         super::attempts::record(tx, id, now)?;
     }
-    // A lost claim's action run is not written: the new owner will write its own.
-    if changed == 1
-        && let Some(run) = &f.action_run
-    {
-        upsert_action_run(tx, run)?;
+    // A lost claim's action runs are not written: the new owner will write its own.
+    if changed == 1 {
+        for run in f.runs() {
+            upsert_action_run(tx, run)?;
+        }
+        if let Some(result_json) = f.fan_out.as_deref().and_then(|o| o.unfinished_result_json.as_deref()) {
+            tx.prepare_cached("UPDATE events SET result_json = ?1 WHERE id = ?2")?
+                .execute(params![result_json, id])?;
+        }
     }
     Ok(changed == 1)
 }
@@ -537,11 +541,13 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
     }
     let mut rule = tx.prepare_cached(
         "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \
-         handler_target, enabled, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         handler_target, enabled, updated_at, continue_after_match) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT(provider, name) DO UPDATE SET priority = excluded.priority, \
          conditions_json = excluded.conditions_json, action = excluded.action, \
          handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
-         enabled = excluded.enabled, updated_at = excluded.updated_at",
+         enabled = excluded.enabled, updated_at = excluded.updated_at, \
+         continue_after_match = excluded.continue_after_match",
     )?;
     for r in &changes.rules {
         rule.execute(params![
@@ -553,7 +559,8 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
             r.handler_mode.as_str(),
             r.handler_target,
             i64::from(r.enabled),
-            now
+            now,
+            i64::from(r.continue_after_match)
         ])?;
     }
     Ok(())
