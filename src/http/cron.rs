@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::ingest::{IngestReply, enqueue_reply};
+use super::enqueued::{IngestReply, enqueue_reply};
 use super::{AppState, require_secret};
 use crate::cron;
 use crate::error::{ApiError, ErrorReply};

@@ -2,6 +2,7 @@
 
 pub mod body;
 mod cron;
+mod enqueued;
 pub mod events;
 mod health;
 mod ingest;

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
 use super::AppState;
-use super::body::{BodyLimits, read_body};
-use super::ingest::{WebhookReply, enqueue_reply, refuse_deep_json};
+use super::body::read_webhook_body;
+use super::enqueued::{WebhookReply, enqueue_reply};
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
 use crate::ingest::signatures::{BodyFields, Delivery};
@@ -27,11 +27,7 @@ pub(super) async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<WebhookReply>, ApiError> {
-    let body = read_body(body, headers, BodyLimits::from_settings(&state.settings)).await?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest("empty body".into()));
-    }
-    refuse_deep_json(headers, &body)?;
+    let body = read_webhook_body(body, headers, &state.settings).await?;
     let fields = BodyFields::parse(&body);
     let delivery = Delivery {
         headers,

@@ -10,15 +10,8 @@ use serde::Deserialize;
 
 use super::UiState;
 use super::layout::page_bare;
-use super::session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, cookie, set_cookie};
+use super::session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session, cookie, set_cookie};
 use crate::ingest::signature::secret_matches;
-
-/// The signed-in session of a request, put in its extensions by [`require_session`].
-#[derive(Clone)]
-pub struct Session {
-    /// The token every form of this session must carry as `_csrf`.
-    pub csrf: String,
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()

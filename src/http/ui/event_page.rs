@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::UiState;
-use super::auth::{Session, see_other};
+use super::auth::see_other;
 use super::events_page::router_of;
 use super::layout::{csrf_field, page, pretty_json, short_time, status_badge};
+use super::session::Session;
 use crate::domain::EventStatus;
 use crate::error::ApiError;
 use crate::store::{ActionRunRow, EventRow, Transition};

@@ -8,8 +8,8 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::UiState;
-use super::auth::Session;
 use super::layout::{page, short_time, status_badge};
+use super::session::Session;
 use crate::domain::{EventStatus, Source};
 use crate::error::ApiError;
 use crate::store::{Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS};

@@ -19,6 +19,13 @@ pub const LOGIN_COOKIE: &str = "sy_login";
 /// How long a session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
 
+/// The signed-in session of a request, put in its extensions by `auth::require_session`.
+#[derive(Clone)]
+pub struct Session {
+    /// The token every form of this session must carry as `_csrf`.
+    pub csrf: String,
+}
+
 /// The key that signs sessions and CSRF tokens.
 pub struct SessionKey([u8; 32]);
 
