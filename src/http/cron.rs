@@ -45,6 +45,7 @@ pub async fn enqueue(
         .filter(|j| !j.is_empty())
         .ok_or_else(|| ApiError::BadRequest("missing query parameter 'job'".into()))?;
     let event = cron::event_for(&job, chrono::Utc::now());
+    crate::ingest::event_id::check_len(&event.event_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let event_id = event.event_id.clone();
     let outcome = state.db.enqueue(event).await?;
     Ok(Json(enqueue_reply(&state, outcome, &event_id)))

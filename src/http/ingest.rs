@@ -103,7 +103,8 @@ async fn ingest(state: AppState, hint: Option<String>, request: Request) -> Resu
         headers: &headers,
         body: &body,
         store_sensitive_headers: s.store_sensitive_headers,
-    });
+    })
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let outcome = state
         .db
         .enqueue(NewEvent {

@@ -8,6 +8,8 @@ mod claude_e2e;
 mod cli;
 mod cli_safety;
 mod command;
+mod hardening;
+mod hardening_logs;
 mod helpers;
 mod http_handler;
 mod limits;

@@ -12,6 +12,7 @@ use super::layout::{page, short_time, status_badge};
 use super::session::Session;
 use crate::domain::{EventStatus, Source};
 use crate::error::ApiError;
+use crate::escape::escaped;
 use crate::store::{Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS};
 
 /// Rows per page.
@@ -157,7 +158,7 @@ fn row(e: &EventSummary) -> Markup {
             td { (status_badge(e.status.map(|v| v.as_str()).unwrap_or("?"))) }
             td.mono { (short_time(e.received_at.as_deref())) }
             td { (e.source.map(|v| v.as_str()).unwrap_or("")) }
-            td { (e.provider.as_deref().unwrap_or("")) }
+            td { (escaped(e.provider.as_deref().unwrap_or(""))) }
             td.mono { (e.action.as_deref().unwrap_or("")) }
             td.num { (e.attempt_count) }
             td.err title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }

@@ -9,6 +9,7 @@ mod enqueue;
 #[cfg(test)]
 mod plans;
 mod schedules;
+mod sessions;
 mod writer;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -64,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
+    ),
+    (
+        25,
+        "revoked dashboard sessions",
+        include_str!("../../../migrations/sqlite/0025_revoked_sessions.sql"),
     ),
 ];
 
@@ -567,6 +573,22 @@ impl Store for SqliteStore {
 
     fn schedules_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(schedules::version(&self.read))
+    }
+
+    fn revoke_session(&self, nonce: &str, expires_at: i64) -> StoreFuture<'_, ()> {
+        let op = Op::RevokeSession {
+            nonce: nonce.to_string(),
+            expires_at,
+        };
+        Box::pin(async move {
+            self.submit(op).await?;
+            Ok(())
+        })
+    }
+
+    fn session_revoked(&self, nonce: &str) -> StoreFuture<'_, bool> {
+        let nonce = nonce.to_string();
+        Box::pin(async move { sessions::revoked(&self.read, &nonce).await })
     }
 
     fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()> {
