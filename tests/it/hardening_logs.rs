@@ -84,3 +84,19 @@ async fn long_and_non_utf8_event_ids_are_refused() {
     let (_, list) = app.get("/events", &[]).await;
     assert_eq!(list["events"].as_array().unwrap().len(), 2, "{list}");
 }
+
+#[tokio::test]
+async fn an_http_target_is_logged_without_credentials_or_query() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused (loopback), so the attempt fails at once; its log line still names the target.
+    let target = "http://user:pw-s3cret@127.0.0.1:9/hook?token=tok-s3cret";
+    route_unknown(dir.path(), "post_it", "http", target);
+    let app = App::spawn_in(dir.path(), "serve", &[("WORKER_MAX_ATTEMPTS", "1")]);
+    let (code, v) = app.post("/webhook", r#"{"a":1}"#, &[]).await;
+    assert_eq!(code, 200, "{v}");
+    app.wait_status(v["row_id"].as_i64().unwrap(), "error", Duration::from_secs(20))
+        .await;
+    let logs = logs_with(&app, "event attempt finished").await;
+    assert!(logs.contains("target=http://127.0.0.1:9/hook?[redacted]"), "{logs}");
+    assert!(!logs.contains("s3cret"), "a credential was logged:\n{logs}");
+}
