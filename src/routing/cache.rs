@@ -67,7 +67,7 @@ impl RoutingCache {
             match CompiledRule::compile(rule) {
                 Ok(r) => tables.rules.entry(provider).or_default().push(r),
                 Err(e) => {
-                    tracing::warn!(rule_id = id, provider = %escaped(&provider), rule = %escaped(&name), error = %e, "skipping stored rule with invalid conditions")
+                    tracing::warn!(rule_id = id, provider = %escaped(&provider), rule = %escaped(&name), error = %escaped(&e.to_string()), "skipping stored rule with invalid conditions")
                 }
             }
         }

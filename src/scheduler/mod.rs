@@ -199,7 +199,7 @@ fn load(row: StoredSchedule, start_up: bool, now: DateTime<Utc>) -> Option<Entry
     let compiled = match Compiled::new(row.schedule) {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(job = %escaped(&job), error = %e, "skipping stored schedule");
+            tracing::warn!(job = %escaped(&job), error = %escaped(&e.to_string()), "skipping stored schedule");
             return None;
         }
     };

@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 use crate::limits::{addr_of, assert_408_then_closed};
+use crate::store::{TestStore, store_tests};
 use crate::ui::{cookie_pair, csrf_of, login, no_redirects, set_cookie};
 
 /// Resident memory of process `pid` in KiB (`VmRSS` of /proc/PID/status).
@@ -248,4 +249,22 @@ async fn cookies_are_secure_behind_an_https_public_url() {
         let cookie = set_cookie(&r, "sy_session").expect("session cookie");
         assert_eq!(cookie.contains("; Secure"), secure, "{url}: {cookie}");
     }
+}
+
+store_tests!(revoked_sessions_stay_revoked_until_they_expire);
+
+async fn revoked_sessions_stay_revoked_until_they_expire(t: TestStore) {
+    let db = &t.db;
+    let now = chrono::Utc::now().timestamp();
+    assert!(!db.session_revoked("nonce-1").await.unwrap());
+    db.revoke_session("nonce-1", now + 3600).await.unwrap();
+    // A second logout with the same cookie (two tabs) is no error.
+    db.revoke_session("nonce-1", now + 3600).await.unwrap();
+    assert!(db.session_revoked("nonce-1").await.unwrap());
+    assert!(!db.session_revoked("nonce-2").await.unwrap());
+    // A cookie past its expiry needs no revocation: the next logout forgets it.
+    db.revoke_session("expired", now - 1).await.unwrap();
+    db.revoke_session("nonce-2", now + 3600).await.unwrap();
+    assert!(!db.session_revoked("expired").await.unwrap());
+    assert!(db.session_revoked("nonce-1").await.unwrap() && db.session_revoked("nonce-2").await.unwrap());
 }
