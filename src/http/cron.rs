@@ -26,7 +26,7 @@ pub struct CronQuery {
     security((), ("ingress_secret" = [], "cron_secret" = [])),
     responses(
         (status = 200, description = "Queued, or this second's tick was queued already", body = IngestReply),
-        (status = 400, description = "job is missing", body = ErrorReply),
+        (status = 400, description = "job is missing, or its event id would pass 512 bytes", body = ErrorReply),
         (status = 401, description = "Missing or wrong secret", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]

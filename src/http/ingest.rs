@@ -19,7 +19,7 @@ use crate::store::NewEvent;
     security((), ("ingress_secret" = [])),
     responses(
         (status = 200, description = "Queued, a duplicate ignored, or a provider handshake answered", body = WebhookReply),
-        (status = 400, description = "Empty body or JSON nested too deeply", body = ErrorReply),
+        (status = 400, description = "Empty body, JSON nested too deeply, or an event id over 512 bytes or not UTF-8", body = ErrorReply),
         (status = 401, description = "Missing or wrong secret or signature", body = ErrorReply),
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
@@ -35,7 +35,7 @@ pub async fn webhook(State(state): State<AppState>, request: Request) -> Result<
     security((), ("ingress_secret" = [])),
     responses(
         (status = 200, description = "Queued, a duplicate ignored, or a provider handshake answered", body = WebhookReply),
-        (status = 400, description = "Empty body or JSON nested too deeply", body = ErrorReply),
+        (status = 400, description = "Empty body, JSON nested too deeply, or an event id over 512 bytes or not UTF-8", body = ErrorReply),
         (status = 401, description = "Missing or wrong secret or signature", body = ErrorReply),
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
