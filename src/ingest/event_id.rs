@@ -18,7 +18,7 @@ pub enum EventIdError {
     TooLong(usize),
 }
 
-/// `id` when it is at most [`MAX_EVENT_ID_BYTES`] long.
+/// Refuses an id over [`MAX_EVENT_ID_BYTES`].
 pub fn check_len(id: &str) -> Result<(), EventIdError> {
     if id.len() > MAX_EVENT_ID_BYTES {
         return Err(EventIdError::TooLong(id.len()));
@@ -28,7 +28,7 @@ pub fn check_len(id: &str) -> Result<(), EventIdError> {
 
 /// The value of id header `name` as text: `None` when absent, an error when not UTF-8.
 /// (Bidi and zero-width characters are kept: the id must match the sender's exactly to
-/// dedupe; logs and pages show it escaped, `crate::escape`.)
+/// dedupe; logs and pages show it escaped, by the `escape` module.)
 pub fn id_header<'h>(headers: &'h axum::http::HeaderMap, name: &'static str) -> Result<Option<&'h str>, EventIdError> {
     headers
         .get(name)
