@@ -80,7 +80,8 @@ fn payload_of(hint: Option<&str>, headers: &HeaderMap, body: &[u8]) -> (String, 
         headers,
         body,
         store_sensitive_headers: false,
-    });
+    })
+    .expect("the bench's ids are short and UTF-8");
     let v = serde_json::from_str(&env.payload_json).unwrap_or(Value::Null);
     (env.payload_json, v)
 }

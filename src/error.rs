@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 401 `invalid signature`.
     #[error("invalid signature")]
     InvalidSignature,
+    /// 403 with a message (a `Host` not allowed, CONTRACT §11).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 with a message.
     #[error("{0}")]
     NotFound(String),
@@ -79,6 +82,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod cron;
 pub mod domain;
 pub mod error;
+pub mod escape;
 pub mod handlers;
 pub mod http;
 pub mod ingest;
@@ -250,8 +251,8 @@ fn spawn_server(
     http::server::warn_unprotected(addr, &settings);
     tracing::info!(%addr, backend = state.db.backend(), database = %store::location(&settings.store_config()), "switchyard listening");
     for source in state.sources.iter() {
-        tracing::info!(name = %source.name, path = %source.path(), scheme = source.scheme.name(),
-            provider = %source.provider, secrets = source.secret_count(), "source verified by its provider's signature");
+        tracing::info!(name = %escape::escaped(&source.name), path = %escape::escaped(&source.path()), scheme = source.scheme.name(),
+            provider = %escape::escaped(&source.provider), secrets = source.secret_count(), "source verified by its provider's signature");
     }
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;

@@ -203,7 +203,7 @@ pub(crate) async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
                     headers: &headers,
                     body: body.as_bytes(),
                     store_sensitive_headers: false,
-                });
+                })?;
                 db.enqueue(NewEvent {
                     source: switchyard::domain::Source::Webhook,
                     event_id: env.event_id,

@@ -44,17 +44,18 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
-    // IPv4 inside IPv6 (mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) is judged as IPv4.
+    // IPv4-mapped `::ffff:a.b.c.d` is judged as IPv4.
     if let Some(v4) = ip.to_ipv4_mapped() {
         return v4_reason(v4);
     }
     let seg = ip.segments();
-    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = seg[6].to_be_bytes();
-        let [c, d] = seg[7].to_be_bytes();
-        return v4_reason(Ipv4Addr::new(a, b, c, d));
+    // NAT64 and 6to4 reach IPv4 through a translator or relay, which may sit inside the
+    // network and reach its private addresses: refused whatever address they embed.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && (seg[2..6] == [0; 4] || seg[2] == 1) {
+        return Some("a NAT64 address (64:ff9b::/96, 64:ff9b:1::/48)");
     }
     Some(match seg[0] {
+        0x2002 => "a 6to4 address (2002::/16)",
         _ if ip.is_loopback() => "a loopback address",
         _ if ip.is_unspecified() => "an unspecified address",
         // IPv4-compatible `::a.b.c.d` (deprecated) and the rest of ::/96.
@@ -243,6 +244,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b::808:808",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            "2002:7f00:1::1",
+            "2002:808:808::1",
             "::7f00:1",
             "2001:db8::1",
         ] {
@@ -265,7 +271,8 @@ mod tests {
             "192.169.0.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
+            "64:ff9b:2::1",
+            "2003::1",
         ] {
             assert_eq!(reason(ip), None, "{ip} should be allowed");
         }

@@ -17,6 +17,8 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::ingest::envelope::is_json_content_type;
+use crate::ingest::limits::{MAX_JSON_DEPTH, json_too_deep};
 
 /// Most bytes past the limit read and discarded so that the client can read its 413.
 const OVERSIZE_DRAIN_BYTES: u64 = 8 * 1024 * 1024;
@@ -91,6 +93,29 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limits: BodyLimits) -> R
         Some(buf) => buf.freeze(),
         None => first.unwrap_or_default(),
     })
+}
+
+/// Reads a webhook's body: within `MAX_BODY_BYTES` and `BODY_READ_TIMEOUT_SECONDS`, not
+/// empty, and JSON nested at most [`MAX_JSON_DEPTH`] levels deep (stored, deeper JSON could
+/// not be read back; CONTRACT §11).
+pub async fn read_webhook_body(
+    body: Body,
+    headers: &HeaderMap,
+    settings: &crate::settings::Settings,
+) -> Result<Bytes, ApiError> {
+    let body = read_body(body, headers, BodyLimits::from_settings(settings)).await?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("empty body".into()));
+    }
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if is_json_content_type(ct) && json_too_deep(&body, MAX_JSON_DEPTH) {
+        return Err(ApiError::BadRequest(format!(
+            "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    Ok(body)
 }
 
 /// Reads and discards up to `budget` bytes of `body`, giving up at `deadline`. Spawned

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::ingest::{IngestReply, enqueue_reply};
+use super::enqueued::{IngestReply, enqueue_reply};
 use super::{AppState, require_secret};
 use crate::cron;
 use crate::error::{ApiError, ErrorReply};
@@ -26,7 +26,7 @@ pub struct CronQuery {
     security((), ("ingress_secret" = [], "cron_secret" = [])),
     responses(
         (status = 200, description = "Queued, or this second's tick was queued already", body = IngestReply),
-        (status = 400, description = "job is missing", body = ErrorReply),
+        (status = 400, description = "job is missing, or its event id would pass 512 bytes", body = ErrorReply),
         (status = 401, description = "Missing or wrong secret", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
@@ -45,6 +45,7 @@ pub async fn enqueue(
         .filter(|j| !j.is_empty())
         .ok_or_else(|| ApiError::BadRequest("missing query parameter 'job'".into()))?;
     let event = cron::event_for(&job, chrono::Utc::now());
+    crate::ingest::event_id::check_len(&event.event_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let event_id = event.event_id.clone();
     let outcome = state.db.enqueue(event).await?;
     Ok(Json(enqueue_reply(&state, outcome, &event_id)))

@@ -44,6 +44,7 @@ pub struct EventDetail {
         (status = 200, description = "The event", body = EventDetail),
         (status = 400, description = "row_id is not an integer", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 404, description = "No such event", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]

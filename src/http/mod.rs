@@ -2,8 +2,10 @@
 
 pub mod body;
 mod cron;
+mod enqueued;
 pub mod events;
 mod health;
+pub mod host_check;
 mod ingest;
 pub mod openapi;
 pub mod ops;
@@ -40,10 +42,18 @@ pub struct AppState {
 /// Builds the router of the whole API.
 pub fn router(state: AppState) -> Router {
     let ui = if state.settings.dashboard {
-        ui::router(state.clone())
+        guard_host(ui::router(state.clone()), &state.settings)
     } else {
         Router::new()
     };
+    let operator = Router::new()
+        .route("/events", get(ops::list))
+        .route("/events/replay", post(ops::replay_bulk))
+        .route("/events/{row_id}", get(events::show))
+        .route("/events/{row_id}/replay", post(ops::replay))
+        .route("/events/{row_id}/cancel", post(ops::cancel))
+        .route("/stats", get(ops::stats));
+    let operator = guard_host(operator, &state.settings);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -53,16 +63,24 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/", post(ingest::webhook))
         .route("/webhook/{hint}", post(ingest::webhook_hint))
         .route("/cron/enqueue", post(cron::enqueue))
-        .route("/events", get(ops::list))
-        .route("/events/replay", post(ops::replay_bulk))
-        .route("/events/{row_id}", get(events::show))
-        .route("/events/{row_id}/replay", post(ops::replay))
-        .route("/events/{row_id}/cancel", post(ops::cancel))
-        .route("/stats", get(ops::stats))
+        .merge(operator)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(ui)
+}
+
+/// The operator routes and `/ui` answer only allowed `Host`s while `ADMIN_SECRET` is unset
+/// (DNS rebinding, `host_check`); with it set, the secret guards them.
+fn guard_host<S: Clone + Send + Sync + 'static>(routes: Router<S>, settings: &Settings) -> Router<S> {
+    if settings.admin_secret.is_some() {
+        return routes;
+    }
+    let allowed = Arc::new(host_check::AllowedHosts::new(&settings.allowed_hosts));
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        allowed,
+        host_check::require_allowed_host,
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -186,6 +186,7 @@ fn row_id(text: &str) -> Result<i64, ApiError> {
         (status = 200, description = "A page of events", body = ListReply),
         (status = 400, description = "A filter, limit or cursor is invalid", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
 pub async fn list(
@@ -248,6 +249,7 @@ fn transition_reply(
         (status = 200, description = "Queued again", body = TransitionReply),
         (status = 400, description = "row_id or force is invalid", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 404, description = "No such event", body = ErrorReply),
         (status = 409, description = "The event is being processed", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
@@ -280,6 +282,7 @@ pub async fn replay(
         (status = 200, description = "Cancelled", body = TransitionReply),
         (status = 400, description = "row_id is not an integer", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 404, description = "No such event", body = ErrorReply),
         (status = 409, description = "The event is not pending or retry", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
@@ -308,6 +311,7 @@ pub async fn cancel(
         (status = 200, description = "How many events were queued again", body = BulkReplayReply),
         (status = 400, description = "A filter is invalid, or status is missing", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
 pub async fn replay_bulk(
@@ -342,6 +346,7 @@ pub async fn replay_bulk(
     responses(
         (status = 200, description = "Queue statistics", body = StatsReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
 pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<StatsReply>, ApiError> {

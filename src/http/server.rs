@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::Request;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -39,6 +40,10 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
+/// The address of the client that sent a request (in the extensions of `/ui/login` only).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
 /// Warns once per unset `INGRESS_SECRET` / `ADMIN_SECRET` when `addr` is reachable from
 /// other machines: the routes they guard are then open to anyone who can connect.
 pub fn warn_unprotected(addr: SocketAddr, settings: &Settings) {
@@ -49,7 +54,7 @@ pub fn warn_unprotected(addr: SocketAddr, settings: &Settings) {
         tracing::warn!(%addr, "INGRESS_SECRET is unset: anyone who can reach this address can queue webhooks and cron events");
     }
     if settings.admin_secret.is_none() {
-        tracing::warn!(%addr, "ADMIN_SECRET is unset: anyone who can reach this address can read every stored event");
+        tracing::warn!(%addr, "ADMIN_SECRET is unset: anyone who can reach this address can read, replay and cancel every stored event (the API and the dashboard)");
     }
 }
 
@@ -60,16 +65,27 @@ pub fn warn_unprotected(addr: SocketAddr, settings: &Settings) {
 async fn respond(router: Router, request: Request<Incoming>, peer: SocketAddr) -> Response {
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let response = match router.oneshot(request).await {
+    let mut request = request;
+    // Only the login needs the client's address (its throttle): other requests skip the
+    // extension map's allocation.
+    if uri.path() == "/ui/login" {
+        request.extensions_mut().insert(ClientAddr(peer));
+    }
+    let mut response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    // JSON replies must not be sniffed as anything else (CONTRACT §11); pages set it too.
+    response
+        .headers_mut()
+        .entry(X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
     if let Some(refusal) = response.extensions().get::<Refusal>() {
         tracing::info!(
             status = response.status().as_u16(),
             reason = refusal.0.as_str(),
             %method,
-            path = %uri.path(),
+            path = %crate::escape::escaped(uri.path()),
             remote = %peer,
             "request refused"
         );

@@ -10,10 +10,11 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
 use super::AppState;
-use super::body::{BodyLimits, read_body};
-use super::ingest::{WebhookReply, enqueue_reply, refuse_deep_json};
+use super::body::read_webhook_body;
+use super::enqueued::{WebhookReply, enqueue_reply};
 use crate::error::ApiError;
 use crate::ingest::envelope::{self, RequestParts};
+use crate::ingest::event_id::check_len;
 use crate::ingest::signatures::{BodyFields, Delivery};
 use crate::ingest::sources::Source;
 use crate::store::NewEvent;
@@ -27,11 +28,7 @@ pub(super) async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<WebhookReply>, ApiError> {
-    let body = read_body(body, headers, BodyLimits::from_settings(&state.settings)).await?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest("empty body".into()));
-    }
-    refuse_deep_json(headers, &body)?;
+    let body = read_webhook_body(body, headers, &state.settings).await?;
     let fields = BodyFields::parse(&body);
     let delivery = Delivery {
         headers,
@@ -41,7 +38,7 @@ pub(super) async fn ingest(
         now: chrono::Utc::now().timestamp(),
     };
     let verified = source.verify(&delivery).map_err(|reason| {
-        tracing::info!(source = %source.name, ?reason, "delivery refused: invalid signature");
+        tracing::info!(source = %crate::escape::escaped(&source.name), ?reason, "delivery refused: invalid signature");
         ApiError::InvalidSignature
     })?;
     if let Some(reply) = source.challenge(&fields) {
@@ -56,13 +53,14 @@ pub(super) async fn ingest(
         headers,
         body: &body,
         store_sensitive_headers: state.settings.store_sensitive_headers,
-    });
+    })
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // §8: the provider's delivery id comes after X-Event-Id, before the generic rules.
     let has_event_id_header = headers
         .get("x-event-id")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.trim().is_empty());
+        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
     if let Some(id) = verified.delivery_id.filter(|_| !has_event_id_header) {
+        check_len(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         env.event_id = id;
     }
     let payload_json = with_verified_source(&env.payload_json, &source);

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use serde::Serialize;
 
-use super::event_id::derive_event_id;
+use super::event_id::{EventIdError, check_len, derive_event_id, id_header};
 use super::json_scan::{self, ID_FIELDS, Scanned};
 use super::redact::{HeaderPolicy, REDACTED, header_policy};
 use crate::store::stored_payload;
@@ -154,8 +154,9 @@ fn stored_headers(headers: &HeaderMap, store_sensitive: bool) -> BTreeMap<&str, 
     stored
 }
 
-/// Builds the stored envelope and the event id of a webhook request.
-pub fn build(parts: &RequestParts<'_>) -> Envelope {
+/// Builds the stored envelope and the event id of a webhook request; an id header that is
+/// not UTF-8, or an id over 512 bytes, is an error (CONTRACT §11).
+pub fn build(parts: &RequestParts<'_>) -> Result<Envelope, EventIdError> {
     let content_type = header_str(parts.headers, "content-type");
     let body = classify(parts.body, is_json_content_type(content_type));
 
@@ -164,11 +165,12 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
         _ => None,
     };
     let event_id = derive_event_id(
-        header_str(parts.headers, "x-event-id"),
-        header_str(parts.headers, "x-github-delivery"),
+        id_header(parts.headers, "x-event-id")?,
+        id_header(parts.headers, "x-github-delivery")?,
         ids,
         parts.body,
     );
+    check_len(&event_id)?;
     let headers = stored_headers(parts.headers, parts.store_sensitive_headers);
     let query = parts
         .query
@@ -207,7 +209,7 @@ pub fn build(parts: &RequestParts<'_>) -> Envelope {
     }
     // Only UTF-8 went in: JSON from serde_json, and text that was a `&str`.
     let payload_json = String::from_utf8(out).unwrap_or_else(|_| "{}".to_string());
-    Envelope { event_id, payload_json }
+    Ok(Envelope { event_id, payload_json })
 }
 
 #[cfg(test)]
@@ -233,7 +235,8 @@ mod tests {
             headers: &headers,
             body,
             store_sensitive_headers: false,
-        });
+        })
+        .unwrap();
         // What is read back: the contract's envelope.
         let full = stored_payload::expand(&e.payload_json, Some(Source::Webhook));
         let v: Value = serde_json::from_str(&full).unwrap();

@@ -2,6 +2,40 @@
 
 use sha2::{Digest, Sha256};
 
+/// Longest event id accepted, in bytes (CONTRACT §11): an id is stored, indexed, shown and
+/// logged on every attempt, so a megabyte-long one is refused, not kept.
+pub const MAX_EVENT_ID_BYTES: usize = 512;
+
+/// Why a request's event id cannot be used (a 400: the sender must fix it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventIdError {
+    /// An id header whose bytes are not UTF-8: refused rather than replaced by the body
+    /// hash, which would merge two deliveries that differ only in their id.
+    #[error("the {0} header is not valid UTF-8")]
+    NotUtf8(&'static str),
+    /// An id over [`MAX_EVENT_ID_BYTES`].
+    #[error("the event id is {0} bytes long; at most 512 are accepted")]
+    TooLong(usize),
+}
+
+/// Refuses an id over [`MAX_EVENT_ID_BYTES`].
+pub fn check_len(id: &str) -> Result<(), EventIdError> {
+    if id.len() > MAX_EVENT_ID_BYTES {
+        return Err(EventIdError::TooLong(id.len()));
+    }
+    Ok(())
+}
+
+/// The value of id header `name` as text: `None` when absent, an error when not UTF-8.
+/// (Bidi and zero-width characters are kept: the id must match the sender's exactly to
+/// dedupe; logs and pages show it escaped, by the `escape` module.)
+pub fn id_header<'h>(headers: &'h axum::http::HeaderMap, name: &'static str) -> Result<Option<&'h str>, EventIdError> {
+    headers
+        .get(name)
+        .map(|v| std::str::from_utf8(v.as_bytes()).map_err(|_| EventIdError::NotUtf8(name)))
+        .transpose()
+}
+
 /// Derives the event id, first match: `X-Event-Id`; `X-GitHub-Delivery`; the top-level
 /// JSON `id` when it is a string of at least 8 characters after trimming; Fireflies'
 /// `clientReferenceId` (`fireflies_ref:<id>`), else its `meetingId` and `eventType`

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::ai::AiClassifier;
 use super::{CompiledRule, Mapping, RouteDecision, decide, detect_payload};
+use crate::escape::escaped;
 use crate::store::{Db, StoreError};
 
 /// Rules grouped by provider in evaluation order, and mappings by provider.
@@ -66,7 +67,7 @@ impl RoutingCache {
             match CompiledRule::compile(rule) {
                 Ok(r) => tables.rules.entry(provider).or_default().push(r),
                 Err(e) => {
-                    tracing::warn!(rule_id = id, provider, rule = name, error = %e, "skipping stored rule with invalid conditions")
+                    tracing::warn!(rule_id = id, provider = %escaped(&provider), rule = %escaped(&name), error = %escaped(&e.to_string()), "skipping stored rule with invalid conditions")
                 }
             }
         }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use self::clock::Clock;
 use self::spec::Compiled;
+use crate::escape::escaped;
 use crate::store::{Db, Enqueued, StoreError, StoredSchedule, TickRecord};
 use crate::time::format_seconds;
 
@@ -172,10 +173,10 @@ impl Scheduler {
         let event = crate::cron::scheduled_event(job, tick, &entry.payload);
         let scheduled_at = format_seconds(tick);
         match self.db.enqueue(event).await? {
-            Enqueued::Queued(row_id) => tracing::debug!(job, scheduled_at, row_id, "cron tick queued"),
+            Enqueued::Queued(row_id) => tracing::debug!(job = %escaped(job), scheduled_at, row_id, "cron tick queued"),
             Enqueued::Duplicate(row_id) => {
                 tracing::debug!(
-                    job,
+                    job = %escaped(job),
                     scheduled_at,
                     row_id,
                     "cron tick already queued by another instance"
@@ -193,14 +194,14 @@ fn load(row: StoredSchedule, start_up: bool, now: DateTime<Utc>) -> Option<Entry
     let payload = match serde_json::from_str::<Value>(&row.schedule.payload_json) {
         Ok(Value::Object(map)) => map,
         _ => {
-            tracing::warn!(job, "skipping stored schedule: its payload is not a JSON object");
+            tracing::warn!(job = %escaped(&job), "skipping stored schedule: its payload is not a JSON object");
             return None;
         }
     };
     let compiled = match Compiled::new(row.schedule) {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(job, error = %e, "skipping stored schedule");
+            tracing::warn!(job = %escaped(&job), error = %escaped(&e.to_string()), "skipping stored schedule");
             return None;
         }
     };
@@ -213,7 +214,7 @@ fn load(row: StoredSchedule, start_up: bool, now: DateTime<Utc>) -> Option<Entry
     };
     let from = parse(row.last_scheduled_at).max(parse(row.active_since));
     let cursor = compiled.next_after(from.unwrap_or(now));
-    tracing::info!(job, next = ?cursor.map(format_seconds), "schedule loaded");
+    tracing::info!(job = %escaped(&job), next = ?cursor.map(format_seconds), "schedule loaded");
     Some(Entry {
         compiled,
         payload,

@@ -38,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "CRON_SECRET",
     "ADMIN_SECRET",
     "DASHBOARD",
+    "ALLOWED_HOSTS",
     "WEBHOOK_SECRET",
     "FIREFLIES_WEBHOOK_SECRET",
     "WORKER_POLL_INTERVAL",

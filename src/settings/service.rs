@@ -51,6 +51,10 @@ pub struct Settings {
     /// Whether to serve the operator dashboard at /ui: 1 (the default) or 0 (off).
     #[arg(long, env = "DASHBOARD", value_name = "0|1", default_value = "1", value_parser = parse_flag)]
     pub dashboard: bool,
+    /// Host names (comma-separated, `*` for any) the operator API and /ui answer besides
+    /// loopback while ADMIN_SECRET is unset (DNS rebinding).
+    #[arg(long, env = "ALLOWED_HOSTS", value_name = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// HMAC-SHA256 key for X-Signature; when set, every webhook must be signed.
     #[arg(long, env = "WEBHOOK_SECRET", value_name = "WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
@@ -266,6 +270,7 @@ crate::redacting_debug!(Settings {
         port,
         config_path,
         dashboard,
+        allowed_hosts,
         max_body_bytes,
         header_read_timeout,
         body_read_timeout,

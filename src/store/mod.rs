@@ -157,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
     /// Moves each job's `last_scheduled_at` up to its recorded tick (never back).
     fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()>;
 
+    /// Ends the dashboard session `nonce` (valid until `expires_at`, Unix seconds) for every
+    /// process on this database; also forgets sessions that have expired.
+    fn revoke_session(&self, nonce: &str, expires_at: i64) -> StoreFuture<'_, ()>;
+
+    /// Whether the dashboard session `nonce` was ended by a logout.
+    fn session_revoked(&self, nonce: &str) -> StoreFuture<'_, bool>;
+
     /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
     /// SQLite never (the scheduler re-reads the version before each tick instead).
     fn schedules_changed(&self) -> StoreFuture<'_, ()> {

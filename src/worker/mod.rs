@@ -323,16 +323,22 @@ const RECLAIM_NAMED: usize = 20;
 /// One warning naming the reclaimed events (`(row_id, event_id)`, the first
 /// [`RECLAIM_NAMED`]) and how many of them ran out of attempts.
 fn log_reclaimed(reclaimed: &[crate::store::Reclaimed]) {
-    // Debug-formatted, so an event id holding a quote or newline cannot forge log text.
-    let named: Vec<(i64, &str)> = reclaimed
-        .iter()
-        .take(RECLAIM_NAMED)
-        .map(|r| (r.id, r.event_id.as_str()))
-        .collect();
+    // `row_id:event_id` pairs, each id escaped so that it cannot forge log text.
+    let mut named = String::new();
+    for r in reclaimed.iter().take(RECLAIM_NAMED) {
+        use std::fmt::Write;
+        let _ = write!(
+            named,
+            "{}{}:{}",
+            if named.is_empty() { "" } else { " " },
+            r.id,
+            crate::escape::escaped(&r.event_id)
+        );
+    }
     tracing::warn!(
         count = reclaimed.len(),
         exhausted = reclaimed.iter().filter(|r| r.exhausted).count(),
-        events = ?named,
+        events = %named,
         unnamed = reclaimed.len().saturating_sub(RECLAIM_NAMED),
         "reclaimed events whose lease expired"
     );

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::backoff;
 use crate::domain::RunStatus;
+use crate::escape::{LogUrl, escaped};
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
@@ -25,28 +26,50 @@ pub struct Processor {
 }
 
 /// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
-/// `tracing` formats its fields only when the level filter lets the line through.
+/// `tracing` formats its fields only when the level filter lets the line through. Every
+/// value from outside is escaped, and an `http` target loses credentials and query
+/// (CONTRACT §11).
 fn log_finished(event: &ClaimedEvent, decision: &RouteDecision, outcome: &Outcome, took: Duration) {
     let (error, next_attempt_at) = match outcome {
         Outcome::Done { .. } => (None, None),
         Outcome::Retry { error, next_attempt_at } => (Some(error.as_str()), Some(next_attempt_at.as_str())),
         Outcome::Failed { error } => (Some(error.as_str()), None),
     };
+    let target = decision.handler_target.as_deref().unwrap_or("-");
+    let is_url = decision.handler_mode == Some(HandlerMode::Http);
     tracing::info!(
-        event_id = %event.event_id,
+        event_id = %escaped(&event.event_id),
         row_id = event.id,
         source = %event.source,
-        provider = %decision.provider,
-        action = %decision.mapped_action.as_deref().unwrap_or("-"),
+        provider = %escaped(&decision.provider),
+        action = %escaped(decision.mapped_action.as_deref().unwrap_or("-")),
         handler = %handler_name(decision),
-        target = %decision.handler_target.as_deref().unwrap_or("-"),
+        target = %LogTarget { target, is_url },
         outcome = %outcome.status(),
         attempt = event.attempt_count,
         duration_ms = took.as_millis() as u64,
+        // Free text, so written quoted: tracing writes a `&str` with Rust's debug escapes,
+        // which cover the same characters as `escaped`.
         error,
         next_attempt_at,
         "event attempt finished"
     );
+}
+
+/// A handler target in a log line: a URL without credentials and query, or escaped text.
+struct LogTarget<'a> {
+    target: &'a str,
+    is_url: bool,
+}
+
+impl std::fmt::Display for LogTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_url {
+            LogUrl(self.target).fmt(f)
+        } else {
+            escaped(self.target).fmt(f)
+        }
+    }
 }
 
 /// The handler an attempt ran: the routed mode (noop by default) or the generic runner.

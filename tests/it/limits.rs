@@ -13,7 +13,7 @@ fn nested(levels: usize) -> String {
     format!("{}[1]{}", "{\"a\":".repeat(levels - 1), "}".repeat(levels - 1))
 }
 
-fn addr_of(app: &App) -> String {
+pub(crate) fn addr_of(app: &App) -> String {
     app.base.trim_start_matches("http://").to_string()
 }
 
@@ -114,14 +114,18 @@ async fn stalled_bodies_are_closed_after_the_body_timeout() {
         conns.push(s);
     }
     for (i, s) in conns.iter_mut().enumerate() {
-        // The 408 and then end of stream: the server closed it.
-        let reply = read_until(s, "\r\n\r\n", Duration::from_secs(30)).await;
-        let reply = reply.unwrap_or_else(|t| panic!("connection {i}: no reply, got {t:?}"));
-        assert!(reply.starts_with("HTTP/1.1 408"), "connection {i}: {reply}");
-        let mut rest = Vec::new();
-        let eof = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await;
-        assert!(matches!(eof, Ok(Ok(_))), "connection {i} not closed");
+        assert_408_then_closed(s, &format!("connection {i}")).await;
     }
+}
+
+/// The 408 and then end of stream: the server closed the stalled connection.
+pub(crate) async fn assert_408_then_closed(s: &mut TcpStream, what: &str) {
+    let reply = read_until(s, "\r\n\r\n", Duration::from_secs(30)).await;
+    let reply = reply.unwrap_or_else(|t| panic!("{what}: no reply, got {t:?}"));
+    assert!(reply.starts_with("HTTP/1.1 408"), "{what}: {reply}");
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await;
+    assert!(matches!(eof, Ok(Ok(_))), "{what} not closed");
 }
 
 #[tokio::test]
@@ -163,6 +167,11 @@ async fn start_up_warns_per_unset_secret_off_loopback_and_db_is_private() {
     let logs = app.logs();
     assert_eq!(logs.matches("INGRESS_SECRET is unset").count(), 1, "{logs}");
     assert_eq!(logs.matches("ADMIN_SECRET is unset").count(), 1, "{logs}");
+    // Not only read: replay and cancel are open too (issue 32).
+    assert!(
+        logs.contains("can read, replay and cancel every stored event"),
+        "{logs}"
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&app.db_path()), 0o600);
     assert_eq!(mode(app.db_path().parent().unwrap()), 0o700);

@@ -12,6 +12,8 @@ mod cli_safety;
 mod command;
 mod db_copy;
 mod fan_out;
+mod hardening;
+mod hardening_logs;
 mod helpers;
 mod http_handler;
 mod limits;

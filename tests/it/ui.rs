@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -12,7 +12,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// Value of `name` in the response's Set-Cookie headers.
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get_all("set-cookie")
         .iter()
@@ -22,17 +22,17 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The value attribute of the hidden `_csrf` input of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let i = html.find(r#"name="_csrf" value=""#).expect("csrf field") + r#"name="_csrf" value=""#.len();
     html[i..].chars().take_while(|c| *c != '"').collect()
 }
 
-fn cookie_pair(set_cookie: &str) -> String {
+pub(crate) fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
 }
 
 /// Logs in through the form and returns the session's `Cookie` header value.
-async fn login(app: &App, secret: &str) -> reqwest::Response {
+pub(crate) async fn login(app: &App, secret: &str) -> reqwest::Response {
     let c = no_redirects();
     let form = c.get(format!("{}/ui/login", app.base)).send().await.unwrap();
     let pre = cookie_pair(&set_cookie(&form, "sy_login").expect("login cookie"));

@@ -133,7 +133,7 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
     // Declared after `child` so that, if this future is dropped, the guard's killpg runs
     // before the Child's own drop (which may hand the pid to tokio's reaper).
     let mut group = GroupGuard { pgid: pid, armed: true };
-    tracing::debug!(program = %program, pid, "spawned subprocess");
+    tracing::debug!(program = %crate::escape::escaped(program), pid, "spawned subprocess");
 
     let (stdout, stderr) = take_pipes(&mut child)?;
     let stdin = child.stdin.take();
@@ -142,7 +142,7 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
     // The leader has exited (or been killed), so this returns promptly and reaps it.
     let status = child.wait().await?;
     group.disarm();
-    tracing::debug!(program = %program, pid, code = ?status.code(), signal = ?status.signal(), elapsed_ms = started.elapsed().as_millis() as u64, "subprocess finished");
+    tracing::debug!(program = %crate::escape::escaped(program), pid, code = ?status.code(), signal = ?status.signal(), elapsed_ms = started.elapsed().as_millis() as u64, "subprocess finished");
 
     if run.timed_out {
         return Err(ProcessError::Timeout {
@@ -273,11 +273,11 @@ async fn supervise(
                 }
                 () = &mut deadline, if !exited && !timed_out => {
                     timed_out = true;
-                    tracing::warn!(program = %program, pid, timeout = %fmt_duration(spec.timeout), "subprocess timed out; killing its process group");
+                    tracing::warn!(program = %crate::escape::escaped(program), pid, timeout = %fmt_duration(spec.timeout), "subprocess timed out; killing its process group");
                     group.kill();
                 }
                 () = &mut grace, if exited => {
-                    tracing::warn!(program = %program, pid, "pipes still open {} after exit (a process escaped the group?); not waiting for them", fmt_duration(PIPE_GRACE));
+                    tracing::warn!(program = %crate::escape::escaped(program), pid, "pipes still open {} after exit (a process escaped the group?); not waiting for them", fmt_duration(PIPE_GRACE));
                     break;
                 }
             }

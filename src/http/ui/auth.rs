@@ -1,5 +1,9 @@
 //! Login, logout, and the middleware that guards every dashboard page and form.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use axum::Extension;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -9,16 +13,12 @@ use maud::html;
 use serde::Deserialize;
 
 use super::UiState;
+use super::form_body::MAX_FORM_BYTES;
 use super::layout::page_bare;
-use super::session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, cookie, set_cookie};
+use super::login_throttle::Attempt;
+use super::session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session, cookie, set_cookie};
+use crate::http::server::ClientAddr;
 use crate::ingest::signature::secret_matches;
-
-/// The signed-in session of a request, put in its extensions by [`require_session`].
-#[derive(Clone)]
-pub struct Session {
-    /// The token every form of this session must carry as `_csrf`.
-    pub csrf: String,
-}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -45,11 +45,22 @@ fn local_next(next: Option<&str>) -> &str {
 ///
 /// A page without a session redirects to the login; a form without one, or without the
 /// right `_csrf` field, is refused with 403 before any handler runs, so no handler can
-/// forget the check.
+/// forget the check. A session ended by a logout (in the store, so on every process) is
+/// no session.
 pub async fn require_session(State(state): State<UiState>, request: Request, next: Next) -> Response {
-    let nonce = cookie(request.headers(), SESSION_COOKIE).and_then(|c| state.key.verify(c, now()));
+    let verified = cookie(request.headers(), SESSION_COOKIE)
+        .and_then(|c| state.key.verify(c, now()))
+        .map(|(nonce, expires_at)| (nonce.to_owned(), expires_at));
+    let verified = match verified {
+        Some((nonce, expires_at)) => match state.app.db.session_revoked(&nonce).await {
+            Ok(false) => Some((nonce, expires_at)),
+            Ok(true) => None,
+            Err(e) => return crate::error::ApiError::Store(e).into_response(),
+        },
+        None => None,
+    };
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
-    let Some(nonce) = nonce.map(str::to_owned) else {
+    let Some((nonce, expires_at)) = verified else {
         if !is_read {
             return forbidden("your session has expired; sign in again");
         }
@@ -64,8 +75,9 @@ pub async fn require_session(State(state): State<UiState>, request: Request, nex
     let body = if is_read {
         body
     } else {
-        // The body limit layer caps this read; the form is parsed again by the handler.
-        let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+        // `form_body::read_form` has read the body already, capped and within the
+        // deadline; the form is parsed again by the handler.
+        let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES as usize).await else {
             return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response();
         };
         let token = form_urlencoded::parse(&bytes)
@@ -78,6 +90,8 @@ pub async fn require_session(State(state): State<UiState>, request: Request, nex
     };
     parts.extensions.insert(Session {
         csrf: state.key.csrf_token(&nonce),
+        nonce,
+        expires_at,
     });
     next.run(Request::from_parts(parts, body)).await
 }
@@ -128,7 +142,10 @@ fn login_page(state: &UiState, next: &str, error: Option<&str>) -> Response {
         },
     );
     let mut response = (status, body).into_response();
-    add_cookie(response.headers_mut(), &set_cookie(LOGIN_COOKIE, &nonce, 600));
+    add_cookie(
+        response.headers_mut(),
+        &set_cookie(LOGIN_COOKIE, &nonce, 600, state.secure_cookies),
+    );
     response
 }
 
@@ -141,9 +158,11 @@ pub struct LoginForm {
     csrf: Option<String>,
 }
 
-/// Checks the secret and the form's token, then starts a session.
+/// Checks the secret and the form's token, then starts a session. Failures are logged and
+/// throttled per client (`login_throttle`): past the limit, 429 with `Retry-After`.
 pub async fn login(
     State(state): State<UiState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
@@ -155,29 +174,57 @@ pub async fn login(
     let Some(expected) = state.app.settings.admin_secret.as_deref() else {
         return signed_in(&state, &next);
     };
+    let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ClientAddr(a))| a.ip());
+    if let Attempt::Throttled(wait) = state.throttle.begin(ip, Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        tracing::warn!(remote = %ip, retry_after_s = seconds, "dashboard login throttled: too many failed attempts");
+        return too_many_attempts(seconds);
+    }
     if !secret_matches(expected, form.secret.as_deref()) {
+        tracing::warn!(remote = %ip, "dashboard login failed: wrong admin secret");
         // Slows guessing down; the comparison itself is constant time.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         return login_page(&state, &next, Some("That is not the admin secret."));
     }
+    state.throttle.succeeded(ip);
     signed_in(&state, &next)
+}
+
+fn too_many_attempts(retry_after: u64) -> Response {
+    let body = page_bare(
+        "Too many attempts",
+        html! { div.card { h1 { "Too many attempts" } p { "Too many failed sign-ins from your address; try again in " (retry_after) " s." } } },
+    );
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 fn signed_in(state: &UiState, next: &str) -> Response {
     let mut response = Redirect::to(next).into_response();
     let session = state.key.issue(now());
+    let secure = state.secure_cookies;
     add_cookie(
         response.headers_mut(),
-        &set_cookie(SESSION_COOKIE, &session, SESSION_SECONDS),
+        &set_cookie(SESSION_COOKIE, &session, SESSION_SECONDS, secure),
     );
-    add_cookie(response.headers_mut(), &set_cookie(LOGIN_COOKIE, "", 0));
+    add_cookie(response.headers_mut(), &set_cookie(LOGIN_COOKIE, "", 0, secure));
     response
 }
 
-/// Ends the session.
-pub async fn logout() -> Response {
+/// Ends the session: its nonce is revoked in the store, so the cookie is refused by every
+/// process even if the browser (or a thief) keeps it.
+pub async fn logout(State(state): State<UiState>, Extension(session): Extension<Session>) -> Response {
+    if let Err(e) = state.app.db.revoke_session(&session.nonce, session.expires_at).await {
+        return crate::error::ApiError::Store(e).into_response();
+    }
     let mut response = Redirect::to("/ui/login").into_response();
-    add_cookie(response.headers_mut(), &set_cookie(SESSION_COOKIE, "", 0));
+    add_cookie(
+        response.headers_mut(),
+        &set_cookie(SESSION_COOKIE, "", 0, state.secure_cookies),
+    );
     response
 }
 

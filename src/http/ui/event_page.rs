@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::UiState;
-use super::auth::{Session, see_other};
+use super::auth::see_other;
 use super::events_page::router_of;
 use super::layout::{csrf_field, page, pretty_json, short_time, status_badge};
+use super::session::Session;
 use crate::domain::EventStatus;
 use crate::error::ApiError;
+use crate::escape::escaped;
 use crate::store::{ActionRunRow, AttemptRow, EventRow, Transition};
 
 /// The notes a form's redirect may show (a fixed set: nothing from the URL is echoed).
@@ -90,7 +92,8 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow], attempts: &
                 }
                 dl.facts {
                     dt { "Source" } dd { (e.source.map(|v| v.as_str()).unwrap_or("")) }
-                    dt { "Event id" } dd.mono { (e.event_id.as_deref().unwrap_or("")) }
+                    // Escaped: a bidi or zero-width character must not make one id look like another.
+                    dt { "Event id" } dd.mono { (escaped(e.event_id.as_deref().unwrap_or(""))) }
                     dt { "Received" } dd.mono { (short_time(e.received_at.as_deref())) }
                     dt { "Attempts" } dd { (e.attempt_count) }
                     dt { "Next attempt" } dd.mono { (short_time(e.next_attempt_at.as_deref())) }

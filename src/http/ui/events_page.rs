@@ -8,10 +8,11 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::UiState;
-use super::auth::Session;
 use super::layout::{page, short_time, status_badge};
+use super::session::Session;
 use crate::domain::{EventStatus, Source};
 use crate::error::ApiError;
+use crate::escape::escaped;
 use crate::store::{Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS};
 
 /// Rows per page.
@@ -160,19 +161,19 @@ fn row(e: &EventSummary) -> Markup {
             td.mono { (short_time(e.received_at.as_deref())) }
             td.mono.event-id title=[e.event_id.as_deref()] { (e.event_id.as_deref().unwrap_or("")) }
             td { (e.source.map(|v| v.as_str()).unwrap_or("")) }
-            td { (e.provider.as_deref().unwrap_or("")) }
+            td { (escaped(e.provider.as_deref().unwrap_or(""))) }
             td.mono {
                 @match &e.actions {
                     // Fan-out: each action with its run's state.
                     Some(actions) => {
                         @for a in actions {
                             span.fan-action data-action=(a.action) data-state=(a.status.map_or("?", |s| s.as_str())) {
-                                (a.action) " " (status_badge(a.status.map_or("?", |s| s.as_str())))
+                                (escaped(&a.action)) " " (status_badge(a.status.map_or("?", |s| s.as_str())))
                             }
                             " "
                         }
                     }
-                    None => (e.action.as_deref().unwrap_or("")),
+                    None => (escaped(e.action.as_deref().unwrap_or(""))),
                 }
             }
             td.num { (e.attempt_count) }

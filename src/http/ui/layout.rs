@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{Html, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::auth::Session;
+use super::session::Session;
 use crate::domain::{EventStatus, RunStatus};
 
 /// Where the stylesheet is served (versioned so a new build is never served stale CSS).

@@ -8,7 +8,9 @@ mod auth;
 mod chart;
 mod event_page;
 mod events_page;
+mod form_body;
 mod layout;
+mod login_throttle;
 mod overview_page;
 mod routing_page;
 mod schedules_page;
@@ -23,6 +25,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use super::AppState;
+use login_throttle::LoginThrottle;
 use session::SessionKey;
 
 /// What dashboard handlers can reach: the API's state plus the session key.
@@ -32,16 +35,27 @@ pub struct UiState {
     pub app: AppState,
     /// Signs sessions and CSRF tokens.
     pub key: Arc<SessionKey>,
+    /// Failed logins by client.
+    pub throttle: Arc<LoginThrottle>,
+    /// Cookies carry `Secure` (`PUBLIC_BASE_URL` is `https://…`).
+    pub secure_cookies: bool,
 }
 
 /// The `/ui` routes (the caller mounts them only when the dashboard is enabled).
 pub fn router(app: AppState) -> Router {
     let key = Arc::new(SessionKey::new(app.settings.admin_secret.as_deref()));
-    // A pasted "try it" payload may be as large as a webhook, URL-encoded (up to 3x).
-    let body_limit = usize::try_from(app.settings.max_body_bytes.saturating_mul(3))
-        .unwrap_or(usize::MAX)
-        .saturating_add(64 * 1024);
-    let state = UiState { app, key };
+    let secure_cookies = app
+        .settings
+        .providers
+        .public_base_url
+        .as_deref()
+        .is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+    let state = UiState {
+        app,
+        key,
+        throttle: Arc::default(),
+        secure_cookies,
+    };
     let pages = Router::new()
         .route("/ui", get(|| async { auth::see_other("/ui/overview") }))
         .route("/ui/", get(|| async { auth::see_other("/ui/overview") }))
@@ -59,7 +73,8 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/login", get(auth::login_form).post(auth::login))
         .route("/ui/static/{file}", get(assets::serve))
         .merge(pages)
+        .layer(middleware::from_fn_with_state(state.clone(), form_body::read_form))
         .layer(middleware::from_fn(layout::security_headers))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(form_body::MAX_FORM_BYTES as usize))
         .with_state(state)
 }

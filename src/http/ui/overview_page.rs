@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::UiState;
-use super::auth::Session;
 use super::chart;
 use super::events_page::table;
 use super::layout::page;
+use super::session::Session;
 use crate::domain::EventStatus;
 use crate::error::ApiError;
 use crate::store::EventFilter;

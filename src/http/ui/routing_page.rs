@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::UiState;
-use super::auth::Session;
 use super::layout::{csrf_field, page, pretty_json};
+use super::session::Session;
 use super::try_route::{Outcome, Trial, envelope_for, trial};
 use crate::error::ApiError;
 use crate::ingest::sources::Sources;

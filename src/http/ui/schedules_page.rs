@@ -7,8 +7,8 @@ use chrono::SecondsFormat;
 use maud::html;
 
 use super::UiState;
-use super::auth::Session;
 use super::layout::{page, short_time};
+use super::session::Session;
 use crate::error::ApiError;
 use crate::scheduler::spec::Compiled;
 

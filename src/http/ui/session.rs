@@ -19,6 +19,17 @@ pub const LOGIN_COOKIE: &str = "sy_login";
 /// How long a session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
 
+/// The signed-in session of a request, put in its extensions by `auth::require_session`.
+#[derive(Clone)]
+pub struct Session {
+    /// The token every form of this session must carry as `_csrf`.
+    pub csrf: String,
+    /// The cookie's nonce: what a logout revokes in the store.
+    pub nonce: String,
+    /// When the cookie expires (Unix seconds): how long the revocation must be kept.
+    pub expires_at: i64,
+}
+
 /// The key that signs sessions and CSRF tokens.
 pub struct SessionKey([u8; 32]);
 
@@ -44,14 +55,14 @@ impl SessionKey {
         hex::encode(&random_bytes()[..16])
     }
 
-    /// The nonce of a valid, unexpired session cookie.
-    pub fn verify<'c>(&self, cookie: &'c str, now: i64) -> Option<&'c str> {
+    /// The nonce and expiry of a valid, unexpired session cookie.
+    pub fn verify<'c>(&self, cookie: &'c str, now: i64) -> Option<(&'c str, i64)> {
         let mut parts = cookie.splitn(3, '.');
         let (expiry, nonce, sig) = (parts.next()?, parts.next()?, parts.next()?);
         let expiry_at: i64 = expiry.parse().ok()?;
         let expected = hex::encode(mac(&self.0, format!("session|{expiry}|{nonce}").as_bytes()));
         let valid: bool = expected.as_bytes().ct_eq(sig.as_bytes()).into();
-        (valid && expiry_at > now).then_some(nonce)
+        (valid && expiry_at > now).then_some((nonce, expiry_at))
     }
 
     /// The CSRF token of forms rendered for `nonce`.
@@ -99,9 +110,12 @@ pub fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h 
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value for a dashboard cookie (`max_age` 0 deletes it).
-pub fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
-    format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+/// A `Set-Cookie` value for a dashboard cookie (`max_age` 0 deletes it); `secure` when the
+/// service is reached over HTTPS (`PUBLIC_BASE_URL` is `https://…`), so the browser never
+/// sends it over plain HTTP.
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 #[cfg(test)]
@@ -112,8 +126,9 @@ mod tests {
     fn issued_session_verifies_until_expiry() {
         let key = SessionKey::new(Some("s3cret"));
         let cookie = key.issue(1_000);
-        let nonce = key.verify(&cookie, 1_001).expect("valid");
+        let (nonce, expires_at) = key.verify(&cookie, 1_001).expect("valid");
         assert_eq!(nonce.len(), 32);
+        assert_eq!(expires_at, 1_000 + SESSION_SECONDS);
         assert!(key.verify(&cookie, 1_000 + SESSION_SECONDS).is_none(), "expired");
     }
 
@@ -150,5 +165,11 @@ mod tests {
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("x.y.z"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn cookies_are_secure_only_behind_https() {
+        assert!(set_cookie(SESSION_COOKIE, "v", 60, true).ends_with("; Secure"));
+        assert!(!set_cookie(SESSION_COOKIE, "v", 60, false).contains("Secure"));
     }
 }

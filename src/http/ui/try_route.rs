@@ -108,7 +108,8 @@ pub fn envelope_for(hint: Option<&str>, headers: &str, body: &str) -> Result<Val
         body: body.as_bytes(),
         // As stored by default: rules see redacted credentials, as they would in the worker.
         store_sensitive_headers: false,
-    });
+    })
+    .map_err(|e| e.to_string())?;
     let mut payload: Value =
         serde_json::from_str(&envelope.payload_json).map_err(|e| format!("could not build the envelope: {e}"))?;
     // What the worker routes on: the envelope with every field (store::stored_payload).

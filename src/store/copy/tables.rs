@@ -156,6 +156,14 @@ pub const TABLES: &[Table] = &[
             text("active_since"),
         ],
     },
+    // Dashboard sessions ended by a logout: a cookie revoked before the move stays revoked
+    // after it (the cookie's key is ADMIN_SECRET's, the same on both sides).
+    Table {
+        name: "ui_revoked_sessions",
+        key: &["nonce"],
+        identity: None,
+        columns: &[text("nonce"), int("expires_at")],
+    },
     // Change counters: the target's own rows (created by its migrations) stay; the triggers
     // bump them as the copied routing rows and schedules land.
     Table {

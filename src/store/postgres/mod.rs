@@ -29,6 +29,7 @@ mod listen;
 mod retry;
 mod routing;
 mod schedules;
+mod sessions;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -426,6 +427,17 @@ impl Store for PgStore {
 
     fn schedules_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { Ok(retry("read schedules version", || schedules::version(&self.pool)).await?) })
+    }
+
+    fn revoke_session(&self, nonce: &str, expires_at: i64) -> StoreFuture<'_, ()> {
+        let nonce = nonce.to_string();
+        // Safe to retry: both statements are idempotent.
+        Box::pin(async move { Ok(retry("revoke session", || sessions::revoke(&self.pool, &nonce, expires_at)).await?) })
+    }
+
+    fn session_revoked(&self, nonce: &str) -> StoreFuture<'_, bool> {
+        let nonce = nonce.to_string();
+        Box::pin(async move { Ok(retry("read revoked session", || sessions::revoked(&self.pool, &nonce)).await?) })
     }
 
     fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()> {

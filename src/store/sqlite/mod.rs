@@ -11,6 +11,7 @@ mod file;
 #[cfg(test)]
 mod plans;
 mod schedules;
+mod sessions;
 mod writer;
 
 use std::path::Path;
@@ -79,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         24,
         "schedule active since",
         include_str!("../../../migrations/sqlite/0024_schedule_active_since.sql"),
+    ),
+    (
+        25,
+        "revoked dashboard sessions",
+        include_str!("../../../migrations/sqlite/0025_revoked_sessions.sql"),
     ),
 ];
 
@@ -484,6 +490,22 @@ impl Store for SqliteStore {
 
     fn schedules_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(schedules::version(&self.read))
+    }
+
+    fn revoke_session(&self, nonce: &str, expires_at: i64) -> StoreFuture<'_, ()> {
+        let op = Op::RevokeSession {
+            nonce: nonce.to_string(),
+            expires_at,
+        };
+        Box::pin(async move {
+            self.submit(op).await?;
+            Ok(())
+        })
+    }
+
+    fn session_revoked(&self, nonce: &str) -> StoreFuture<'_, bool> {
+        let nonce = nonce.to_string();
+        Box::pin(async move { sessions::revoked(&self.read, &nonce).await })
     }
 
     fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()> {

@@ -98,6 +98,10 @@ pub(super) enum Op {
         provider: String,
         name: String,
     },
+    RevokeSession {
+        nonce: String,
+        expires_at: i64,
+    },
 }
 
 /// A request and where its answer goes.
@@ -290,6 +294,10 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
                 .execute(params![provider, name])?
                 == 1,
         ),
+        Op::RevokeSession { nonce, expires_at } => {
+            super::sessions::revoke(tx, nonce, *expires_at)?;
+            OpResult::Unit
+        }
     })
 }
 
