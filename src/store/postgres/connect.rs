@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedule active since",
         include_str!("../../../migrations/postgres/0024_schedule_active_since.sql"),
     ),
+    (
+        26,
+        "action run attempts",
+        include_str!("../../../migrations/postgres/0026_action_run_attempts.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
