@@ -16,6 +16,19 @@ pub mod stored_payload;
 pub mod stored_result;
 mod types;
 
+/// The `SET` term of both backends' action-run upsert that counts the run's attempt
+/// (CONTRACT §12): +1 unless the row is this very run's start (`running`, same
+/// `started_at`), which counted it already. So a run counts once whether its handler
+/// finished (start and finish rows), crashed (start row only) or never wrote a start row
+/// (noop, or the start write failed).
+macro_rules! count_run_attempt {
+    () => {
+        "attempts = action_runs.attempts + CASE WHEN action_runs.status = 'running' \
+           AND action_runs.started_at = excluded.started_at THEN 0 ELSE 1 END"
+    };
+}
+pub(crate) use count_run_attempt;
+
 pub mod postgres;
 pub mod sqlite;
 

@@ -177,6 +177,7 @@ where
         input_json: text(r, "input_json")?,
         output_json: text(r, "output_json")?,
         error: text(r, "error")?,
+        attempts: int(r, "attempts")?.unwrap_or_default(),
     })
 }
 

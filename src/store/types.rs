@@ -311,6 +311,10 @@ pub struct ActionRunRow {
     pub output_json: Option<String>,
     /// Failure message.
     pub error: Option<String>,
+    /// How many times the action's handler ran for this event (CONTRACT §12), replays
+    /// and forced replays included; a `done` action replayed from its stored output does
+    /// not count.
+    pub attempts: i64,
 }
 
 /// Every rule and mapping, as the router reads them.

@@ -91,6 +91,22 @@ fn run_states(v: &Value) -> Vec<(String, String)> {
     states
 }
 
+/// Each action run's attempt count by action.
+fn run_attempts(v: &Value) -> Vec<(String, i64)> {
+    let mut counts: Vec<(String, i64)> = v["action_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap().into(), r["attempts"].as_i64().unwrap()))
+        .collect();
+    counts.sort();
+    counts
+}
+
+fn attempts(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+    pairs.iter().map(|(a, n)| ((*a).into(), *n)).collect()
+}
+
 fn states(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(a, s)| ((*a).into(), (*s).into())).collect()
 }
@@ -140,6 +156,10 @@ async fn fan_out_scenario(env: &[(&str, &str)]) {
         run_states(&v),
         states(&[("ledger", "done"), ("review", "done"), ("slack", "error")])
     );
+    assert_eq!(
+        run_attempts(&v),
+        attempts(&[("ledger", 1), ("review", 1), ("slack", 1)])
+    );
     assert!(
         v["action_runs"]
             .as_array()
@@ -156,6 +176,10 @@ async fn fan_out_scenario(env: &[(&str, &str)]) {
     assert_eq!(run_states(&v)[2], ("slack".into(), "error".into()));
     assert_eq!((runs_of(dir, "review"), runs_of(dir, "ledger")), (1, 1));
     assert!(runs_of(dir, "slack") >= 2);
+    // Only slack counts its reruns.
+    let counts = run_attempts(&v);
+    assert_eq!(counts[..2], attempts(&[("ledger", 1), ("review", 1)]), "{v}");
+    assert!(counts[2].1 >= 2, "{v}");
 
     // The listing and the metrics show which action failed and which are done.
     let (code, list) = app.get("/events?provider=shop", &[]).await;
@@ -211,6 +235,17 @@ async fn fan_out_scenario(env: &[(&str, &str)]) {
     );
     let slack_runs = runs_of(dir, "slack");
     assert_eq!((runs_of(dir, "review"), runs_of(dir, "ledger")), (1, 1));
+    // Each action counts the times its handler really ran: slack failed at least twice
+    // (3 when the fix lands before its third attempt), the others succeeded at once.
+    assert!(slack_runs >= 3, "{slack_runs}");
+    let counted = attempts(&[("ledger", 1), ("review", 1), ("slack", slack_runs as i64)]);
+    assert_eq!(run_attempts(&v), counted, "{v}");
+    // The dashboard shows each action's count beside its state, in the action list and
+    // on the run cards.
+    let page = crate::ui::open_page(&app, &format!("/ui/events/{row}")).await;
+    let shown = |n: usize| page.matches(&format!(r#"data-attempts="{n}">"#)).count();
+    assert_eq!((shown(1), shown(slack_runs)), (4, 2), "{page}");
+    assert!(page.contains(&format!("{slack_runs} attempts</span>")), "{page}");
     // Each done run keeps its own input and output.
     for run in v["action_runs"].as_array().unwrap() {
         let action = run["action"].as_str().unwrap();
@@ -237,11 +272,12 @@ async fn fan_out_scenario(env: &[(&str, &str)]) {
         (runs_of(dir, "review"), runs_of(dir, "ledger"), runs_of(dir, "slack")),
         (1, 1, slack_runs)
     );
+    assert_eq!(run_attempts(&v), counted, "a replayed output is no attempt: {v}");
 
     // A forced replay reruns every action.
     let (code, r) = app.post(&format!("/events/{row}/replay?force=1"), "", &[]).await;
     assert_eq!(code, 200, "{r}");
-    wait_for(&app, row, "force-replayed", Duration::from_secs(20), |v| {
+    let v = wait_for(&app, row, "force-replayed", Duration::from_secs(20), |v| {
         v["event"]["status"] == "done" && v["event"]["result"].get("idempotent_replay").is_none()
     })
     .await;
@@ -249,6 +285,8 @@ async fn fan_out_scenario(env: &[(&str, &str)]) {
         (runs_of(dir, "review"), runs_of(dir, "ledger"), runs_of(dir, "slack")),
         (2, 2, slack_runs + 1)
     );
+    let forced = attempts(&[("ledger", 2), ("review", 2), ("slack", slack_runs as i64 + 1)]);
+    assert_eq!(run_attempts(&v), forced, "{v}");
     assert_eq!((runs_of(dir, "after"), runs_of(dir, "mapped")), (0, 0));
 }
 
@@ -307,8 +345,8 @@ async fn rule_set_continue_is_stored_and_listed() {
         json!({"actions": {"first": {"mode": "noop", "action": "first"},
                            "second": {"mode": "noop", "action": "second"}}})
     );
-    // noop runs of a fan-out are stored like any other.
-    assert_eq!(v["action_runs"].as_array().unwrap().len(), 2);
+    // noop runs of a fan-out are stored like any other, and count their one attempt.
+    assert_eq!(run_attempts(&v), attempts(&[("first", 1), ("second", 1)]));
 }
 
 /// A command that marks `<name>.started` and waits (up to `tenths` tenths of a second) for

@@ -26,6 +26,7 @@ mod pg_locks;
 mod readme;
 mod redaction;
 mod routing;
+mod run_attempts;
 mod run_input;
 mod scheduler;
 mod seed_compat;

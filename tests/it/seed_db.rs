@@ -30,6 +30,10 @@ const SEED_SQL: &[&str] = &[
     r#"INSERT INTO events (source, event_id, received_at, status, attempt_count, next_attempt_at, payload_json)
        VALUES ('webhook', 'seed-pending', '2025-01-01T10:00:02+00:00', 'pending', 0, NULL,
                '{"source_hint":"legacy","headers":{},"json":{"pending":true}}')"#,
+    r#"INSERT INTO action_runs (event_row_id, started_at, finished_at, status, provider, action, handler_mode,
+         input_json, output_json)
+       VALUES (1, '2025-01-01T10:00:00+00:00', '2025-01-01T10:00:01+00:00', 'done', 'legacy', 'legacy_action',
+               'noop', '{"action":"legacy_action"}', '{"mode":"noop"}')"#,
     "INSERT INTO provider_mappings (provider, action, handler_mode, handler_target, enabled, updated_at)
        VALUES ('legacy', 'legacy_action', 'noop', NULL, 1, '2025-01-01T09:00:00+00:00')",
 ];
@@ -55,6 +59,8 @@ async fn seed_database_is_migrated_in_place() {
     assert_eq!(v["event"]["event_id"], "seed-done");
     assert_eq!(v["event"]["received_at"], "2025-01-01T10:00:00.000000+00:00");
     assert_eq!(v["event"]["payload"]["json"], json!({"old": true}));
+    // The seed's run ran once: migration 0026 counts it as one attempt.
+    assert_eq!(v["action_runs"][0]["attempts"], 1, "{v}");
 
     // Deduplicated against the seed's rows.
     let (_, dup) = app

@@ -31,6 +31,22 @@ pub(crate) fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
 }
 
+/// A dashboard page of `app`, which runs without `ADMIN_SECRET` (so the login form signs
+/// in at once).
+pub(crate) async fn open_page(app: &App, path: &str) -> String {
+    let c = no_redirects();
+    let signed_in = c.get(format!("{}/ui/login", app.base)).send().await.unwrap();
+    let cookie = cookie_pair(&set_cookie(&signed_in, "sy_session").expect("session cookie"));
+    let page = c
+        .get(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.text().await.unwrap()
+}
+
 /// Logs in through the form and returns the session's `Cookie` header value.
 pub(crate) async fn login(app: &App, secret: &str) -> reqwest::Response {
     let c = no_redirects();

@@ -194,6 +194,7 @@ fn fan_out(actions: &[Value], runs: &[ActionRunRow]) -> Markup {
                 @let state = run.and_then(|r| r.status).map_or("not run", |s| s.as_str());
                 li.fan-action data-action=(name) data-state=(state) {
                     span.mono { (name) } " " (status_badge(state))
+                    @if let Some(r) = run { " " (run_attempts(r)) }
                     @if let Some(err) = run.and_then(|r| r.error.as_deref()) { " " span.err { (err) } }
                 }
             }
@@ -208,6 +209,7 @@ fn runs_table(runs: &[ActionRunRow]) -> Markup {
             div.run data-action=[r.action.as_deref()] {
                 div.row {
                     (status_badge(r.status.map(|v| v.as_str()).unwrap_or("?")))
+                    (run_attempts(r))
                     span.mono { (r.action.as_deref().unwrap_or("")) }
                     span.muted { (r.handler_mode.map(|v| v.as_str()).unwrap_or("")) " " (r.handler_target.as_deref().unwrap_or("")) }
                     span.spacer {}
@@ -218,6 +220,12 @@ fn runs_table(runs: &[ActionRunRow]) -> Markup {
             }
         }
     }
+}
+
+/// How many times the run's handler ran (CONTRACT §12), beside its state.
+fn run_attempts(r: &ActionRunRow) -> Markup {
+    let unit = if r.attempts == 1 { "attempt" } else { "attempts" };
+    html! { span.muted.run-attempts data-attempts=(r.attempts) { (r.attempts) " " (unit) } }
 }
 
 /// The replay form's fields (the CSRF token is checked by the middleware).

@@ -92,6 +92,7 @@ pub const TABLES: &[Table] = &[
             text("input_json"),
             text("output_json"),
             text("error"),
+            int("attempts"),
         ],
     },
     Table {

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revoked dashboard sessions",
         include_str!("../../../migrations/postgres/0025_revoked_sessions.sql"),
     ),
+    (
+        26,
+        "action run attempts",
+        include_str!("../../../migrations/postgres/0026_action_run_attempts.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

@@ -147,12 +147,13 @@ macro_rules! upsert_runs {
     ($select:literal) => {
         concat!(
             "INSERT INTO action_runs (event_row_id, action, started_at, finished_at, status, provider, \
-               handler_mode, handler_target, input_json, output_json, error) ",
+               handler_mode, handler_target, input_json, output_json, error, attempts) ",
             $select,
             " ON CONFLICT (event_row_id, action) DO UPDATE SET started_at = EXCLUDED.started_at, \
                finished_at = EXCLUDED.finished_at, status = EXCLUDED.status, provider = EXCLUDED.provider, \
                handler_mode = EXCLUDED.handler_mode, handler_target = EXCLUDED.handler_target, \
-               input_json = EXCLUDED.input_json, output_json = EXCLUDED.output_json, error = EXCLUDED.error"
+               input_json = EXCLUDED.input_json, output_json = EXCLUDED.output_json, error = EXCLUDED.error, ",
+            crate::store::count_run_attempt!()
         )
     };
 }
@@ -190,7 +191,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
          runs AS (",
         upsert_runs!(
             "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
-               r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error \
+               r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error, 1 \
              FROM UNNEST($10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], \
                $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]) \
                AS r(event_row_id, attempt, action, started_at, finished_at, status, provider, handler_mode, \
@@ -297,7 +298,7 @@ pub(super) async fn start_run(pool: &PgPool, run: &ActionRunRecord) -> Result<()
     let runs = RunColumns::new(&[(run, 0)]);
     let q = sqlx::query(upsert_runs!(
         "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
-           r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error \
+           r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error, 1 \
          FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
            AS r(event_row_id, attempt, action, started_at, finished_at, status, provider, handler_mode, \

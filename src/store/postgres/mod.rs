@@ -158,7 +158,7 @@ macro_rules! event_select {
 macro_rules! action_run_select {
     () => {
         "SELECT id, event_row_id, started_at, finished_at, status, provider, action, handler_mode, \
-         handler_target, input_json, output_json, error FROM action_runs"
+         handler_target, input_json, output_json, error, attempts FROM action_runs"
     };
 }
 

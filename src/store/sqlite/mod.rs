@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revoked dashboard sessions",
         include_str!("../../../migrations/sqlite/0025_revoked_sessions.sql"),
     ),
+    (
+        26,
+        "action run attempts",
+        include_str!("../../../migrations/sqlite/0026_action_run_attempts.sql"),
+    ),
 ];
 
 /// The WHERE of the `events_finished` index (migration 0012), which a query repeats
@@ -248,7 +253,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT id, event_row_id, started_at, finished_at, status, provider, action, handler_mode, \
-                 handler_target, input_json, output_json, error FROM action_runs WHERE event_row_id = ? AND action = ?",
+                 handler_target, input_json, output_json, error, attempts FROM action_runs WHERE event_row_id = ? AND action = ?",
             )
             .bind(event_row_id)
             .bind(action)
@@ -276,7 +281,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT id, event_row_id, started_at, finished_at, status, provider, action, handler_mode, \
-                 handler_target, input_json, output_json, error FROM action_runs WHERE event_row_id = ? ORDER BY id DESC",
+                 handler_target, input_json, output_json, error, attempts FROM action_runs WHERE event_row_id = ? ORDER BY id DESC",
             )
             .bind(event_row_id)
             .fetch_all(&self.read)

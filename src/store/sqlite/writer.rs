@@ -506,14 +506,16 @@ fn keep_run_inputs(tx: &Transaction<'_>, event_row_id: i64, except: Option<&str>
 fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::Result<()> {
     // One statement: the unique key on (event_row_id, action) is part of the seed's layout,
     // and `SqliteStore::open` adds it to a file that lacks it.
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "INSERT INTO action_runs (started_at, finished_at, status, provider, handler_mode, handler_target, \
-         input_json, output_json, error, event_row_id, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         input_json, output_json, error, event_row_id, action, attempts) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1) \
          ON CONFLICT(event_row_id, action) DO UPDATE SET started_at = excluded.started_at, \
          finished_at = excluded.finished_at, status = excluded.status, provider = excluded.provider, \
          handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
-         input_json = excluded.input_json, output_json = excluded.output_json, error = excluded.error",
-    )?
+         input_json = excluded.input_json, output_json = excluded.output_json, error = excluded.error, ",
+        crate::store::count_run_attempt!()
+    ))?
     .execute(params![
         run.started_at,
         run.finished_at,
