@@ -1,5 +1,6 @@
 //! The JSON config file (CONTRACT §6): load, validate as a whole, apply all-or-nothing.
 
+mod prices;
 mod schedules;
 
 use std::path::Path;
@@ -100,14 +101,16 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
     }
     for key in root.keys() {
-        if !["version", "mappings", "rules", "sources", "schedules"].contains(&key.as_str()) {
+        if !["version", "mappings", "rules", "sources", "schedules", "prices"].contains(&key.as_str()) {
             return Err(format!(
-                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules)"
+                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules, prices)"
             ));
         }
     }
-    // Sources are not stored; they are checked here so a bad one refuses the whole file.
+    // Sources and prices are not stored; they are checked here so a bad one refuses the
+    // whole file.
     sources_of(root)?;
+    prices::parse(root)?;
     let mut changes = RoutingChanges::default();
     for (i, entry) in list(root, "mappings")?.iter().enumerate() {
         let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
@@ -130,6 +133,16 @@ fn sources_of(root: &Map<String, Value>) -> Result<Vec<Source>, String> {
 
 /// Reads a config file's sources, refusing the file as [`load`] does.
 pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
+    read_part(path, sources_of)
+}
+
+/// Reads a config file's `"prices"` (used by the worker, in memory only).
+pub fn load_prices(path: &Path) -> Result<crate::domain::Prices, ConfigError> {
+    read_part(path, prices::parse)
+}
+
+/// Reads a config file and one part of it, refusing the file as [`load`] does.
+fn read_part<T>(path: &Path, part: impl Fn(&Map<String, Value>) -> Result<T, String>) -> Result<T, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         path: path.display().to_string(),
         message,
@@ -142,7 +155,7 @@ pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
     let root = root
         .as_object()
         .ok_or_else(|| invalid("the top level must be a JSON object".into()))?;
-    sources_of(root).map_err(invalid)
+    part(root).map_err(invalid)
 }
 
 fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {

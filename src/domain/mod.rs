@@ -17,6 +17,7 @@ mod schedule;
 mod settings;
 mod status;
 mod timestamp;
+mod usage;
 
 pub use modes::{HandlerMode, LlmMode, LlmProvider};
 pub use redacted::Redacted;
@@ -26,3 +27,4 @@ pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};
 pub use text_enum::UnknownValue;
 pub use timestamp::Timestamp;
+pub use usage::{Price, Prices, TOKEN_KINDS, Usage};

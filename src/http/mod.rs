@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(ops::list))
         .route("/events/replay", post(ops::replay_bulk))
         .route("/events/{row_id}", get(events::show))
+        .route("/events/{row_id}/runs/{run_id}/transcript", get(events::transcript))
         .route("/events/{row_id}/replay", post(ops::replay))
         .route("/events/{row_id}/cancel", post(ops::cancel))
         .route("/stats", get(ops::stats))

@@ -17,7 +17,7 @@ use super::{cron, events, health, ingest, ops};
     paths(
         health::healthz, health::readyz, health::metrics,
         ingest::webhook, ingest::webhook_hint, cron::enqueue,
-        events::show, ops::list, ops::replay, ops::cancel, ops::replay_bulk, ops::stats,
+        events::show, events::transcript, ops::list, ops::replay, ops::cancel, ops::replay_bulk, ops::stats,
     ),
     modifiers(&Secrets),
 )]

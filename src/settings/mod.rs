@@ -66,6 +66,7 @@ pub const ENV_VARS: &[&str] = &[
     "APP_COMMANDS_PATH",
     "ACTION_COMMAND_TIMEOUT_SECONDS",
     "ACTION_AGENT_TIMEOUT_SECONDS",
+    "AGENT_TRANSCRIPT_MAX_BYTES",
     "COMMAND_ENV_PASSTHROUGH",
     "HTTP_HANDLER_SECRET",
     "HTTP_HANDLER_TIMEOUT_SECONDS",
@@ -209,6 +210,27 @@ impl Settings {
                 existing_only: false,
             },
         }
+    }
+
+    /// Every configured secret's value (the service's secrets, API keys, the provider
+    /// shortcuts' signing secrets): what transcripts must never hold.
+    pub fn secret_values(&self) -> Vec<String> {
+        let single = [
+            &self.ingress_secret,
+            &self.cron_secret,
+            &self.admin_secret,
+            &self.webhook_secret,
+            &self.fireflies_webhook_secret,
+            &self.anthropic_api_key,
+            &self.openai_api_key,
+            &self.http_handler_secret,
+        ];
+        let mut values: Vec<String> = single.into_iter().flatten().cloned().collect();
+        for (_, secrets) in self.providers.shortcuts() {
+            values.extend(secrets.iter().cloned());
+        }
+        values.retain(|v| !v.trim().is_empty());
+        values
     }
 
     /// How long an `agent` run may take: `CLAUDE_AGENT_TIMEOUT_SECONDS`, else the seed's

@@ -203,6 +203,9 @@ pub struct Settings {
     /// Fallback for CLAUDE_AGENT_TIMEOUT_SECONDS (the seed's name).
     #[arg(long, env = "ACTION_AGENT_TIMEOUT_SECONDS", value_name = "ACTION_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub action_agent_timeout: Option<f64>,
+    /// Largest stored agent transcript in bytes (head and tail kept).
+    #[arg(long, env = "AGENT_TRANSCRIPT_MAX_BYTES", value_name = "AGENT_TRANSCRIPT_MAX_BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub agent_transcript_max_bytes: u64,
     /// whitelist of commands for the `command` handler.
     #[arg(
         long,
@@ -297,6 +300,7 @@ crate::redacting_debug!(Settings {
         claude_agent_default_tools,
         claude_agent_timeout,
         action_agent_timeout,
+        agent_transcript_max_bytes,
         commands_path,
         command_timeout,
         http_handler_timeout,

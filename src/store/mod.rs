@@ -9,6 +9,7 @@ pub(crate) mod rows;
 pub mod run_input;
 mod schedule;
 mod series;
+pub mod spend;
 pub mod stored_payload;
 pub mod stored_result;
 mod types;
@@ -27,6 +28,7 @@ pub use query::{
 };
 pub use schedule::*;
 pub use series::MinuteCounts;
+pub use spend::{RunUsage, SpendBy, SpendCell, SpendGroup, TopRun, UsageRecord};
 pub use types::*;
 
 use std::path::PathBuf;
@@ -148,6 +150,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves each job's `last_scheduled_at` up to its recorded tick (never back).
     fn record_ticks(&self, ticks: Vec<TickRecord>) -> StoreFuture<'_, ()>;
+
+    /// Records an agent or `llm` attempt's usage: a row of the spend ledger, and the run's
+    /// latest usage and transcript.
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()>;
+
+    /// The recorded usage of an event's action runs, newest run first.
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>>;
+
+    /// An action run's transcript: `None` when the event has no such run, `Some(None)` when
+    /// the run has no transcript.
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>>;
+
+    /// Spend since `since` (stored timestamp text) by UTC day, action and model.
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>>;
+
+    /// The `limit` costliest attempts since `since`.
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>>;
 
     /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
     /// SQLite never (the scheduler re-reads the version before each tick instead).

@@ -8,6 +8,7 @@
 pub mod backoff;
 mod process;
 mod record;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::backoff;
 use crate::domain::RunStatus;
-use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
+use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode, RunOptions};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
 use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input, stored_payload, stored_result};
@@ -219,9 +219,12 @@ impl Processor {
             }
         }
         let started = std::time::Instant::now();
-        let attempt = handlers::run(&self.handlers, mode, target, &input).await;
+        let options = RunOptions::default();
+        let ran = handlers::run(&self.handlers, mode, target, &input, &options).await;
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
+        super::usage::record(&self.db, &record, ran.report).await;
+        let attempt = ran.answer;
         match &attempt {
             Ok(_) => {
                 // Both are the event's: its payload and router, its result's `result`.

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "partial listing indexes",
         include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
     ),
+    (
+        22,
+        "llm usage",
+        include_str!("../../../migrations/postgres/0022_llm_usage.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

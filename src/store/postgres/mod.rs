@@ -28,6 +28,7 @@ mod listen;
 mod retry;
 mod routing;
 mod schedules;
+mod spend;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -328,6 +329,31 @@ impl Store for PgStore {
             let purge = || admin::purge_batch(&self.pool, &status, &before, limit);
             Ok(retry("purge", purge).await?)
         })
+    }
+
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move { Ok(retry("record usage", || spend::record(&self.pool, &record)).await?) })
+    }
+
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>> {
+        Box::pin(async move { Ok(retry("read run usage", || spend::run_usage(&self.pool, event_row_id)).await?) })
+    }
+
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>> {
+        Box::pin(async move {
+            Ok(retry("read a transcript", || {
+                spend::transcript(&self.pool, event_row_id, run_id)
+            })
+            .await?)
+        })
+    }
+
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>> {
+        Box::pin(async move { Ok(retry("read spend", || spend::cells(&self.pool, &since)).await?) })
+    }
+
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>> {
+        Box::pin(async move { Ok(retry("read top runs", || spend::top(&self.pool, &since, limit)).await?) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

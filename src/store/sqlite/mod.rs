@@ -9,6 +9,7 @@ mod enqueue;
 #[cfg(test)]
 mod plans;
 mod schedules;
+mod spend;
 mod writer;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -64,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
+    ),
+    (
+        22,
+        "llm usage",
+        include_str!("../../../migrations/sqlite/0022_llm_usage.sql"),
     ),
 ];
 
@@ -478,6 +484,29 @@ impl Store for SqliteStore {
             limit,
         };
         Box::pin(async move { expect!(self.submit(op), Count) })
+    }
+
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.submit(Op::RecordUsage(Box::new(record))).await?;
+            Ok(())
+        })
+    }
+
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>> {
+        Box::pin(spend::run_usage(&self.read, event_row_id))
+    }
+
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>> {
+        Box::pin(spend::transcript(&self.read, event_row_id, run_id))
+    }
+
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>> {
+        Box::pin(async move { spend::cells(&self.read, &since).await })
+    }
+
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>> {
+        Box::pin(async move { spend::top(&self.read, &since, limit).await })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -94,6 +94,7 @@ pub(super) enum Op {
     },
     Apply(Box<RoutingChanges>),
     RecordTicks(Vec<TickRecord>),
+    RecordUsage(Box<UsageRecord>),
     DeleteRule {
         provider: String,
         name: String,
@@ -280,6 +281,10 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
         }
         Op::RecordTicks(ticks) => {
             schedules::record(tx, ticks)?;
+            OpResult::Unit
+        }
+        Op::RecordUsage(record) => {
+            super::spend::record(tx, record)?;
             OpResult::Unit
         }
         Op::DeleteRule { provider, name } => OpResult::Bool(
