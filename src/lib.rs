@@ -19,6 +19,7 @@ pub mod retention;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
+pub mod spend_report;
 pub mod store;
 pub mod time;
 pub mod views;

@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use super::{events, mapping, sources};
 use crate::settings::{DefaultedPaths, Settings};
+use crate::spend_report::DEFAULT_SINCE;
 
 /// The command line: one subcommand.
 #[derive(Debug, Parser)]
@@ -47,6 +48,21 @@ pub enum Command {
     Mapping(Tool<mapping::MappingCommand>),
     /// Operator tools for stored events.
     Events(Tool<events::EventsCommand>),
+    /// What agent and llm runs cost, by action, model or day (as GET /spend).
+    Spend {
+        /// Where the database is.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Start of the period: an age (7d, 12h, 30m) or an RFC 3339 time.
+        #[arg(long, default_value = DEFAULT_SINCE)]
+        since: String,
+        /// Group by action, model or day.
+        #[arg(long, default_value = "action")]
+        by: String,
+        /// Print GET /spend's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Provider sources (signature-verified webhook paths).
     Sources {
         /// JSON config file whose `sources` are listed with the environment's shortcuts.
@@ -120,6 +136,7 @@ impl Cli {
         match &self.command {
             Command::Cron(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Events(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Spend { db, .. } => db.overlay(&mut s, &mut defaulted),
             Command::Mapping(tool) => {
                 tool.db.overlay(&mut s, &mut defaulted);
                 tool.command.overlay(&mut s, &mut defaulted);

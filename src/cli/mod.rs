@@ -6,6 +6,7 @@ pub mod events;
 pub mod mapping;
 pub mod prototype;
 pub mod sources;
+pub mod spend;
 mod targets;
 
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
         },
         Command::Mapping(tool) => mapping::run(&s, tool.command).await,
         Command::Events(tool) => events::run(&s, tool.command).await,
+        Command::Spend { since, by, json, .. } => spend::run(&s, &since, &by, json).await,
         Command::Sources { command, .. } => sources::run(&s, command),
     }
 }

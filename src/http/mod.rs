@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod ops;
 pub mod server;
 mod source_ingest;
+mod spend;
 pub mod ui;
 
 pub use crate::views::event_json;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{row_id}/replay", post(ops::replay))
         .route("/events/{row_id}/cancel", post(ops::cancel))
         .route("/stats", get(ops::stats))
+        .route("/spend", get(spend::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

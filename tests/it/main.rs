@@ -27,6 +27,7 @@ mod seed_compat;
 mod seed_db;
 mod series;
 mod sources;
+mod spend_api;
 mod spend_store;
 mod store;
 mod ui;

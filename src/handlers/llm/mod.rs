@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub use answer::{parse_json_answer, scrub};
 pub use anthropic::{ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MODEL};
+pub use cli_result::usage as cli_usage;
 pub use openai::DEFAULT_OPENAI_MODEL;
 
 use super::{HandlerConfig, HandlerError, HandlerInput, Ran, RunReport};
