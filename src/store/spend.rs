@@ -194,7 +194,7 @@ impl std::str::FromStr for SpendBy {
     }
 }
 
-/// One group of [`group`]'s answer.
+/// One group of a spend report: an action, a model or a UTC day.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SpendGroup {
     /// The action, model or day.

@@ -323,6 +323,8 @@ async fn openapi_document_describes_every_route() {
         ("/events/{row_id}/cancel", "post"),
         ("/events/replay", "post"),
         ("/stats", "get"),
+        ("/spend", "get"),
+        ("/events/{row_id}/runs/{run_id}/transcript", "get"),
     ] {
         assert!(paths[path].get(method).is_some(), "{method} {path} missing");
     }

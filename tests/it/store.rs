@@ -1109,7 +1109,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true), (10, true), (11, true), (12, true)]);
+    assert_eq!(applied, [(1, true), (10, true), (11, true), (12, true), (22, true)]);
     let row = enqueue(&stores[0], "after-migrate").await;
     assert_eq!(
         stores[5].event(row).await.unwrap().unwrap().event_id.as_deref(),
