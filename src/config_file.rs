@@ -114,10 +114,16 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
     let mut changes = RoutingChanges::default();
     for (i, entry) in list(root, "mappings")?.iter().enumerate() {
         let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
+        changes
+            .budgets
+            .extend(budget(entry, &m.action).map_err(|e| format!("mappings[{i}]: {e}"))?);
         changes.mappings.push(m);
     }
     for (i, entry) in list(root, "rules")?.iter().enumerate() {
         let r = rule(entry).map_err(|e| format!("rules[{i}]: {e}"))?;
+        changes
+            .budgets
+            .extend(budget(entry, &r.action).map_err(|e| format!("rules[{i}]: {e}"))?);
         changes.rules.push(r);
     }
     changes.schedules = schedules::parse(list(root, "schedules")?)?;
@@ -156,6 +162,17 @@ fn read_part<T>(path: &Path, part: impl Fn(&Map<String, Value>) -> Result<T, Str
         .as_object()
         .ok_or_else(|| invalid("the top level must be a JSON object".into()))?;
     part(root).map_err(invalid)
+}
+
+/// The `"budget"` of a mapping or rule entry, for its action (CONTRACT §14).
+fn budget(entry: &Value, action: &str) -> Result<Option<crate::domain::ActionBudget>, String> {
+    match entry.get("budget") {
+        None | Some(Value::Null) => Ok(None),
+        Some(b) => Ok(Some(crate::domain::ActionBudget {
+            action: action.to_owned(),
+            budget: crate::domain::Budget::parse(b)?,
+        })),
+    }
 }
 
 fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {

@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod cron;
 pub mod domain;
 pub mod error;
+pub mod flow;
 pub mod handlers;
 pub mod http;
 pub mod ingest;
@@ -123,6 +124,7 @@ pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
         RoutingCache::new(db.clone()).with_ai(ai),
         handlers,
         s.max_attempts,
+        s.flow_config(),
     ))
 }
 

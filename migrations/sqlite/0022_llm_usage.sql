@@ -23,3 +23,16 @@ CREATE TABLE llm_spend (
 );
 CREATE INDEX llm_spend_started ON llm_spend (started_at);
 CREATE INDEX llm_spend_cost ON llm_spend (cost_usd);
+
+-- Budgets of actions (a mapping's or rule's "budget", upserted by action).
+CREATE TABLE llm_budgets (
+    action TEXT PRIMARY KEY,
+    per_run_usd DOUBLE PRECISION,
+    daily_usd DOUBLE PRECISION,
+    monthly_usd DOUBLE PRECISION,
+    updated_at TEXT NOT NULL
+);
+-- Agent and llm runs in flight, which count against a budget before they have a cost.
+CREATE INDEX action_runs_running ON action_runs (action) WHERE status = 'running';
+-- Events held by a budget, looked at again when their next_attempt_at comes.
+CREATE INDEX events_held ON events (next_attempt_at) WHERE status = 'held';

@@ -27,4 +27,4 @@ pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};
 pub use text_enum::UnknownValue;
 pub use timestamp::Timestamp;
-pub use usage::{Price, Prices, TOKEN_KINDS, Usage};
+pub use usage::{ActionBudget, Budget, Price, Prices, TOKEN_KINDS, Usage};

@@ -105,6 +105,44 @@ impl Price {
     }
 }
 
+/// A spend limit of an action (`"budget"` on a mapping or rule) or of all runs; US dollars,
+/// UTC days and months.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// The Claude CLI's `--max-budget-usd` for each run.
+    #[serde(default)]
+    pub per_run_usd: Option<f64>,
+    /// Spend allowed per UTC day.
+    #[serde(default)]
+    pub daily_usd: Option<f64>,
+    /// Spend allowed per UTC month.
+    #[serde(default)]
+    pub monthly_usd: Option<f64>,
+}
+
+impl Budget {
+    /// Parses and checks a `budget` object (every amount a finite number > 0).
+    pub fn parse(value: &serde_json::Value) -> Result<Budget, String> {
+        let budget: Budget = serde_json::from_value(value.clone())
+            .map_err(|e| format!("budget: {e} (expected per_run_usd, daily_usd, monthly_usd numbers)"))?;
+        let amounts = [budget.per_run_usd, budget.daily_usd, budget.monthly_usd];
+        if amounts.iter().flatten().any(|a| !a.is_finite() || *a <= 0.0) {
+            return Err("budget: amounts must be numbers > 0".into());
+        }
+        Ok(budget)
+    }
+}
+
+/// The budget of an action, as a mapping or rule sets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionBudget {
+    /// The action the budget applies to.
+    pub action: String,
+    /// Its limits.
+    pub budget: Budget,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

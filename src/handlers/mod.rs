@@ -72,7 +72,7 @@ impl Ran {
 }
 
 /// Per-route limits of one run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RunOptions {
     /// The route's `budget.per_run_usd`: the Claude CLI's `--max-budget-usd`.
     pub max_budget_usd: Option<f64>,

@@ -67,6 +67,9 @@ pub const ENV_VARS: &[&str] = &[
     "ACTION_COMMAND_TIMEOUT_SECONDS",
     "ACTION_AGENT_TIMEOUT_SECONDS",
     "AGENT_TRANSCRIPT_MAX_BYTES",
+    "LLM_DAILY_BUDGET_USD",
+    "LLM_MONTHLY_BUDGET_USD",
+    "LLM_BUDGET_RECHECK_SECONDS",
     "COMMAND_ENV_PASSTHROUGH",
     "HTTP_HANDLER_SECRET",
     "HTTP_HANDLER_TIMEOUT_SECONDS",
@@ -231,6 +234,20 @@ impl Settings {
         }
         values.retain(|v| !v.trim().is_empty());
         values
+    }
+
+    /// Admission settings: the global LLM budgets and how held runs are looked at again.
+    pub fn flow_config(&self) -> crate::flow::FlowConfig {
+        let longest = self.agent_timeout().max(Duration::from_secs_f64(self.llm_timeout));
+        crate::flow::FlowConfig {
+            budgets: crate::flow::budget::GlobalBudgets {
+                daily_usd: self.llm_daily_budget,
+                monthly_usd: self.llm_monthly_budget,
+            },
+            recheck: Duration::from_secs_f64(self.llm_budget_recheck),
+            // A run still in flight after its limit and a lease is a dead process's.
+            in_flight_window: longest + self.lease(),
+        }
     }
 
     /// How long an `agent` run may take: `CLAUDE_AGENT_TIMEOUT_SECONDS`, else the seed's

@@ -168,6 +168,26 @@ pub trait Store: Send + Sync + 'static {
     /// The `limit` costliest attempts since `since`.
     fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>>;
 
+    /// The budget of `action`, if one was set.
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>>;
+
+    /// Every action's budget, by action.
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>>;
+
+    /// Recorded spend since `since` (stored timestamp text), of `action` or of all.
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64>;
+
+    /// What agent and llm runs in flight may still cost (their actions' `per_run_usd`):
+    /// runs started since `since`, of events other than `except_event`, of `action` or all.
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64>;
+
+    /// Holds a claimed event until `until` (status `held`, `last_error` the reason), giving
+    /// its attempt back; false when the claim was lost.
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool>;
+
+    /// Makes held events whose `next_attempt_at` has come `pending` again; returns how many.
+    fn release_held(&self) -> StoreFuture<'_, u64>;
+
     /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
     /// SQLite never (the scheduler re-reads the version before each tick instead).
     fn schedules_changed(&self) -> StoreFuture<'_, ()> {

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::domain::{HandlerMode, Usage};
+use crate::domain::{ActionBudget, Budget, HandlerMode, Usage};
 
 /// One agent or `llm` attempt's usage and transcript, as the worker records it: a row of
 /// the `llm_spend` ledger, and the run's `usage_json` and `transcript`.
@@ -105,6 +105,73 @@ pub(crate) const INSERT_LEDGER: &str = "INSERT INTO llm_spend (event_row_id, act
 /// The run's latest usage and transcript (`$1` usage, `$2` transcript, `$3` event, `$4` action).
 pub(crate) const UPDATE_RUN: &str =
     "UPDATE action_runs SET usage_json = $1, transcript = $2 WHERE event_row_id = $3 AND action = $4";
+
+/// The budget of one action.
+pub(crate) const BUDGET: &str = "SELECT per_run_usd, daily_usd, monthly_usd FROM llm_budgets WHERE action = $1";
+
+/// Every action's budget.
+pub(crate) const BUDGETS: &str = "SELECT action, per_run_usd, daily_usd, monthly_usd FROM llm_budgets ORDER BY action";
+
+/// Sets an action's budget (`$1` action, `$2`…`$4` amounts, `$5` now).
+pub(crate) const UPSERT_BUDGET: &str = "INSERT INTO llm_budgets (action, per_run_usd, daily_usd, monthly_usd, \
+     updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (action) DO UPDATE SET per_run_usd = excluded.per_run_usd, \
+     daily_usd = excluded.daily_usd, monthly_usd = excluded.monthly_usd, updated_at = excluded.updated_at";
+
+/// Recorded spend since `$1`, of every action.
+pub(crate) const SPENT: &str = "SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_spend WHERE started_at >= $1";
+
+/// Recorded spend since `$1` of action `$2`.
+pub(crate) const SPENT_BY_ACTION: &str =
+    "SELECT COALESCE(SUM(cost_usd), 0.0) FROM llm_spend WHERE started_at >= $1 AND action = $2";
+
+/// What runs in flight (started since `$1`, of events other than `$2`) may cost: their
+/// actions' `per_run_usd`.
+pub(crate) const RESERVED: &str = "SELECT COALESCE(SUM(b.per_run_usd), 0.0) FROM action_runs r \
+     JOIN llm_budgets b ON b.action = r.action WHERE r.status = 'running' AND r.started_at >= $1 \
+     AND r.event_row_id <> $2";
+
+/// [`RESERVED`] of action `$3` only.
+pub(crate) const RESERVED_BY_ACTION: &str = "SELECT COALESCE(SUM(b.per_run_usd), 0.0) FROM action_runs r \
+     JOIN llm_budgets b ON b.action = r.action WHERE r.status = 'running' AND r.started_at >= $1 \
+     AND r.event_row_id <> $2 AND r.action = $3";
+
+/// Holds a claimed event (`$1` until, `$2` reason, `$3` id, `$4` attempt): the claim's
+/// attempt is given back, as a release does.
+pub(crate) const HOLD: &str = "UPDATE events SET status = 'held', attempt_count = attempt_count - 1, \
+     next_attempt_at = $1, last_error = $2, lease_until = NULL \
+     WHERE id = $3 AND attempt_count = $4 AND status = 'processing'";
+
+/// Makes held events whose time came due again (`$1` now).
+pub(crate) const RELEASE_HELD: &str =
+    "UPDATE events SET status = 'pending' WHERE status = 'held' AND next_attempt_at <= $1";
+
+/// A budget row's amounts, columns `first..first + 3`.
+pub(crate) fn budget_at<R>(row: &R, first: usize) -> Result<Budget, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'a> Option<f64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    Ok(Budget {
+        per_run_usd: row.try_get(first)?,
+        daily_usd: row.try_get(first + 1)?,
+        monthly_usd: row.try_get(first + 2)?,
+    })
+}
+
+/// A `BUDGETS` row.
+pub(crate) fn action_budget<R>(row: &R) -> Result<ActionBudget, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'a> String: Decode<'a, R::Database> + Type<R::Database>,
+    for<'a> Option<f64>: Decode<'a, R::Database> + Type<R::Database>,
+{
+    Ok(ActionBudget {
+        action: row.try_get(0)?,
+        budget: budget_at(row, 1)?,
+    })
+}
 
 /// A token count as stored (counts beyond `i64` are clamped, never wrapped).
 pub(crate) fn count(n: Option<u64>) -> Option<i64> {

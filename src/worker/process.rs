@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::backoff;
 use crate::domain::RunStatus;
-use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode, RunOptions};
+use crate::flow::{self, Admission, FlowConfig};
+use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
 use crate::store::{ActionRunRecord, ClaimedEvent, Db, Finish, Outcome, run_input, stored_payload, stored_result};
@@ -19,6 +20,7 @@ pub struct Processor {
     routes: RoutingCache,
     handlers: Arc<HandlerConfig>,
     max_attempts: u32,
+    flow: FlowConfig,
 }
 
 /// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
@@ -77,6 +79,8 @@ enum ActionOutcome {
     Replayed { output: Value },
     /// No route: the generic runner's answer (`{"note":"no mapping"}` by default).
     Unrouted(Attempt),
+    /// Admission held the run (an LLM budget): nothing ran, the attempt is given back.
+    Held { reason: String, until: String },
 }
 
 impl ActionOutcome {
@@ -86,18 +90,26 @@ impl ActionOutcome {
             ActionOutcome::Ran { attempt, run } => (attempt, Some(*run)),
             ActionOutcome::Replayed { output } => (Ok(output), None),
             ActionOutcome::Unrouted(attempt) => (attempt, None),
+            ActionOutcome::Held { reason, .. } => (Err(HandlerError::new(reason)), None),
         }
     }
 }
 
 impl Processor {
     /// A processor over `db` with the given handler settings.
-    pub fn new(db: Db, routes: RoutingCache, handlers: Arc<HandlerConfig>, max_attempts: u32) -> Processor {
+    pub fn new(
+        db: Db,
+        routes: RoutingCache,
+        handlers: Arc<HandlerConfig>,
+        max_attempts: u32,
+        flow: FlowConfig,
+    ) -> Processor {
         Processor {
             db,
             routes,
             handlers,
             max_attempts,
+            flow,
         }
     }
 
@@ -110,12 +122,14 @@ impl Processor {
 
     /// Runs one attempt and stores its outcome; never panics on event data.
     pub async fn process(&self, event: ClaimedEvent) {
-        let finish = self.attempt(&event).await;
-        self.record(finish).await;
+        if let Some(finish) = self.attempt(&event).await {
+            self.record(finish).await;
+        }
     }
 
-    /// Runs one attempt (route, handler) and says how it ended, without storing it.
-    pub async fn attempt(&self, event: &ClaimedEvent) -> Finish {
+    /// Runs one attempt (route, handler) and says how it ended, without storing it; `None`
+    /// when admission held the event (already stored: status `held`, the attempt given back).
+    pub async fn attempt(&self, event: &ClaimedEvent) -> Option<Finish> {
         let started = std::time::Instant::now();
         let mut payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
         stored_payload::expand_value(&mut payload, event.source);
@@ -126,6 +140,10 @@ impl Processor {
             Some(action) => self.run_action(event, &decision, action, &router, &payload).await,
             None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, &payload, &router).await),
         };
+        if let ActionOutcome::Held { reason, until } = action {
+            self.hold(event, reason, until).await;
+            return None;
+        }
         let replay = matches!(action, ActionOutcome::Replayed { .. });
         let (attempt, action_run) = action.into_parts();
 
@@ -147,13 +165,24 @@ impl Processor {
         };
         metrics::attempt_finished(outcome.status(), failure_kind.as_deref());
         log_finished(event, &decision, &outcome, started.elapsed());
-        Finish {
+        Some(Finish {
             claim: event.claim_ref(),
             outcome,
             other_runs_read_event: other_runs_read_event(event, action_run.as_ref()),
             action_run,
             provider: Some(decision.provider.clone()),
             action: decision.mapped_action.clone(),
+        })
+    }
+
+    /// Stores that admission held the event (a lost claim or a store failure is logged:
+    /// the lease then expires and the event is tried again).
+    async fn hold(&self, event: &ClaimedEvent, reason: String, until: String) {
+        tracing::info!(event_id = %event.event_id, row_id = event.id, %reason, %until, "event held");
+        match self.db.hold(event.claim_ref(), reason, until).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(row_id = event.id, "claim was lost before the event could be held"),
+            Err(e) => tracing::warn!(row_id = event.id, error = %e, "could not hold the event"),
         }
     }
 
@@ -191,6 +220,10 @@ impl Processor {
         }
         let mode = decision.handler_mode.unwrap_or(HandlerMode::Noop);
         let target = decision.handler_target.as_deref();
+        let options = match flow::admit(&self.db, &self.flow, event.id, action, mode).await {
+            Admission::Run(options) => options,
+            Admission::Held { reason, until } => return ActionOutcome::Held { reason, until },
+        };
         let input = HandlerInput {
             action,
             router,
@@ -219,7 +252,6 @@ impl Processor {
             }
         }
         let started = std::time::Instant::now();
-        let options = RunOptions::default();
         let ran = handlers::run(&self.handlers, mode, target, &input, &options).await;
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());

@@ -33,6 +33,7 @@ const env = {
   WORKER_MAX_ATTEMPTS: "1",
   STRIPE_WEBHOOK_SECRET: "whsec_dashboard_must_never_show_this",
   CLAUDE_CLI: path.join(work, "fake-claude"),
+  LLM_DAILY_BUDGET_USD: "5",
   RUST_LOG: "warn,switchyard=info",
   LOG_FORMAT: "text",
 };
@@ -269,6 +270,8 @@ async function agentTimelineAndSpend(page, base) {
 
   await page.goto(`${base}/ui/spend`);
   assert.ok(await page.locator("svg.spend-chart rect.bar").count() >= 1, "a bar for today");
+  assert.match(await page.locator("div.budget").first().textContent(), /\$0\.0123 of \$5\.00/);
+  assert.equal(await page.locator("svg.budget-bar rect.fill").count(), 1, "the daily budget's bar");
   assert.match(await page.locator("div.legend").last().textContent(), /agent_ui/);
   assert.equal(await page.locator(`table.top-runs a[href="/ui/events/${id}"]`).count(), 1, "the run is listed");
   await shot(page, "spend");

@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod architecture;
+mod budget;
 mod claude_e2e;
 mod claude_usage;
 mod cli;

@@ -335,7 +335,7 @@ async fn openapi_document_describes_every_route() {
         .iter()
         .find(|p| p["name"] == "status")
         .unwrap();
-    assert_eq!(status["schema"]["enum"].as_array().unwrap().len(), 6, "{status}");
+    assert_eq!(status["schema"]["enum"].as_array().unwrap().len(), 7, "{status}");
 }
 
 #[tokio::test]

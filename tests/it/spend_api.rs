@@ -103,14 +103,7 @@ async fn anthropic_tokens_times_prices_and_every_view_of_spend_agree() {
     let (code, _) = app.get("/spend", &[]).await;
     assert_eq!(code, 401);
 
-    let metrics = client()
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     let cost = sample(
         &metrics,
         r#"switchyard_llm_cost_usd_total{action="summarise",model="claude-test"}"#,

@@ -1,11 +1,16 @@
 //! The spend ledger and run usage (CONTRACT §14) on both backends.
 
-use switchyard::domain::{HandlerMode, RunStatus, Usage};
-use switchyard::store::{ActionRunRecord, Enqueued, SpendBy, UsageRecord, spend};
+use std::time::Duration;
+
+use switchyard::domain::{ActionBudget, Budget, HandlerMode, RunStatus, Usage};
+use switchyard::store::{ActionRunRecord, Enqueued, RoutingChanges, SpendBy, UsageRecord, spend};
 
 use crate::store::{TestStore, event, store_tests};
 
-store_tests!(usage_is_stored_with_the_run_and_summed_in_the_ledger);
+store_tests!(
+    usage_is_stored_with_the_run_and_summed_in_the_ledger,
+    budgets_reserve_runs_in_flight_and_hold_releases
+);
 
 fn usage(cost: Option<f64>, model: &str, input: u64) -> Usage {
     Usage {
@@ -119,4 +124,73 @@ async fn usage_is_stored_with_the_run_and_summed_in_the_ledger(t: TestStore) {
     let costs: Vec<f64> = top.iter().map(|r| r.cost_usd).collect();
     assert_eq!(costs, [0.5, 0.25], "unpriced runs are not listed");
     assert_eq!(top[0].event_row_id, id);
+}
+
+async fn budgets_reserve_runs_in_flight_and_hold_releases(t: TestStore) {
+    let db = &t.db;
+    let budget = Budget {
+        per_run_usd: Some(2.0),
+        daily_usd: Some(5.0),
+        monthly_usd: None,
+    };
+    let changes = RoutingChanges {
+        budgets: vec![ActionBudget {
+            action: "triage".into(),
+            budget,
+        }],
+        ..Default::default()
+    };
+    db.apply(changes).await.unwrap();
+    assert_eq!(db.budget("triage").await.unwrap(), Some(budget));
+    assert_eq!(db.budget("other").await.unwrap(), None);
+    assert_eq!(db.budgets().await.unwrap()[0].action, "triage");
+
+    let Enqueued::Queued(a) = db.enqueue(event("budget-a")).await.unwrap() else {
+        panic!("new event")
+    };
+    let Enqueued::Queued(b) = db.enqueue(event("budget-b")).await.unwrap() else {
+        panic!("new event")
+    };
+    // A run in flight reserves its action's per_run_usd, for the other events.
+    let mut running = run(a, "triage");
+    running.started_at = switchyard::time::now();
+    db.start_action_run(running).await.unwrap();
+    let since = "2000-01-01T00:00:00+00:00".to_owned();
+    assert_eq!(db.reserved(since.clone(), b, None).await.unwrap(), 2.0);
+    assert_eq!(db.reserved(since.clone(), b, Some("triage".into())).await.unwrap(), 2.0);
+    assert_eq!(db.reserved(since.clone(), b, Some("other".into())).await.unwrap(), 0.0);
+    assert_eq!(db.reserved(since, a, None).await.unwrap(), 0.0, "not its own run");
+    assert_eq!(
+        db.spent_since("2000-01-01T00:00:00+00:00".into(), None).await.unwrap(),
+        0.0
+    );
+
+    // Holding gives the attempt back; the event is due again once its time comes.
+    let claimed = db.claim(10, Duration::from_secs(60)).await.unwrap();
+    let claim = claimed.iter().find(|c| c.id == b).unwrap().claim_ref();
+    let later = switchyard::time::format(chrono::Utc::now() + chrono::Duration::hours(1));
+    assert!(db.hold(claim, "budget:daily: test".into(), later).await.unwrap());
+    assert!(
+        !db.hold(claim, "again".into(), switchyard::time::now()).await.unwrap(),
+        "fenced"
+    );
+    let held = db.event(b).await.unwrap().unwrap();
+    assert_eq!(held.status.map(|s| s.as_str()), Some("held"));
+    assert_eq!(held.attempt_count, 0);
+    assert_eq!(held.last_error.as_deref(), Some("budget:daily: test"));
+    assert_eq!(db.queue_depth().await.unwrap().held, 1);
+    assert_eq!(db.release_held().await.unwrap(), 0, "not yet");
+    let claim = db.claim(10, Duration::from_secs(60)).await.unwrap();
+    assert!(claim.is_empty(), "a held event is not claimed: {claim:?}");
+    t.exec(
+        &format!("UPDATE events SET next_attempt_at = '2000-01-01T00:00:00+00:00' WHERE id = {b}"),
+        &format!("UPDATE events SET next_attempt_at = '2000-01-01T00:00:00+00:00' WHERE id = {b}"),
+    )
+    .await;
+    assert_eq!(db.release_held().await.unwrap(), 1);
+    let again = db.claim(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| (c.id, c.attempt_count)).collect::<Vec<_>>(),
+        [(b, 1)]
+    );
 }

@@ -4,6 +4,7 @@
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
+use chrono::Datelike;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -44,6 +45,7 @@ pub async fn show(
     let by_action = spend::group(&cells, SpendBy::Action);
     let by_model = spend::group(&cells, SpendBy::Model);
     let total: f64 = by_action.iter().map(|g| g.cost_usd).sum();
+    let budgets = budget_lines(&state).await?;
     let content = html! {
         div.row {
             h1 { "Spend" }
@@ -51,6 +53,13 @@ pub async fn show(
             @for d in PERIODS {
                 a class=[(*d == days).then_some("active")] href={ "/ui/spend?days=" (d) } { "last " (d) " days" } " "
             }
+        }
+        div.card {
+            h2 { "Budgets" }
+            @if budgets.is_empty() {
+                p.muted { "No budget is set (LLM_DAILY_BUDGET_USD, LLM_MONTHLY_BUDGET_USD, or a route's \"budget\")." }
+            }
+            @for b in &budgets { (budget_bar(b)) }
         }
         div.card {
             h2 { "Cost per day per action" }
@@ -64,6 +73,74 @@ pub async fn show(
         div.card { h2 { "Most expensive runs" } (top_table(&top)) }
     };
     Ok(page("Spend", "/ui/spend", &session, content).into_response())
+}
+
+/// One budget against the spend of its period.
+struct BudgetLine {
+    /// What it limits: `all runs` or the action.
+    scope: String,
+    /// `today` or `this month`.
+    period: &'static str,
+    spent: f64,
+    limit: f64,
+}
+
+/// The global budgets, then each action's, with the spend of their UTC day or month.
+async fn budget_lines(state: &UiState) -> Result<Vec<BudgetLine>, ApiError> {
+    let db = &state.app.db;
+    let global = state.app.settings.flow_config().budgets;
+    let now = chrono::Utc::now().date_naive();
+    let day = format!("{now}T00:00:00+00:00");
+    let month = format!("{}T00:00:00+00:00", now.with_day(1).unwrap_or(now));
+    let mut wanted: Vec<(String, Option<String>, &'static str, f64)> = Vec::new();
+    let all = "all agent and llm runs".to_owned();
+    if let Some(limit) = global.daily_usd {
+        wanted.push((all.clone(), None, "today", limit));
+    }
+    if let Some(limit) = global.monthly_usd {
+        wanted.push((all, None, "this month", limit));
+    }
+    for b in db.budgets().await? {
+        if let Some(limit) = b.budget.daily_usd {
+            wanted.push((b.action.clone(), Some(b.action.clone()), "today", limit));
+        }
+        if let Some(limit) = b.budget.monthly_usd {
+            wanted.push((b.action.clone(), Some(b.action), "this month", limit));
+        }
+    }
+    let mut lines = Vec::with_capacity(wanted.len());
+    for (scope, action, period, limit) in wanted {
+        let since = if period == "today" { day.clone() } else { month.clone() };
+        let spent = db.spent_since(since, action).await?;
+        lines.push(BudgetLine {
+            scope,
+            period,
+            spent,
+            limit,
+        });
+    }
+    Ok(lines)
+}
+
+/// A budget as a bar (SVG, which the page's style policy allows): spent of the limit.
+fn budget_bar(b: &BudgetLine) -> Markup {
+    let share = (b.spent / b.limit).clamp(0.0, 1.0);
+    let over = b.spent >= b.limit;
+    html! {
+        div.budget {
+            div.row {
+                span.mono { (b.scope) }
+                span.muted { (b.period) }
+                span.spacer {}
+                span { (dollars(b.spent)) " of " (dollars(b.limit)) @if over { " — reached: new runs are held" } }
+            }
+            svg.budget-bar viewBox="0 0 100 4" preserveAspectRatio="none" role="img" {
+                title { (b.scope) " " (b.period) ": " (dollars(b.spent)) " of " (dollars(b.limit)) }
+                rect.track x="0" y="0" width="100" height="4" {}
+                rect class=(if over { "fill over" } else { "fill" }) x="0" y="0" width=(share * 100.0) height="4" {}
+            }
+        }
+    }
 }
 
 /// A table of groups: key, cost, runs, input and output tokens.

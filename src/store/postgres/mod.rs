@@ -356,6 +356,34 @@ impl Store for PgStore {
         Box::pin(async move { Ok(retry("read top runs", || spend::top(&self.pool, &since, limit)).await?) })
     }
 
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>> {
+        let action = action.to_owned();
+        Box::pin(async move { Ok(retry("read a budget", || spend::budget(&self.pool, &action)).await?) })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>> {
+        Box::pin(async move { Ok(retry("read budgets", || spend::budgets(&self.pool)).await?) })
+    }
+
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { Ok(retry("read spend", || spend::spent(&self.pool, &since, action.as_deref())).await?) })
+    }
+
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move {
+            let read = || spend::reserved(&self.pool, &since, except_event, action.as_deref());
+            Ok(retry("read reserved spend", read).await?)
+        })
+    }
+
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { Ok(retry("hold", || spend::hold(&self.pool, claim, &reason, &until)).await?) })
+    }
+
+    fn release_held(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(retry("release held", || spend::release_held(&self.pool)).await?) })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;

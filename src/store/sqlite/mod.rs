@@ -509,6 +509,31 @@ impl Store for SqliteStore {
         Box::pin(async move { spend::top(&self.read, &since, limit).await })
     }
 
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>> {
+        let action = action.to_owned();
+        Box::pin(async move { spend::budget(&self.read, &action).await })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>> {
+        Box::pin(spend::budgets(&self.read))
+    }
+
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { spend::spent(&self.read, &since, action.as_deref()).await })
+    }
+
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { spend::reserved(&self.read, &since, except_event, action.as_deref()).await })
+    }
+
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { expect!(self.submit(Op::Hold { claim, reason, until }), Bool) })
+    }
+
+    fn release_held(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { expect!(self.submit(Op::ReleaseHeld), Count) })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             if self.writer.is_closed() {

@@ -95,6 +95,12 @@ pub(super) enum Op {
     Apply(Box<RoutingChanges>),
     RecordTicks(Vec<TickRecord>),
     RecordUsage(Box<UsageRecord>),
+    Hold {
+        claim: ClaimRef,
+        reason: String,
+        until: String,
+    },
+    ReleaseHeld,
     DeleteRule {
         provider: String,
         name: String,
@@ -277,6 +283,7 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
         Op::Apply(changes) => {
             apply(tx, changes, now)?;
             schedules::upsert(tx, &changes.schedules, now)?;
+            super::spend::upsert_budgets(tx, &changes.budgets, now)?;
             OpResult::Unit
         }
         Op::RecordTicks(ticks) => {
@@ -287,6 +294,8 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             super::spend::record(tx, record)?;
             OpResult::Unit
         }
+        Op::Hold { claim, reason, until } => OpResult::Bool(super::spend::hold(tx, *claim, reason, until)?),
+        Op::ReleaseHeld => OpResult::Count(super::spend::release_held(tx, now)?),
         Op::DeleteRule { provider, name } => OpResult::Bool(
             tx.prepare_cached("DELETE FROM routing_rules WHERE provider = ?1 AND name = ?2")?
                 .execute(params![provider, name])?
