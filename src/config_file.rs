@@ -1,6 +1,7 @@
 //! The JSON config file (CONTRACT §6): load, validate as a whole, apply all-or-nothing.
 
 mod keys;
+mod prices;
 mod schedules;
 
 use std::path::Path;
@@ -101,21 +102,29 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
     }
     for key in root.keys() {
-        if !["version", "mappings", "rules", "sources", "schedules"].contains(&key.as_str()) {
+        if !["version", "mappings", "rules", "sources", "schedules", "prices"].contains(&key.as_str()) {
             return Err(format!(
-                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules)"
+                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules, prices)"
             ));
         }
     }
-    // Sources are not stored; they are checked here so a bad one refuses the whole file.
+    // Sources and prices are not stored; they are checked here so a bad one refuses the
+    // whole file.
     sources_of(root)?;
+    prices::parse(root)?;
     let mut changes = RoutingChanges::default();
     for (i, entry) in list(root, "mappings")?.iter().enumerate() {
         let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
+        changes
+            .budgets
+            .extend(budget(entry, &m.action).map_err(|e| format!("mappings[{i}]: {e}"))?);
         changes.mappings.push(m);
     }
     for (i, entry) in list(root, "rules")?.iter().enumerate() {
         let r = rule(entry).map_err(|e| format!("rules[{i}]: {e}"))?;
+        changes
+            .budgets
+            .extend(budget(entry, &r.action).map_err(|e| format!("rules[{i}]: {e}"))?);
         changes.rules.push(r);
     }
     changes.schedules = schedules::parse(list(root, "schedules")?)?;
@@ -137,6 +146,16 @@ fn sources_of(root: &Map<String, Value>) -> Result<Vec<Source>, String> {
 
 /// Reads a config file's sources, refusing the file as [`load`] does.
 pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
+    read_part(path, sources_of)
+}
+
+/// Reads a config file's `"prices"` (used by the worker, in memory only).
+pub fn load_prices(path: &Path) -> Result<crate::domain::Prices, ConfigError> {
+    read_part(path, prices::parse)
+}
+
+/// Reads a config file and one part of it, refusing the file as [`load`] does.
+fn read_part<T>(path: &Path, part: impl Fn(&Map<String, Value>) -> Result<T, String>) -> Result<T, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         path: path.display().to_string(),
         message,
@@ -149,7 +168,18 @@ pub fn load_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
     let root = root
         .as_object()
         .ok_or_else(|| invalid("the top level must be a JSON object".into()))?;
-    sources_of(root).map_err(invalid)
+    part(root).map_err(invalid)
+}
+
+/// The `"budget"` of a mapping or rule entry, for its action (CONTRACT §14).
+fn budget(entry: &Value, action: &str) -> Result<Option<crate::domain::ActionBudget>, String> {
+    match entry.get("budget") {
+        None | Some(Value::Null) => Ok(None),
+        Some(b) => Ok(Some(crate::domain::ActionBudget {
+            action: action.to_owned(),
+            budget: crate::domain::Budget::parse(b)?,
+        })),
+    }
 }
 
 fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {
@@ -259,6 +289,19 @@ mod tests {
         assert_eq!(c.mappings[0].provider, "unknown");
         assert_eq!(c.rules[0].priority, 10);
         assert_eq!(c.rules[0].handler_target, None);
+    }
+
+    #[test]
+    fn a_budget_on_a_mapping_or_a_rule_is_read_for_its_action() {
+        let text = r#"{"mappings": [{"provider": "linear", "action": "triage", "handler_mode": "agent",
+                        "handler_target": "triage", "budget": {"daily_usd": 5}}],
+         "rules": [{"provider": "github", "name": "pr", "conditions": {"all": []}, "action": "review",
+                    "budget": {"per_run_usd": 0.5, "monthly_usd": 40}}]}"#;
+        let c = parse(text).unwrap();
+        let of = |action: &str| c.budgets.iter().find(|b| b.action == action).map(|b| b.budget);
+        assert_eq!(of("triage").and_then(|b| b.daily_usd), Some(5.0));
+        assert_eq!(of("review").and_then(|b| b.per_run_usd), Some(0.5));
+        assert_eq!(of("review").and_then(|b| b.monthly_usd), Some(40.0));
     }
 
     #[test]

@@ -10,15 +10,18 @@ pub mod cron;
 pub mod domain;
 pub mod error;
 pub mod escape;
+pub mod flow;
 pub mod handlers;
 pub mod http;
 pub mod ingest;
+pub mod llm_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod retention;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
+pub mod spend_report;
 pub mod store;
 pub mod time;
 pub mod views;
@@ -84,7 +87,10 @@ pub fn handler_config(s: &Settings) -> handlers::HandlerConfig {
             anthropic_base_url: s.anthropic_base_url.clone(),
             openai_api_key: s.openai_api_key.clone(),
             openai_base_url: s.openai_base_url.clone(),
+            prices: Default::default(),
         },
+        secrets: s.secret_values().into(),
+        transcript_max_bytes: usize::try_from(s.agent_transcript_max_bytes).unwrap_or(usize::MAX),
     }
 }
 
@@ -101,7 +107,15 @@ pub fn pool_config(s: &Settings) -> PoolConfig {
 
 /// A processor for claimed events over `db`.
 pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
-    let handlers = Arc::new(handler_config(s));
+    let mut config = handler_config(s);
+    if let Some(path) = &s.config_path {
+        // `open_store` refused a bad file before any processor exists.
+        match config_file::load_prices(path) {
+            Ok(prices) => config.llm.prices = prices,
+            Err(e) => tracing::warn!(error = %e, "cannot read the config file's prices; API runs get no cost"),
+        }
+    }
+    let handlers = Arc::new(config);
     let ai = s.mapper_use_ai.then(|| routing::ai::AiClassifier {
         handlers: handlers.clone(),
         threshold: s.mapper_ai_threshold,
@@ -111,6 +125,7 @@ pub fn processor(db: &Db, s: &Settings) -> Arc<Processor> {
         RoutingCache::new(db.clone()).with_ai(ai),
         handlers,
         s.max_attempts,
+        s.flow_config(),
     ))
 }
 

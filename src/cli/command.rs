@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use super::{events, mapping, sources};
 use crate::settings::{DefaultedPaths, Settings};
+use crate::spend_report::DEFAULT_SINCE;
 
 /// The command line: one subcommand.
 #[derive(Debug, Parser)]
@@ -49,6 +50,21 @@ pub enum Command {
     Events(Tool<events::EventsCommand>),
     /// The database itself: create it, or copy it between SQLite and PostgreSQL.
     Db(Tool<DbCommand>),
+    /// What agent and llm runs cost, by action, model or day (as GET /spend).
+    Spend {
+        /// Where the database is.
+        #[command(flatten)]
+        db: DbArgs,
+        /// Start of the period: an age (7d, 12h, 30m) or an RFC 3339 time.
+        #[arg(long, default_value = DEFAULT_SINCE)]
+        since: String,
+        /// Group by action, model or day.
+        #[arg(long, default_value = "action")]
+        by: String,
+        /// Print GET /spend's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Provider sources (signature-verified webhook paths).
     Sources {
         /// JSON config file whose `sources` are listed with the environment's shortcuts.
@@ -127,6 +143,7 @@ impl Cli {
             Command::Cron(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Events(tool) => tool.db.overlay(&mut s, &mut defaulted),
             Command::Db(tool) => tool.db.overlay(&mut s, &mut defaulted),
+            Command::Spend { db, .. } => db.overlay(&mut s, &mut defaulted),
             Command::Mapping(tool) => {
                 tool.db.overlay(&mut s, &mut defaulted);
                 tool.command.overlay(&mut s, &mut defaulted);
@@ -151,6 +168,7 @@ impl Command {
             Command::Mapping(tool) => Some(&tool.db),
             Command::Events(tool) => Some(&tool.db),
             Command::Db(tool) => Some(&tool.db),
+            Command::Spend { db, .. } => Some(db),
             Command::Serve(_) | Command::Http(_) | Command::Worker { .. } | Command::Sources { .. } => None,
         }
     }

@@ -153,7 +153,8 @@ async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
         EventsCommand::List { .. } => anyhow::bail!("events list validates its input first; it is run by `run`"),
         EventsCommand::Show { row_id } => match db.event(row_id).await? {
             Some(e) => {
-                let runs = db.action_runs(row_id).await?;
+                let usage = db.run_usage(row_id).await?;
+                let runs = crate::views::runs_with_usage(db.action_runs(row_id).await?, &usage);
                 let attempts = db.attempts(row_id).await?;
                 println!(
                     "{}",

@@ -32,6 +32,9 @@ pub enum MappingCommand {
         /// Store the mapping disabled.
         #[arg(long)]
         disabled: bool,
+        /// LLM budget of the action: {"per_run_usd", "daily_usd", "monthly_usd"} (CONTRACT §14).
+        #[arg(long, value_name = "JSON")]
+        budget_json: Option<String>,
         /// How the handler target is checked.
         #[command(flatten)]
         check: TargetCheck,
@@ -71,6 +74,9 @@ pub enum MappingCommand {
         /// After a match, evaluate the later rules too: each match adds its action (fan-out).
         #[arg(long = "continue")]
         continue_after_match: bool,
+        /// LLM budget of the action: {"per_run_usd", "daily_usd", "monthly_usd"} (CONTRACT §14).
+        #[arg(long, value_name = "JSON")]
+        budget_json: Option<String>,
         /// How the handler target is checked.
         #[command(flatten)]
         check: TargetCheck,
@@ -212,6 +218,25 @@ fn target(t: Option<String>) -> Option<String> {
     t.map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
+/// The budget `--budget-json` sets for `action` (none without the flag), reporting a bad
+/// one on stderr.
+fn budget_of(action: &str, json: Option<&str>) -> Option<Vec<crate::domain::ActionBudget>> {
+    let Some(json) = json else { return Some(Vec::new()) };
+    let parsed = serde_json::from_str::<serde_json::Value>(json)
+        .map_err(|e| format!("budget: invalid JSON: {e}"))
+        .and_then(|v| crate::domain::Budget::parse(&v));
+    match parsed {
+        Ok(budget) => Some(vec![crate::domain::ActionBudget {
+            action: action.trim().to_owned(),
+            budget,
+        }]),
+        Err(e) => {
+            eprintln!("error: --budget-json: {e}");
+            None
+        }
+    }
+}
+
 /// Parses `--handler-mode`, reporting an unknown mode on stderr.
 fn parse_mode(mode: &str) -> Option<HandlerMode> {
     mode.parse().map_err(|e| eprintln!("error: --handler-mode: {e}")).ok()
@@ -228,8 +253,10 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
             handler_mode,
             handler_target,
             disabled,
+            budget_json,
             check,
         } => {
+            let budgets = budget_of(action, budget_json.as_deref()).ok_or_else(refuse)?;
             let handler_mode = parse_mode(handler_mode).ok_or_else(refuse)?;
             if !check_target(s, handler_mode, handler_target.as_deref(), check.strict) {
                 return Err(refuse());
@@ -242,6 +269,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                 }],
+                budgets,
                 ..RoutingChanges::default()
             }))
         }
@@ -255,8 +283,10 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
             handler_target,
             disabled,
             continue_after_match,
+            budget_json,
             check,
         } => {
+            let budgets = budget_of(action, budget_json.as_deref()).ok_or_else(refuse)?;
             // Store the canonical (compact) form of what was validated.
             let canonical = match Condition::parse_str(conditions_json) {
                 Ok(_) => serde_json::from_str::<serde_json::Value>(conditions_json).map_err(|_| refuse())?,
@@ -281,6 +311,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     enabled: !disabled,
                     continue_after_match: *continue_after_match,
                 }],
+                budgets,
                 ..RoutingChanges::default()
             }))
         }

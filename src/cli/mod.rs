@@ -8,6 +8,7 @@ pub mod events;
 pub mod mapping;
 pub mod prototype;
 pub mod sources;
+pub mod spend;
 mod targets;
 
 use std::process::ExitCode;
@@ -65,6 +66,7 @@ pub async fn dispatch(cli: Cli, s: Settings) -> anyhow::Result<ExitCode> {
             DbCommand::Init => db_init::run(&s).await,
             DbCommand::Copy { from, to, resume } => db::copy(&s, &from, &to, resume).await,
         },
+        Command::Spend { since, by, json, .. } => spend::run(&s, &since, &by, json).await,
         Command::Sources { command, .. } => sources::run(&s, command),
     }
 }

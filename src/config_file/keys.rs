@@ -5,7 +5,14 @@
 use serde_json::{Map, Value};
 
 /// Keys of a `"mappings"` entry.
-pub(super) const MAPPING: &[&str] = &["provider", "action", "handler_mode", "handler_target", "enabled"];
+pub(super) const MAPPING: &[&str] = &[
+    "provider",
+    "action",
+    "handler_mode",
+    "handler_target",
+    "enabled",
+    "budget",
+];
 
 /// Keys of a `"rules"` entry.
 pub(super) const RULE: &[&str] = &[
@@ -18,6 +25,7 @@ pub(super) const RULE: &[&str] = &[
     "handler_target",
     "enabled",
     "continue",
+    "budget",
 ];
 
 /// Keys of a `"schedules"` entry.

@@ -18,6 +18,7 @@ mod settings;
 pub mod spelling;
 mod status;
 mod timestamp;
+mod usage;
 
 pub use modes::{HandlerMode, LlmMode, LlmProvider};
 pub use redacted::Redacted;
@@ -27,3 +28,4 @@ pub use settings::{LogFormat, SqliteSynchronous};
 pub use status::{EventStatus, RunStatus, Source};
 pub use text_enum::UnknownValue;
 pub use timestamp::Timestamp;
+pub use usage::{ActionBudget, Budget, Price, Prices, TOKEN_KINDS, Usage};

@@ -76,4 +76,6 @@ pub struct RoutingChanges {
     pub rules: Vec<RuleUpsert>,
     /// Schedules, upserted by job.
     pub schedules: Vec<super::Schedule>,
+    /// Budgets of the mappings' and rules' actions, upserted by action.
+    pub budgets: Vec<super::ActionBudget>,
 }

@@ -15,6 +15,9 @@ text_enum! {
         Error = "error",
         /// Cancelled by an operator; never claimed again.
         Cancelled = "cancelled",
+        /// Waiting for an LLM budget (CONTRACT §14): not an attempt, not a failure; looked
+        /// at again at `next_attempt_at`.
+        Held = "held",
     }
 }
 

@@ -12,10 +12,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::Value;
-
 use super::claude_cli::{self, CliCall, DefaultTools};
-use super::{HandlerConfig, HandlerError, HandlerInput};
+use super::{HandlerConfig, HandlerError, HandlerInput, Ran, RunOptions};
 
 /// Largest system prompt passed to the CLI: Linux limits one argument to 128 KiB.
 pub const MAX_PROMPT_BYTES: usize = 120 * 1024;
@@ -265,8 +263,8 @@ fn is_markdown(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "md")
 }
 
-/// Runs the agent named by `target` with the handler input on stdin.
-pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput<'_>) -> Result<Value, HandlerError> {
+/// Reads and checks the agent file `target` names.
+async fn load(cfg: &HandlerConfig, target: Option<&str>) -> Result<AgentFile, HandlerError> {
     let work_dir = match &cfg.claude.work_dir {
         Some(d) => d.clone(),
         None => {
@@ -284,7 +282,6 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
             path.display()
         )));
     }
-    let stdin = super::encode_json("handler input", input)?;
     if agent.body.len() > MAX_PROMPT_BYTES {
         return Err(HandlerError::permanent(format!(
             "agent file {} is too large: its system prompt has {} bytes, at most {MAX_PROMPT_BYTES} fit on a command line",
@@ -292,6 +289,25 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
             agent.body.len()
         )));
     }
+    Ok(agent)
+}
+
+/// Runs the agent named by `target` with the handler input on stdin: its answer, and the
+/// run's usage and transcript.
+///
+/// No `--json-schema`: the instruction asks for one JSON object and the answer is parsed
+/// from the text, while a schema makes the CLI ask a model that answered in text once
+/// more to call its `StructuredOutput` tool, doubling that run's tokens (measured in
+/// `tests/it/claude_e2e.rs`).
+pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput<'_>, options: &RunOptions) -> Ran {
+    let prepared = match load(cfg, target).await {
+        Ok(agent) => super::encode_json("handler input", input).map(|stdin| (agent, stdin)),
+        Err(e) => Err(e),
+    };
+    let (agent, stdin) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Ran::failed(e),
+    };
     // `inherit` (what Claude Code's /agents writes for "same as the main conversation")
     // names no model here: fall back to CLAUDE_AGENT_MODEL, else the CLI's default.
     let own_model = agent.model.as_deref().filter(|m| !m.eq_ignore_ascii_case("inherit"));
@@ -300,11 +316,14 @@ pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput
         system_prompt: &agent.body,
         model,
         tools: offered_tools(&agent.tools, &cfg.claude.default_tools),
-        json_schema: Some(&claude_cli::ANY_OBJECT),
+        json_schema: None,
         stdin,
         timeout: cfg.claude.timeout,
+        transcript: true,
+        max_budget_usd: options.max_budget_usd,
     };
-    claude_cli::run(cfg, &call).await
+    let (answer, report) = claude_cli::run_reported(cfg, &call).await;
+    Ran { answer, report }
 }
 
 #[cfg(test)]

@@ -125,8 +125,7 @@ mod tests {
             signal: None,
             stdout: b"not json at all\n".to_vec(),
             stderr: format!("{}fatal: https://bob:s3cret@git.example/x.git\n", "x".repeat(5000)).into_bytes(),
-            stdout_truncated: false,
-            stderr_truncated: false,
+            ..process::ProcessOutput::default()
         };
         let raw = raw_output(&out, "");
         assert_eq!(raw["stdout"], "not json at all");

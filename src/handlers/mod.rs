@@ -12,9 +12,11 @@ pub mod noop;
 pub mod outbound;
 pub mod process;
 pub mod shell_words;
+pub mod transcript;
 pub mod unrouted;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::domain::{HandlerMode, LlmMode};
@@ -34,6 +36,46 @@ pub struct HandlerInput<'a> {
     pub router: &'a serde_json::Value,
     /// The stored event payload.
     pub payload: &'a serde_json::Value,
+}
+
+/// What a run consumed and did, besides its answer (CONTRACT §14; `agent` and `llm` runs).
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Cost, tokens, turns, durations, model, session, stop reason.
+    pub usage: Option<crate::domain::Usage>,
+    /// The agent's JSONL transcript, secrets redacted and capped.
+    pub transcript: Option<String>,
+}
+
+/// A handler run: its answer (or why the attempt failed) and its report.
+#[derive(Debug)]
+pub struct Ran {
+    /// The output object, or the failure.
+    pub answer: Result<serde_json::Value, HandlerError>,
+    /// Usage and transcript, when the handler reports them (failed runs too).
+    pub report: RunReport,
+}
+
+impl Ran {
+    /// A run with nothing to report.
+    pub fn plain(answer: Result<serde_json::Value, HandlerError>) -> Ran {
+        Ran {
+            answer,
+            report: RunReport::default(),
+        }
+    }
+
+    /// A run that failed before anything ran.
+    pub fn failed(error: HandlerError) -> Ran {
+        Ran::plain(Err(error))
+    }
+}
+
+/// Per-route limits of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunOptions {
+    /// The route's `budget.per_run_usd`: the Claude CLI's `--max-budget-usd`.
+    pub max_budget_usd: Option<f64>,
 }
 
 /// Handler settings taken from the service settings.
@@ -63,6 +105,10 @@ pub struct HandlerConfig {
     pub claude: claude_cli::ClaudeConfig,
     /// Settings of the `llm` handler and the AI classifier.
     pub llm: llm::LlmConfig,
+    /// Every configured secret's value, replaced by `[redacted]` in transcripts.
+    pub secrets: Arc<[String]>,
+    /// Largest stored transcript (`AGENT_TRANSCRIPT_MAX_BYTES`).
+    pub transcript_max_bytes: usize,
 }
 
 impl HandlerConfig {
@@ -88,12 +134,13 @@ pub async fn run(
     mode: HandlerMode,
     target: Option<&str>,
     input: &HandlerInput<'_>,
-) -> Result<serde_json::Value, HandlerError> {
+    options: &RunOptions,
+) -> Ran {
     match mode {
-        HandlerMode::Noop => Ok(noop::run(input)),
-        HandlerMode::Command => command::run(cfg, target, input).await,
-        HandlerMode::Http => http::run(&cfg.http, target, input).await,
-        HandlerMode::Agent => agent::run(cfg, target, input).await,
+        HandlerMode::Noop => Ran::plain(Ok(noop::run(input))),
+        HandlerMode::Command => Ran::plain(command::run(cfg, target, input).await),
+        HandlerMode::Http => Ran::plain(http::run(&cfg.http, target, input).await),
+        HandlerMode::Agent => agent::run(cfg, target, input, options).await,
         HandlerMode::Llm => llm::run(cfg, target, input).await,
     }
 }
@@ -121,9 +168,16 @@ mod tests {
             router: &router,
             payload: &payload,
         };
-        let out = run(&crate::handlers::test_config(), HandlerMode::Noop, None, &input)
-            .await
-            .unwrap();
+        let out = run(
+            &crate::handlers::test_config(),
+            HandlerMode::Noop,
+            None,
+            &input,
+            &RunOptions::default(),
+        )
+        .await
+        .answer
+        .unwrap();
         assert_eq!(out, json!({"mode": "noop", "action": "handle_push"}));
     }
 

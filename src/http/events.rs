@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::{AppState, require_secret};
 use crate::error::{ApiError, ErrorReply};
-use crate::store::{ActionRunRow, AttemptRow, EventRow};
+use crate::store::{AttemptRow, EventRow};
+use crate::views::RunView;
 
 /// An event with the seed's columns plus its parsed payload and result.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,7 +32,7 @@ pub struct EventDetail {
     /// The event.
     pub event: EventView,
     /// Its action runs, newest first.
-    pub action_runs: Vec<ActionRunRow>,
+    pub action_runs: Vec<RunView>,
     /// Every attempt ever made, oldest first, kept across replays.
     pub attempts: Vec<AttemptRow>,
 }
@@ -63,13 +64,14 @@ pub async fn show(
         .event(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
-    let runs = state.db.action_runs(id).await?;
+    let usage = state.db.run_usage(id).await?;
+    let runs = crate::views::runs_with_usage(state.db.action_runs(id).await?, &usage);
     let attempts = state.db.attempts(id).await?;
     Ok(Json(event_json(event, runs, attempts)))
 }
 
 /// The contract's JSON for an event and its runs (also used by `events show`).
-pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>, attempts: Vec<AttemptRow>) -> EventDetail {
+pub fn event_json(event: EventRow, runs: Vec<RunView>, attempts: Vec<AttemptRow>) -> EventDetail {
     let parse = |s: &Option<String>| -> Value {
         s.as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
@@ -84,5 +86,47 @@ pub fn event_json(event: EventRow, runs: Vec<ActionRunRow>, attempts: Vec<Attemp
         },
         action_runs: runs,
         attempts,
+    }
+}
+
+/// `GET /events/{row_id}/runs/{run_id}/transcript`: an agent run's JSONL transcript.
+#[utoipa::path(get, path = "/events/{row_id}/runs/{run_id}/transcript", tag = "operator",
+    params(
+        ("row_id" = i64, Path, description = "The event's row id"),
+        ("run_id" = i64, Path, description = "The action run's id (`action_runs[].id`)"),
+    ),
+    security(("admin_secret" = [])),
+    responses(
+        (status = 200, description = "The transcript: the Claude Code CLI's stream-json lines, secrets redacted, capped (head and tail kept)", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "An id is not an integer", body = ErrorReply),
+        (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
+        (status = 404, description = "No such run of this event, or the run has no transcript", body = ErrorReply),
+        (status = 503, description = "The database is unavailable", body = ErrorReply),
+    ))]
+pub async fn transcript(
+    State(state): State<AppState>,
+    Path((row_id, run_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
+    let id = |what: &str, v: &str| -> Result<i64, ApiError> {
+        v.trim()
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("{what} must be an integer, got '{v}'")))
+    };
+    let (row_id, run_id) = (id("row_id", &row_id)?, id("run_id", &run_id)?);
+    match state.db.transcript(row_id, run_id).await? {
+        None => Err(ApiError::NotFound(format!("event {row_id} has no action run {run_id}"))),
+        Some(None) => Err(ApiError::NotFound(format!("action run {run_id} has no transcript"))),
+        Some(Some(text)) => Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8"),
+                (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            text,
+        )
+            .into_response()),
     }
 }

@@ -57,7 +57,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics() -> Response {
-    let text = crate::metrics::handle().render();
+    let mut text = crate::metrics::handle().render();
+    text.push_str(&crate::llm_metrics::render());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

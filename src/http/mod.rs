@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod ops;
 pub mod server;
 mod source_ingest;
+mod spend;
 pub mod ui;
 mod unverified;
 
@@ -50,9 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(ops::list))
         .route("/events/replay", post(ops::replay_bulk))
         .route("/events/{row_id}", get(events::show))
+        .route("/events/{row_id}/runs/{run_id}/transcript", get(events::transcript))
         .route("/events/{row_id}/replay", post(ops::replay))
         .route("/events/{row_id}/cancel", post(ops::cancel))
-        .route("/stats", get(ops::stats));
+        .route("/stats", get(ops::stats))
+        .route("/spend", get(spend::show));
     let operator = guard_host(operator, &state.settings);
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cron, events, health, ingest, ops};
+use super::{cron, events, health, ingest, ops, spend};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -17,7 +17,7 @@ use super::{cron, events, health, ingest, ops};
     paths(
         health::healthz, health::readyz, health::metrics,
         ingest::webhook, ingest::webhook_hint, cron::enqueue,
-        events::show, ops::list, ops::replay, ops::cancel, ops::replay_bulk, ops::stats,
+        events::show, events::transcript, ops::list, ops::replay, ops::cancel, ops::replay_bulk, ops::stats, spend::show,
     ),
     modifiers(&Secrets),
 )]

@@ -69,6 +69,10 @@ pub const ENV_VARS: &[&str] = &[
     "APP_COMMANDS_PATH",
     "ACTION_COMMAND_TIMEOUT_SECONDS",
     "ACTION_AGENT_TIMEOUT_SECONDS",
+    "AGENT_TRANSCRIPT_MAX_BYTES",
+    "LLM_DAILY_BUDGET_USD",
+    "LLM_MONTHLY_BUDGET_USD",
+    "LLM_BUDGET_RECHECK_SECONDS",
     "COMMAND_ENV_PASSTHROUGH",
     "HTTP_HANDLER_SECRET",
     "HTTP_HANDLER_TIMEOUT_SECONDS",
@@ -211,6 +215,41 @@ impl Settings {
                 connect_timeout: Duration::from_secs_f64(self.database_connect_timeout),
                 existing_only: false,
             },
+        }
+    }
+
+    /// Every configured secret's value (the service's secrets, API keys, the provider
+    /// shortcuts' signing secrets): what transcripts must never hold.
+    pub fn secret_values(&self) -> Vec<String> {
+        let single = [
+            &self.ingress_secret,
+            &self.cron_secret,
+            &self.admin_secret,
+            &self.webhook_secret,
+            &self.fireflies_webhook_secret,
+            &self.anthropic_api_key,
+            &self.openai_api_key,
+            &self.http_handler_secret,
+        ];
+        let mut values: Vec<String> = single.into_iter().flatten().cloned().collect();
+        for (_, secrets) in self.providers.shortcuts() {
+            values.extend(secrets.iter().cloned());
+        }
+        values.retain(|v| !v.trim().is_empty());
+        values
+    }
+
+    /// Admission settings: the global LLM budgets and how held runs are looked at again.
+    pub fn flow_config(&self) -> crate::flow::FlowConfig {
+        let longest = self.agent_timeout().max(Duration::from_secs_f64(self.llm_timeout));
+        crate::flow::FlowConfig {
+            budgets: crate::flow::budget::GlobalBudgets {
+                daily_usd: self.llm_daily_budget,
+                monthly_usd: self.llm_monthly_budget,
+            },
+            recheck: Duration::from_secs_f64(self.llm_budget_recheck),
+            // A run still in flight after its limit and a lease is a dead process's.
+            in_flight_window: longest + self.lease(),
         }
     }
 

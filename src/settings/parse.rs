@@ -7,6 +7,13 @@ pub(super) fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+pub(super) fn positive_usd(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive amount of US dollars, got '{s}'")),
+    }
+}
+
 pub(super) fn http_url(s: &str) -> Result<String, String> {
     match reqwest::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(s.trim_end_matches('/').to_owned()),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::parse::{http_url, non_negative_seconds, parse_flag, positive_seconds, unit_interval};
+use super::parse::{http_url, non_negative_seconds, parse_flag, positive_seconds, positive_usd, unit_interval};
 use super::providers::ProviderSettings;
 use crate::domain::{LlmMode, LlmProvider, LogFormat, SqliteSynchronous};
 
@@ -207,6 +207,18 @@ pub struct Settings {
     /// Fallback for CLAUDE_AGENT_TIMEOUT_SECONDS (the prototype's name).
     #[arg(long, env = "ACTION_AGENT_TIMEOUT_SECONDS", value_name = "ACTION_AGENT_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub action_agent_timeout: Option<f64>,
+    /// US dollars all agent and llm runs may spend per UTC day; over it new runs are held.
+    #[arg(long, env = "LLM_DAILY_BUDGET_USD", value_name = "LLM_DAILY_BUDGET_USD", value_parser = positive_usd)]
+    pub llm_daily_budget: Option<f64>,
+    /// US dollars all agent and llm runs may spend per UTC month; over it new runs are held.
+    #[arg(long, env = "LLM_MONTHLY_BUDGET_USD", value_name = "LLM_MONTHLY_BUDGET_USD", value_parser = positive_usd)]
+    pub llm_monthly_budget: Option<f64>,
+    /// Seconds a run held by a budget waits before the budget is looked at again.
+    #[arg(long, env = "LLM_BUDGET_RECHECK_SECONDS", value_name = "LLM_BUDGET_RECHECK_SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub llm_budget_recheck: f64,
+    /// Largest stored agent transcript in bytes (head and tail kept).
+    #[arg(long, env = "AGENT_TRANSCRIPT_MAX_BYTES", value_name = "AGENT_TRANSCRIPT_MAX_BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub agent_transcript_max_bytes: u64,
     /// whitelist of commands for the `command` handler.
     #[arg(
         long,
@@ -302,6 +314,10 @@ crate::redacting_debug!(Settings {
         claude_agent_default_tools,
         claude_agent_timeout,
         action_agent_timeout,
+        agent_transcript_max_bytes,
+        llm_daily_budget,
+        llm_monthly_budget,
+        llm_budget_recheck,
         commands_path,
         command_timeout,
         http_handler_timeout,

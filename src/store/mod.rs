@@ -12,6 +12,7 @@ pub(crate) mod rows;
 pub mod run_input;
 mod schedule;
 mod series;
+pub mod spend;
 pub mod stored_payload;
 pub mod stored_result;
 mod types;
@@ -45,6 +46,7 @@ pub use query::{
 };
 pub use schedule::*;
 pub use series::MinuteCounts;
+pub use spend::{RunUsage, SpendBy, SpendCell, SpendGroup, TopRun, UsageRecord};
 pub use types::*;
 
 use std::path::PathBuf;
@@ -176,6 +178,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the dashboard session `nonce` was ended by a logout.
     fn session_revoked(&self, nonce: &str) -> StoreFuture<'_, bool>;
+    /// Records an agent or `llm` attempt's usage: a row of the spend ledger, and the run's
+    /// latest usage and transcript.
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()>;
+
+    /// The recorded usage of an event's action runs, newest run first.
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>>;
+
+    /// An action run's transcript: `None` when the event has no such run, `Some(None)` when
+    /// the run has no transcript.
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>>;
+
+    /// Spend since `since` (stored timestamp text) by UTC day, action and model.
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>>;
+
+    /// The `limit` costliest attempts since `since`.
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>>;
+
+    /// The budget of `action`, if one was set.
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>>;
+
+    /// Every action's budget, by action.
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>>;
+
+    /// Recorded spend since `since` (stored timestamp text), of `action` or of all.
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64>;
+
+    /// What agent and llm runs in flight may still cost (their actions' `per_run_usd`):
+    /// runs started since `since`, of events other than `except_event`, of `action` or all.
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64>;
+
+    /// Holds a claimed event until `until` (status `held`, `last_error` the reason), giving
+    /// its attempt back; false when the claim was lost.
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool>;
+
+    /// Makes held events whose `next_attempt_at` has come `pending` again; returns how many.
+    fn release_held(&self) -> StoreFuture<'_, u64>;
 
     /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
     /// SQLite never (the scheduler re-reads the version before each tick instead).

@@ -155,6 +155,8 @@ pub struct QueueDepth {
     pub retry: i64,
     /// Under a lease.
     pub processing: i64,
+    /// Waiting for an LLM budget.
+    pub held: i64,
     /// Oldest due event's next_attempt_at (stored text), if any is due.
     pub oldest_due: Option<String>,
 }
@@ -165,6 +167,7 @@ impl QueueDepth {
         match status.parse::<crate::domain::EventStatus>() {
             Ok(crate::domain::EventStatus::Pending) => self.pending = n,
             Ok(crate::domain::EventStatus::Retry) => self.retry = n,
+            Ok(crate::domain::EventStatus::Held) => self.held = n,
             _ => self.processing = n,
         }
     }
@@ -182,7 +185,7 @@ pub(crate) const COUNT_NOT_DONE: &str = concat!(
 pub(crate) const COUNT_QUEUED: &str = concat!(
     "SELECT status, COUNT(*) AS n FROM events WHERE ",
     not_done_rows!(),
-    " AND status IN ('pending', 'retry', 'processing') GROUP BY status"
+    " AND status IN ('pending', 'retry', 'processing', 'held') GROUP BY status"
 );
 
 /// Placeholder style of a backend.

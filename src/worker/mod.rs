@@ -8,6 +8,7 @@
 pub mod backoff;
 mod process;
 mod record;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,6 +219,7 @@ impl Pool {
             let outcomes = self.outcomes.clone();
             let handlers = self.handlers.clone();
             let fast = self.fast.clone();
+            let in_flight = self.in_flight.clone();
             self.tasks.spawn(async move {
                 // The semaphore is never closed, so this waits rather than fails.
                 let running = handlers.clone().acquire_owned().await.ok();
@@ -225,9 +227,18 @@ impl Pool {
                 // The held slot is given back when the attempt's (first) handler ends.
                 let finish = processor.attempt(&event, Slots::new(running, handlers)).await;
                 fast.store(started.elapsed() < FAST_HANDLER, Ordering::Relaxed);
-                // The claim slot travels with the outcome and is freed once it is stored,
-                // so a slow store holds the claim loop back instead of queueing outcomes.
-                let _ = outcomes.send((finish, permit));
+                match finish {
+                    // The claim slot travels with the outcome and is freed once it is
+                    // stored, so a slow store holds the claim loop back instead of
+                    // queueing outcomes.
+                    Some(finish) => {
+                        let _ = outcomes.send((finish, permit));
+                    }
+                    // Held: already stored, nothing in flight any more.
+                    None => {
+                        lock(&in_flight).remove(&claim.id);
+                    }
+                }
             });
         }
     }
@@ -264,6 +275,7 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
     if !reclaimed.is_empty() {
         log_reclaimed(&reclaimed);
     }
+    db.release_held().await?;
     let Some(event) = db.claim(1, cfg.lease).await?.into_iter().next() else {
         return Ok(false);
     };
@@ -357,6 +369,16 @@ async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Noti
                 wake.notify_one();
             }
             Err(e) => tracing::warn!(error = %e, "reclaim failed"),
+        }
+        // Held events whose time came are due again (a budget period ended, or it is time
+        // to look whether the budget was raised).
+        match db.release_held().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(count = n, "held events due again");
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "releasing held events failed"),
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::backoff;
 use crate::domain::RunStatus;
 use crate::escape::{LogUrl, escaped};
+use crate::flow::{self, Admission, FlowConfig};
 use crate::handlers::{self, HandlerConfig, HandlerError, HandlerInput, HandlerMode};
 use crate::routing::RouteDecision;
 use crate::routing::cache::RoutingCache;
@@ -23,6 +24,7 @@ pub struct Processor {
     routes: RoutingCache,
     handlers: Arc<HandlerConfig>,
     max_attempts: u32,
+    flow: FlowConfig,
 }
 
 /// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
@@ -142,6 +144,8 @@ enum ActionOutcome {
     Replayed { output: Value },
     /// No route: the generic runner's answer (`{"note":"no mapping"}` by default).
     Unrouted(Attempt),
+    /// Admission held the run (an LLM budget): nothing ran, the attempt is given back.
+    Held { reason: String, until: String },
 }
 
 impl ActionOutcome {
@@ -151,18 +155,26 @@ impl ActionOutcome {
             ActionOutcome::Ran { attempt, run } => (attempt, Some(*run)),
             ActionOutcome::Replayed { output } => (Ok(output), None),
             ActionOutcome::Unrouted(attempt) => (attempt, None),
+            ActionOutcome::Held { reason, .. } => (Err(HandlerError::new(reason)), None),
         }
     }
 }
 
 impl Processor {
     /// A processor over `db` with the given handler settings.
-    pub fn new(db: Db, routes: RoutingCache, handlers: Arc<HandlerConfig>, max_attempts: u32) -> Processor {
+    pub fn new(
+        db: Db,
+        routes: RoutingCache,
+        handlers: Arc<HandlerConfig>,
+        max_attempts: u32,
+        flow: FlowConfig,
+    ) -> Processor {
         Processor {
             db,
             routes,
             handlers,
             max_attempts,
+            flow,
         }
     }
 
@@ -175,22 +187,30 @@ impl Processor {
 
     /// Runs one attempt and stores its outcome; never panics on event data.
     pub async fn process(&self, event: ClaimedEvent) {
-        let finish = self.attempt(&event, Slots::unbounded()).await;
-        self.record(finish).await;
+        if let Some(finish) = self.attempt(&event, Slots::unbounded()).await {
+            self.record(finish).await;
+        }
     }
 
-    /// Runs one attempt (route, handlers) and says how it ended, without storing it. The
-    /// attempt's handlers run under `slots` (one action under the slot its task holds).
-    pub async fn attempt(&self, event: &ClaimedEvent, slots: Slots) -> Finish {
+    /// Runs one attempt (route, handlers) and says how it ended, without storing it; `None`
+    /// when admission held the event (already stored: status `held`, the attempt given back).
+    /// The attempt's handlers run under `slots` (one action under the slot its task holds).
+    pub async fn attempt(&self, event: &ClaimedEvent, slots: Slots) -> Option<Finish> {
         let started = std::time::Instant::now();
         let mut payload: Value = serde_json::from_str(&event.payload_json).unwrap_or(Value::Null);
         stored_payload::expand_value(&mut payload, event.source);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
         if !decision.actions.is_empty() {
-            return self
-                .attempt_fan_out(event, &decision, &router, &payload, slots, started)
-                .await;
+            // Held before anything runs when any of its actions would be (a budget).
+            if let Some((reason, until)) = self.admit_fan_out(event, &decision).await {
+                self.hold(event, reason, until).await;
+                return None;
+            }
+            return Some(
+                self.attempt_fan_out(event, &decision, &router, &payload, slots, started)
+                    .await,
+            );
         }
 
         let action = match &decision.mapped_action {
@@ -206,6 +226,10 @@ impl Processor {
             }
             None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, &payload, &router).await),
         };
+        if let ActionOutcome::Held { reason, until } = action {
+            self.hold(event, reason, until).await;
+            return None;
+        }
         let replay = matches!(action, ActionOutcome::Replayed { .. });
         let (attempt, action_run) = action.into_parts();
 
@@ -227,7 +251,7 @@ impl Processor {
         };
         metrics::attempt_finished(outcome.status(), failure_kind.as_deref());
         log_finished(event, &decision, &outcome, started.elapsed());
-        Finish {
+        Some(Finish {
             claim: event.claim_ref(),
             outcome,
             other_runs_read_event: other_runs_read_event(event, action_run.as_ref()),
@@ -235,6 +259,17 @@ impl Processor {
             provider: Some(decision.provider.clone()),
             action: decision.mapped_action.clone(),
             fan_out: None,
+        })
+    }
+
+    /// Stores that admission held the event (a lost claim or a store failure is logged:
+    /// the lease then expires and the event is tried again).
+    async fn hold(&self, event: &ClaimedEvent, reason: String, until: String) {
+        tracing::info!(event_id = %escaped(&event.event_id), row_id = event.id, reason = %escaped(&reason), %until, "event held");
+        match self.db.hold(event.claim_ref(), reason, until).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(row_id = event.id, "claim was lost before the event could be held"),
+            Err(e) => tracing::warn!(row_id = event.id, error = %e, "could not hold the event"),
         }
     }
 
@@ -267,6 +302,10 @@ impl Processor {
             return ActionOutcome::Replayed { output };
         }
         let Route { action, mode, target } = route;
+        let options = match flow::admit(&self.db, &self.flow, event.id, action, mode).await {
+            Admission::Run(options) => options,
+            Admission::Held { reason, until } => return ActionOutcome::Held { reason, until },
+        };
         let input = HandlerInput {
             action,
             router,
@@ -295,9 +334,11 @@ impl Processor {
             }
         }
         let started = std::time::Instant::now();
-        let attempt = handlers::run(&self.handlers, mode, target, &input).await;
+        let ran = handlers::run(&self.handlers, mode, target, &input, &options).await;
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
+        super::usage::record(&self.db, &record, ran.report).await;
+        let attempt = ran.answer;
         match &attempt {
             Ok(_) if texts == RunTexts::Event => {
                 // Both are the event's: its payload and router, its result's `result`.

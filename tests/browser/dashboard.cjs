@@ -32,6 +32,8 @@ const env = {
   PORT: "0",
   WORKER_MAX_ATTEMPTS: "1",
   STRIPE_WEBHOOK_SECRET: "whsec_dashboard_must_never_show_this",
+  CLAUDE_CLI: path.join(work, "fake-claude"),
+  LLM_DAILY_BUDGET_USD: "5",
   RUST_LOG: "warn,switchyard=info",
   LOG_FORMAT: "text",
 };
@@ -274,6 +276,8 @@ async function newcomerChecks(page, base, failedId) {
   const r = await fetch(`${base}/events/${failedId}`, { headers: { "x-admin-secret": secret } });
   const eventId = (await r.json()).event.event_id;
   assert.equal(await page.locator(`#event-rows tr[data-id="${failedId}"] td.event-id`).textContent(), eventId);
+}
+
 // Fan-out (issue 27): an event whose rules pick two actions, one failing (a command target
 // that does not exist) and one done, shows each action's state on its page and in the
 // list; "try it" lists both actions for a sample payload; the rules table shows `continue`.
@@ -309,6 +313,50 @@ async function fanOut(page, base) {
   const notifyRule = page.locator("table tr", { hasText: "fan-notify" }).last();
   assert.equal((await notifyRule.locator("td.continue").textContent()).trim(), "yes");
   await shot(page, "routing-fan-out");
+}
+
+// An agent run's timeline and the Spend page (issue 29). A fake Claude CLI prints the
+// stream-json lines of a run whose text and tool input are hostile markup.
+async function agentTimelineAndSpend(page, base) {
+  const lines = [
+    { type: "system", subtype: "init", model: "claude-test", tools: ["Read"], session_id: "s-ui" },
+    { type: "assistant", message: { content: [
+      { type: "text", text: "<script>window.__pwned = 1</script>Let me read it." },
+      { type: "tool_use", id: "t1", name: "Read", input: { file_path: "<img src=x onerror=window.__pwned=2>" } },
+    ] } },
+    { type: "user", message: { content: [{ type: "tool_result", tool_use_id: "t1", content: "file body", is_error: false }] } },
+    { type: "assistant", message: { content: [{ type: "text", text: '{"ok": true}' }] } },
+    { type: "result", subtype: "success", is_error: false, result: '{"ok": true}', total_cost_usd: 0.0123,
+      num_turns: 2, session_id: "s-ui", usage: { input_tokens: 100, output_tokens: 20 },
+      modelUsage: { "claude-test": { inputTokens: 100, outputTokens: 20, costUSD: 0.0123 } }, permission_denials: [] },
+  ];
+  const script = "#!/bin/sh\ncat >/dev/null\ncat <<'EOF'\n" + lines.map((l) => JSON.stringify(l)).join("\n") + "\nEOF\n";
+  fs.writeFileSync(env.CLAUDE_CLI, script, { mode: 0o755 });
+  fs.mkdirSync(path.join(work, "agents"), { recursive: true });
+  fs.writeFileSync(path.join(work, "agents", "timeline.md"), "---\nname: timeline\ntools: Read\n---\nAnswer with JSON.\n");
+  cli("mapping", "set", "--provider", "agentui", "--action", "agent_ui", "--handler-mode", "agent", "--handler-target", "timeline");
+  const id = await webhook(base, "agentui", { ticket: "UI-1" });
+  await page.goto(`${base}/ui/events/${id}`);
+  await signIn(page);
+  await page.locator("#event-live .badge.done").first().waitFor({ timeout: 20000 });
+  assert.match(await page.locator("#event-live span.usage").first().textContent(), /\$0\.0123/);
+  await Promise.all([page.waitForURL(/\/runs\//), page.click("#event-live a.timeline-link")]);
+  assert.match(await page.locator("ol.timeline li.t-system").textContent(), /claude-test/);
+  assert.match(await page.locator("ol.timeline li.t-tool").textContent(), /Read[\s\S]*<img src=x/);
+  assert.match(await page.locator("ol.timeline li.t-result").textContent(), /file body/);
+  assert.match(await page.locator("ol.timeline li.t-final").textContent(), /\$0\.0123/);
+  assert.match(await page.locator("ol.timeline li.t-text").first().textContent(), /<script>/, "markup shown as text");
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "no transcript markup ran");
+  assert.equal(await page.locator("ol.timeline img, ol.timeline script").count(), 0);
+  await shot(page, "agent-timeline");
+
+  await page.goto(`${base}/ui/spend`);
+  assert.ok(await page.locator("svg.spend-chart rect.bar").count() >= 1, "a bar for today");
+  assert.match(await page.locator("div.budget").first().textContent(), /\$0\.0123 of \$5\.00/);
+  assert.equal(await page.locator("svg.budget-bar rect.fill").count(), 1, "the daily budget's bar");
+  assert.match(await page.locator("div.legend").last().textContent(), /agent_ui/);
+  assert.equal(await page.locator(`table.top-runs a[href="/ui/events/${id}"]`).count(), 1, "the run is listed");
+  await shot(page, "spend");
 }
 
 async function run() {
@@ -408,6 +456,7 @@ async function run() {
     await newcomerChecks(page, base, id);
     await filtersAndPaging(page, base);
     await fanOut(page, base);
+    await agentTimelineAndSpend(page, base);
 
     // Cancel needs an event that stays queued: the same database served without a worker.
     server.child.kill("SIGTERM");

@@ -88,13 +88,16 @@ async fn agent_end_to_end_with_a_fake_cli() {
             .position(|a| a == flag)
             .unwrap_or_else(|| panic!("{flag} in {argv:?}"))
     };
-    assert_eq!(argv[pos("--output-format") + 1], "json");
+    // Agent runs keep a transcript: stream-json, which needs --verbose.
+    assert_eq!(argv[pos("--output-format") + 1], "stream-json");
+    assert!(argv.iter().any(|a| a == "--verbose"), "{argv:?}");
     assert_eq!(argv[pos("--system-prompt") + 1], "You are the ECHO-PROMPT agent.");
     assert_eq!(argv[pos("--model") + 1], "fake-model-1");
     // Exactly the file's tools are offered, and pre-approved for `dontAsk`.
     assert_eq!(argv[pos("--tools") + 1], "Read,Grep");
     assert_eq!(argv[pos("--allowedTools") + 1], "Read,Grep");
-    assert_eq!(argv[pos("--json-schema") + 1], r#"{"type":"object"}"#);
+    // No schema: it would double the tokens of a model answering in text (issue 29).
+    assert!(!argv.iter().any(|a| a == "--json-schema"), "{argv:?}");
     assert_eq!(argv[pos("--max-turns") + 1], "6");
     assert_eq!(argv[pos("--permission-mode") + 1], "dontAsk");
     assert!(argv[pos("-p") + 1].contains("stdin"), "{argv:?}");

@@ -23,7 +23,7 @@ use crate::helpers::*;
 const STRUCTURED_OUTPUT_TOOL: &str = "StructuredOutput";
 
 /// Finds the CLI, or `None` (after saying why) when this run may skip the test.
-fn claude_cli() -> Option<PathBuf> {
+pub(crate) fn claude_cli() -> Option<PathBuf> {
     let path = match std::env::var_os("CLAUDE_E2E_CLI") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(concat!(
@@ -104,13 +104,29 @@ fn stream_reply(request: &Value) -> Response {
             "end_turn",
         )
     };
+    let usage = json!({"input_tokens": 12, "output_tokens": 1});
+    sse_message(request, block, delta, stop, usage, 9)
+}
+
+/// One assistant message as Messages API server-sent events: one content block (`block`
+/// filled by `delta`), `stop` as its stop reason; `usage` opens it and `output_tokens`
+/// closes it.
+pub(crate) fn sse_message(
+    request: &Value,
+    block: Value,
+    delta: Value,
+    stop: &str,
+    mut usage: Value,
+    output_tokens: u64,
+) -> Response {
     let model = request["model"].as_str().unwrap_or("claude-test");
+    usage["output_tokens"] = json!(1);
     let events = [
         (
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_e2e", "type": "message",
                 "role": "assistant", "model": model, "content": [], "stop_reason": null,
-                "stop_sequence": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+                "stop_sequence": null, "usage": usage}}),
         ),
         (
             "content_block_start",
@@ -124,7 +140,7 @@ fn stream_reply(request: &Value) -> Response {
         (
             "message_delta",
             json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-                "usage": {"output_tokens": 9}}),
+                "usage": {"output_tokens": output_tokens}}),
         ),
         ("message_stop", json!({"type": "message_stop"})),
     ];

@@ -84,6 +84,14 @@ async fn fill(db: &Db) {
         ],
         rules: vec![rule("github", "push", 10), rule("github", "pr", 20)],
         schedules: vec![schedule("daily", "0 9 * * *"), schedule("hourly", "@hourly")],
+        budgets: vec![switchyard::domain::ActionBudget {
+            action: "handle_github".into(),
+            budget: switchyard::domain::Budget {
+                per_run_usd: Some(0.5),
+                daily_usd: Some(2.25),
+                monthly_usd: None,
+            },
+        }],
     })
     .await
     .unwrap();

@@ -188,6 +188,16 @@ impl Drop for App {
     }
 }
 
+/// The text of `GET /metrics`.
+pub async fn metrics_text(app: &App) -> String {
+    let resp = client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("GET /metrics");
+    resp.text().await.expect("metrics text")
+}
+
 /// Runs `switchyard args…` to completion in `dir`.
 pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     base_command(dir, args, env)

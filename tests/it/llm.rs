@@ -163,6 +163,7 @@ async fn call(cfg: &HandlerConfig, target: &str) -> Result<Value, switchyard::ha
     tokio::time::timeout(Duration::from_secs(20), llm::run(cfg, Some(target), &input))
         .await
         .expect("bounded")
+        .answer
 }
 
 #[tokio::test]

@@ -323,6 +323,8 @@ async fn openapi_document_describes_every_route() {
         ("/events/{row_id}/cancel", "post"),
         ("/events/replay", "post"),
         ("/stats", "get"),
+        ("/spend", "get"),
+        ("/events/{row_id}/runs/{run_id}/transcript", "get"),
     ] {
         assert!(paths[path].get(method).is_some(), "{method} {path} missing");
     }
@@ -333,7 +335,7 @@ async fn openapi_document_describes_every_route() {
         .iter()
         .find(|p| p["name"] == "status")
         .unwrap();
-    assert_eq!(status["schema"]["enum"].as_array().unwrap().len(), 6, "{status}");
+    assert_eq!(status["schema"]["enum"].as_array().unwrap().len(), 7, "{status}");
 }
 
 #[tokio::test]

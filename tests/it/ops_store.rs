@@ -175,7 +175,7 @@ async fn every_filter_combination_returns_exactly_the_matching_rows(t: &TestStor
             }
         }
     }
-    assert_eq!(combinations, 7 * 4 * 3 * 2 * 3);
+    assert_eq!(combinations, (STATUSES.len() + 1) * 4 * 3 * 2 * 3);
     for action in ["act0", "act1"] {
         let f = EventFilter {
             action: opt(action),

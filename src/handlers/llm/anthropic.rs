@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::answer::{parse_json_answer, scrub, start_of};
 use super::api::send;
-use crate::domain::LlmProvider;
+use crate::domain::{LlmProvider, Usage};
 use crate::handlers::{HandlerConfig, HandlerError};
 
 /// Model used with `anthropic` when neither the target nor `LLM_MODEL` names one.
@@ -14,14 +14,15 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// `max_tokens` of an Anthropic request.
 const MAX_TOKENS: u32 = 4096;
 
-/// One call: `system` prompt, `input` as the user message, the answer shaped by `schema`.
+/// One call: `system` prompt, `input` as the user message, the answer shaped by `schema`;
+/// the answer and the reply's usage (tokens, model, stop reason; no cost).
 pub(super) async fn complete(
     cfg: &HandlerConfig,
-    model: Option<&str>,
+    model: &str,
     system: &str,
     input: &Value,
     schema: &Value,
-) -> Result<Value, HandlerError> {
+) -> Result<(Value, Usage), HandlerError> {
     let llm = &cfg.llm;
     let key = llm
         .anthropic_api_key
@@ -32,7 +33,7 @@ pub(super) async fn complete(
                 .with_kind("missing_key")
         })?;
     let body = json!({
-        "model": model.unwrap_or(DEFAULT_ANTHROPIC_MODEL),
+        "model": model,
         "max_tokens": MAX_TOKENS,
         "system": system,
         "messages": [{"role": "user", "content": input.to_string()}],
@@ -58,12 +59,13 @@ pub(super) async fn complete(
         .get("content")
         .and_then(Value::as_array)
         .ok_or_else(|| malformed("no `content` array"))?;
+    let usage = usage(&reply);
     if let Some(tool) = content
         .iter()
         .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
     {
         return match tool.get("input") {
-            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            Some(v @ Value::Object(_)) => Ok((v.clone(), usage)),
             _ => Err(malformed("the tool_use input is not an object")),
         };
     }
@@ -71,11 +73,28 @@ pub(super) async fn complete(
         .iter()
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
-    parse_json_answer(&text).ok_or_else(|| {
+    let answer = parse_json_answer(&text).ok_or_else(|| {
         HandlerError::new(scrub(
             &format!("anthropic answered text that is not a JSON object: {}", start_of(&text)),
             key,
         ))
         .with_kind("invalid_response")
-    })
+    })?;
+    Ok((answer, usage))
+}
+
+/// The tokens, model and stop reason of a Messages reply.
+fn usage(reply: &Value) -> Usage {
+    let u = reply.get("usage").unwrap_or(&Value::Null);
+    let num = |k: &str| u.get(k).and_then(Value::as_u64);
+    Usage {
+        input_tokens: num("input_tokens"),
+        output_tokens: num("output_tokens"),
+        cache_read_tokens: num("cache_read_input_tokens"),
+        cache_creation_tokens: num("cache_creation_input_tokens"),
+        num_turns: Some(1),
+        model: reply.get("model").and_then(Value::as_str).map(str::to_owned),
+        stop: reply.get("stop_reason").and_then(Value::as_str).map(str::to_owned),
+        ..Usage::default()
+    }
 }

@@ -8,9 +8,15 @@
 //! the reserved `_agent` key of the returned object. A CLI that exits 0 without printing
 //! a JSON result gives `{"raw_result": <stdout>}` (CONTRACT §5).
 //!
+//! Agent runs ask for `--output-format stream-json --verbose` instead: stdout is then one
+//! JSON message per line (`system` init, `assistant`, `user` tool results, …) ending with
+//! the same result object; those lines are the run's transcript ([`super::super::transcript`]).
+//! A run whose result has `is_error`, an `error_*` subtype or `permission_denials` fails
+//! even when the CLI exits 0 ([`super::cli_result`]).
+//!
 //! The argv is `claude -p <instruction> --output-format json --system-prompt <prompt>
-//! --max-turns N --permission-mode M --strict-mcp-config [--model X] [--json-schema S] [--tools a,b
-//! [--allowedTools a,b]]`. `--system-prompt` *replaces* Claude Code's own system prompt,
+//! --max-turns N --permission-mode M --strict-mcp-config [--model X] [--json-schema S]
+//! [--max-budget-usd U] [--tools a,b [--allowedTools a,b]]`. `--system-prompt` *replaces* Claude Code's own system prompt,
 //! which is what a sub-agent file means (its body is the whole prompt). `--json-schema`
 //! asks for a `structured_output` (Claude Code 2.x delivers it through a tool of its own,
 //! `StructuredOutput`, which it adds whatever `--tools` says).
@@ -20,7 +26,9 @@
 //! the default permission mode `dontAsk` denies every tool not pre-approved. Plain LLM
 //! calls (the `llm` handler, the classifier, `LLM_MODE=claude`) get no tools at all. The
 //! CLI runs in a fresh scratch directory (removed afterwards), not the service's, with the
-//! allowlisted environment of an LLM runner ([`super::child_env`]).
+//! allowlisted environment of an LLM runner ([`super::child_env`]), plus
+//! `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`: without it the CLI sends a second request
+//! per run to title the session, which every run pays for and nobody reads.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -29,9 +37,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::answer::{parse_json_answer, scrub};
+use super::cli_result;
 use crate::handlers::child_env::ChildKind;
 use crate::handlers::process::{self, EnvPolicy, ProcessSpec};
-use crate::handlers::{HandlerConfig, HandlerError};
+use crate::handlers::{HandlerConfig, HandlerError, RunReport, transcript};
 
 /// The `-p` prompt: the event itself arrives on stdin.
 pub const INSTRUCTION: &str = "Read the JSON event on stdin (an object with `action`, \
@@ -113,11 +122,20 @@ pub struct CliCall<'a> {
     pub stdin: Vec<u8>,
     /// Wall-clock limit.
     pub timeout: Duration,
+    /// Ask for `stream-json` and keep the lines as the run's transcript (agent runs).
+    pub transcript: bool,
+    /// `--max-budget-usd`: the CLI stops the run when it has cost this much.
+    pub max_budget_usd: Option<f64>,
 }
 
 impl<'a> CliCall<'a> {
     /// A plain structured call on untrusted input: no tools at all, the answer shaped by
     /// `json_schema` (the `llm` back-end, the AI classifier, `LLM_MODE=claude`).
+    ///
+    /// A schema that allows any object ([`ANY_OBJECT`]) is not passed: the answer is parsed
+    /// from the text just as well, while `--json-schema` makes the CLI ask a model that
+    /// answered in text once more to call its `StructuredOutput` tool — measured with CLI
+    /// 2.1.197, 2 requests and twice the tokens instead of 1 (`tests/it/claude_usage.rs`).
     pub fn plain(
         system_prompt: &'a str,
         model: Option<&'a str>,
@@ -129,9 +147,11 @@ impl<'a> CliCall<'a> {
             system_prompt,
             model,
             tools: Some(&[]),
-            json_schema: Some(json_schema),
+            json_schema: Some(json_schema).filter(|s| **s != *ANY_OBJECT),
             stdin,
             timeout,
+            transcript: false,
+            max_budget_usd: None,
         }
     }
 }
@@ -143,7 +163,7 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
         "-p".into(),
         INSTRUCTION.into(),
         "--output-format".into(),
-        "json".into(),
+        if call.transcript { "stream-json" } else { "json" }.into(),
         "--system-prompt".into(),
         call.system_prompt.into(),
         "--max-turns".into(),
@@ -157,9 +177,17 @@ pub fn argv(claude: &ClaudeConfig, call: &CliCall<'_>) -> Vec<String> {
         argv.push("--model".into());
         argv.push(model.into());
     }
+    if call.transcript {
+        // stream-json refuses to run without it.
+        argv.push("--verbose".into());
+    }
     if let Some(schema) = call.json_schema {
         argv.push("--json-schema".into());
         argv.push(schema.to_string());
+    }
+    if let Some(usd) = call.max_budget_usd {
+        argv.push("--max-budget-usd".into());
+        argv.push(usd.to_string());
     }
     if let Some(tools) = call.tools {
         let list = tools.join(",");
@@ -184,18 +212,30 @@ pub fn llm_runner_env(cfg: &HandlerConfig) -> EnvPolicy {
 }
 
 /// Runs the CLI and returns the answer object (with `_agent` metadata).
+pub async fn run(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
+    run_reported(cfg, call).await.0
+}
+
+/// Runs the CLI: the answer object (with `_agent` metadata), and the run's usage and
+/// (for a `transcript` call) its redacted, capped transcript — failed runs included.
 ///
 /// Error messages are scrubbed of `ANTHROPIC_API_KEY`, which the CLI's environment holds.
-pub async fn run(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
-    run_unscrubbed(cfg, call).await.map_err(|mut e| {
+pub async fn run_reported(cfg: &HandlerConfig, call: &CliCall<'_>) -> (Result<Value, HandlerError>, RunReport) {
+    let mut report = RunReport::default();
+    let answer = run_unscrubbed(cfg, call, &mut report).await.map_err(|mut e| {
         if let Some(key) = cfg.llm.anthropic_api_key.as_deref() {
             e.message = scrub(&e.message, key);
         }
         e
-    })
+    });
+    (answer, report)
 }
 
-async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value, HandlerError> {
+async fn run_unscrubbed(
+    cfg: &HandlerConfig,
+    call: &CliCall<'_>,
+    report: &mut RunReport,
+) -> Result<Value, HandlerError> {
     let claude = &cfg.claude;
     // A fresh directory per run: the CLI's file tools start there, not among our files
     // (`.env`, the database). Removed when this function returns.
@@ -212,7 +252,7 @@ async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value
         stdin: call.stdin.clone(),
         timeout: call.timeout,
         max_output_bytes: cfg.max_output_bytes,
-        env: llm_runner_env(cfg),
+        env: llm_runner_env(cfg).with("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         cwd: Some(scratch.path().to_path_buf()),
     };
     let what = format!("Claude Code CLI '{}' (CLAUDE_CLI)", claude.program);
@@ -223,7 +263,14 @@ async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value
         .with_kind("spawn"),
         other => crate::handlers::child::process_failure(&what, other),
     })?;
-    match result_object(&out) {
+    if call.transcript {
+        report.transcript = Some(transcript::from_output(&out, &cfg.secrets, cfg.transcript_max_bytes));
+    }
+    let result = result_object(&out);
+    if let Some(result) = &result {
+        report.usage = Some(cli_result::usage(result));
+    }
+    match result {
         Some(result) => {
             if !out.success() && result.get("is_error").and_then(Value::as_bool) != Some(true) {
                 return Err(crate::handlers::child::exit_failure(&what, &out));
@@ -245,32 +292,38 @@ async fn run_unscrubbed(cfg: &HandlerConfig, call: &CliCall<'_>) -> Result<Value
     }
 }
 
-/// The CLI's result object: stdout is that object, or (with `--verbose`) an array of
-/// messages whose last `"type": "result"` entry is it.
+/// The CLI's result object: stdout is that object, or (`json` with `--verbose`) an array
+/// of messages whose last `"type": "result"` entry is it, or (`stream-json`) one message
+/// per line, the last `result` line being it (read from the kept tail when stdout was
+/// longer than the capture).
 fn result_object(out: &process::ProcessOutput) -> Option<Value> {
-    if out.stdout_truncated {
-        return None;
+    let is_result = |m: &Value| m.get("type").and_then(Value::as_str) == Some("result");
+    let bytes = if out.stdout_truncated {
+        &out.stdout_tail
+    } else {
+        &out.stdout
+    };
+    if !out.stdout_truncated
+        && let Ok(whole) = serde_json::from_slice::<Value>(bytes.trim_ascii())
+    {
+        return match whole {
+            v @ Value::Object(_) => Some(v),
+            Value::Array(items) => items.into_iter().rev().find(is_result),
+            _ => None,
+        };
     }
-    match serde_json::from_slice::<Value>(out.stdout.trim_ascii()).ok()? {
-        v @ Value::Object(_) => Some(v),
-        Value::Array(items) => items
-            .into_iter()
-            .rev()
-            .find(|m| m.get("type").and_then(Value::as_str) == Some("result")),
-        _ => None,
-    }
+    bytes
+        .split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|line| serde_json::from_slice::<Value>(line.trim_ascii()).ok())
+        .find(is_result)
 }
 
 /// Turns the CLI's result object into the handler output.
 pub fn interpret(result: Value) -> Result<Value, HandlerError> {
     let text = result.get("result").and_then(Value::as_str).unwrap_or_default();
-    if result.get("is_error").and_then(Value::as_bool) == Some(true) {
-        let detail = if text.is_empty() {
-            result.get("subtype").and_then(Value::as_str).unwrap_or("no message")
-        } else {
-            text
-        };
-        return Err(HandlerError::new(format!("Claude Code reported an error: {detail}")).with_kind("cli_error"));
+    if let Some(failure) = cli_result::failure(&result) {
+        return Err(failure);
     }
     let mut output = match result.get("structured_output") {
         Some(v @ Value::Object(_)) => v.clone(),
@@ -330,6 +383,8 @@ pub(crate) mod tests {
             json_schema: Some(&ANY_OBJECT),
             stdin: Vec::new(),
             timeout: Duration::from_secs(1),
+            transcript: false,
+            max_budget_usd: None,
         };
         let a = argv(&claude, &call);
         assert_eq!(
@@ -387,11 +442,8 @@ pub(crate) mod tests {
     fn output(stdout: &str, code: i32) -> process::ProcessOutput {
         process::ProcessOutput {
             status_code: Some(code),
-            signal: None,
             stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
+            ..process::ProcessOutput::default()
         }
     }
 
@@ -435,6 +487,8 @@ pub(crate) mod tests {
                     json_schema: None,
                     stdin,
                     timeout: Duration::from_secs(30),
+                    transcript: false,
+                    max_budget_usd: None,
                 };
                 run(&cfg, &call).await
             }

@@ -10,6 +10,7 @@ mod answer;
 mod anthropic;
 mod api;
 pub mod claude_cli;
+mod cli_result;
 mod openai;
 
 use std::fmt;
@@ -19,10 +20,11 @@ use serde_json::Value;
 
 pub use answer::{parse_json_answer, scrub};
 pub use anthropic::{ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_MODEL};
+pub use cli_result::usage as cli_usage;
 pub use openai::DEFAULT_OPENAI_MODEL;
 
-use super::{HandlerConfig, HandlerError, HandlerInput};
-use crate::domain::LlmProvider;
+use super::{HandlerConfig, HandlerError, HandlerInput, Ran, RunReport};
+use crate::domain::{LlmProvider, Prices, Usage};
 use claude_cli::CliCall;
 
 /// The built-in system prompt of the `llm` handler when `LLM_SYSTEM_PROMPT` is unset.
@@ -49,6 +51,8 @@ pub struct LlmConfig {
     pub openai_api_key: Option<String>,
     /// `OPENAI_BASE_URL`, without a trailing slash.
     pub openai_base_url: String,
+    /// The config file's `"prices"`: what the API back-ends' tokens cost.
+    pub prices: Prices,
 }
 
 impl fmt::Debug for LlmConfig {
@@ -62,6 +66,7 @@ impl fmt::Debug for LlmConfig {
             .field("anthropic_base_url", &self.anthropic_base_url)
             .field("openai_api_key", &redact(&self.openai_api_key))
             .field("openai_base_url", &self.openai_base_url)
+            .field("prices", &self.prices)
             .finish()
     }
 }
@@ -89,13 +94,28 @@ pub fn choose<'a>(cfg: &'a LlmConfig, target: Option<&'a str>) -> Result<(LlmPro
     Ok((provider, model.or(configured)))
 }
 
-/// Runs the `llm` handler.
-pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput<'_>) -> Result<Value, HandlerError> {
+/// Runs the `llm` handler: its answer and usage.
+pub async fn run(cfg: &HandlerConfig, target: Option<&str>, input: &HandlerInput<'_>) -> Ran {
     let prompt = cfg.system_prompt_or(DEFAULT_PROMPT);
-    let input =
-        serde_json::to_value(input).map_err(|e| HandlerError::new(format!("cannot encode handler input: {e}")))?;
-    let (provider, model) = choose(&cfg.llm, target)?;
-    complete(cfg, provider, model, prompt, &input, &claude_cli::ANY_OBJECT).await
+    let input = match serde_json::to_value(input) {
+        Ok(v) => v,
+        Err(e) => return Ran::failed(HandlerError::new(format!("cannot encode handler input: {e}"))),
+    };
+    let (provider, model) = match choose(&cfg.llm, target) {
+        Ok(chosen) => chosen,
+        Err(e) => return Ran::failed(e),
+    };
+    complete_reported(cfg, provider, model, prompt, &input, &claude_cli::ANY_OBJECT).await
+}
+
+/// The cost of an API call's tokens from `prices` (the model as asked for, else as
+/// answered), or `None` when neither is priced.
+fn priced(prices: &Prices, asked: &str, mut usage: Usage) -> Usage {
+    let price = prices
+        .get(asked)
+        .or_else(|| usage.model.as_deref().and_then(|m| prices.get(m)));
+    usage.cost_usd = price.map(|p| p.cost(&usage));
+    usage
 }
 
 /// One structured-JSON call to `provider`: `system` prompt, `input` as the user message,
@@ -112,14 +132,53 @@ pub async fn complete(
     input: &Value,
     schema: &Value,
 ) -> Result<Value, HandlerError> {
-    match provider {
-        LlmProvider::Anthropic => anthropic::complete(cfg, model, system, input, schema).await,
-        LlmProvider::Openai => openai::complete(cfg, model, system, input).await,
-        LlmProvider::ClaudeCli => {
-            let stdin = super::encode_json("input", input)?;
-            let call = CliCall::plain(system, model, schema, stdin, cfg.llm.timeout);
-            claude_cli::run(cfg, &call).await
+    complete_reported(cfg, provider, model, system, input, schema)
+        .await
+        .answer
+}
+
+/// [`complete`], with the call's usage (cost from `prices` for the APIs).
+pub async fn complete_reported(
+    cfg: &HandlerConfig,
+    provider: LlmProvider,
+    model: Option<&str>,
+    system: &str,
+    input: &Value,
+    schema: &Value,
+) -> Ran {
+    let started = std::time::Instant::now();
+    let (answer, asked) = match provider {
+        LlmProvider::Anthropic => {
+            let asked = model.unwrap_or(DEFAULT_ANTHROPIC_MODEL);
+            (anthropic::complete(cfg, asked, system, input, schema).await, asked)
         }
+        LlmProvider::Openai => {
+            let asked = model.unwrap_or(DEFAULT_OPENAI_MODEL);
+            (openai::complete(cfg, asked, system, input).await, asked)
+        }
+        LlmProvider::ClaudeCli => {
+            let stdin = match super::encode_json("input", input) {
+                Ok(s) => s,
+                Err(e) => return Ran::failed(e),
+            };
+            let call = CliCall::plain(system, model, schema, stdin, cfg.llm.timeout);
+            let (answer, report) = claude_cli::run_reported(cfg, &call).await;
+            return Ran { answer, report };
+        }
+    };
+    match answer {
+        Ok((value, mut usage)) => {
+            usage.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            usage.model = usage.model.or_else(|| Some(asked.to_owned()));
+            Ran {
+                answer: Ok(value),
+                report: RunReport {
+                    usage: Some(priced(&cfg.llm.prices, asked, usage)),
+                    transcript: None,
+                },
+            }
+        }
+        Err(e) => Ran::failed(e),
     }
 }
 
@@ -164,7 +223,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn claude_cli_backend_runs_without_tools_and_with_a_schema() {
+    async fn claude_cli_backend_runs_without_tools_or_schema() {
         let dir = tempfile::tempdir().unwrap();
         let script = claude_cli::tests::install_script(
             dir.path(),
@@ -184,7 +243,7 @@ mod tests {
             router: &r,
             payload: &p,
         };
-        assert_eq!(run(&cfg, None, &input).await.unwrap(), json!({"ok": 1}));
+        assert_eq!(run(&cfg, None, &input).await.answer.unwrap(), json!({"ok": 1}));
         let raw = std::fs::read(dir.path().join("argv")).unwrap();
         let argv: Vec<String> = raw
             .split(|b| *b == 0)
@@ -200,8 +259,11 @@ mod tests {
         assert_eq!(after("--system-prompt"), "SYS-PROMPT");
         assert_eq!(after("--model"), "haiku");
         assert_eq!(after("--tools"), "");
-        assert_eq!(after("--json-schema"), r#"{"type":"object"}"#);
-        assert!(!argv.iter().any(|a| a == "--allowedTools"), "{argv:?}");
+        // "Any object" needs no schema: the answer is parsed from the text.
+        assert!(
+            !argv.iter().any(|a| a == "--allowedTools" || a == "--json-schema"),
+            "{argv:?}"
+        );
         let stdin: Value = serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
         assert_eq!(stdin, json!({"action": "a", "router": r, "payload": p}));
     }
@@ -216,7 +278,7 @@ mod tests {
             payload: &p,
         };
         for (target, key) in [("anthropic", "ANTHROPIC_API_KEY"), ("openai", "OPENAI_API_KEY")] {
-            let err = run(&cfg, Some(target), &input).await.unwrap_err();
+            let err = run(&cfg, Some(target), &input).await.answer.unwrap_err();
             assert!(err.message.contains(key), "{err}");
             assert_eq!(err.kind.as_deref(), Some("missing_key"));
         }

@@ -8,11 +8,19 @@ use tokio::process::ChildStdin;
 /// Size of the read buffer used per pipe.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Bytes kept from one pipe, bounded by `cap`.
+/// Bytes kept of the end of a pipe's output beyond the cap (the Claude CLI's result line
+/// and a transcript's tail come last).
+pub const TAIL_BYTES: usize = 256 * 1024;
+
+/// Bytes kept from one pipe: the first `cap`, and the last [`TAIL_BYTES`] of the rest.
 pub(super) struct Capture {
     pub(super) data: Vec<u8>,
     cap: usize,
     pub(super) truncated: bool,
+    /// The end of what did not fit (at most [`TAIL_BYTES`]).
+    pub(super) tail: Vec<u8>,
+    /// How many bytes did not fit.
+    pub(super) dropped: u64,
 }
 
 impl Capture {
@@ -22,6 +30,8 @@ impl Capture {
             data: Vec::with_capacity(cap.min(READ_CHUNK)),
             cap,
             truncated: false,
+            tail: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -30,7 +40,24 @@ impl Capture {
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let kept = chunk.len().min(room);
+        self.data.extend_from_slice(&chunk[..kept]);
+        let rest = &chunk[kept..];
+        if !rest.is_empty() {
+            self.dropped += rest.len() as u64;
+            self.tail.extend_from_slice(rest);
+            // Trim in steps, not per chunk, so a long output costs linear time.
+            if self.tail.len() > 2 * TAIL_BYTES {
+                self.tail.drain(..self.tail.len() - TAIL_BYTES);
+            }
+        }
+    }
+
+    /// The last [`TAIL_BYTES`] of what did not fit.
+    pub(super) fn take_tail(&mut self) -> Vec<u8> {
+        let extra = self.tail.len().saturating_sub(TAIL_BYTES);
+        self.tail.drain(..extra);
+        std::mem::take(&mut self.tail)
     }
 }
 

@@ -18,7 +18,7 @@
 //! while the leader is still a zombie, so its pid (and thus the group id) cannot have
 //! been reused by an unrelated process when we send the signal.
 
-mod capture;
+pub mod capture;
 mod group;
 
 use std::io;
@@ -55,7 +55,7 @@ pub struct ProcessSpec {
 }
 
 /// What came back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessOutput {
     /// Exit code; `None` when the child was killed by a signal.
     pub status_code: Option<i32>,
@@ -69,6 +69,10 @@ pub struct ProcessOutput {
     pub stdout_truncated: bool,
     /// Whether stderr had more bytes than were kept.
     pub stderr_truncated: bool,
+    /// When stdout was truncated: its last bytes (at most [`capture::TAIL_BYTES`]).
+    pub stdout_tail: Vec<u8>,
+    /// How many bytes of stdout were not kept in `stdout`.
+    pub stdout_dropped: u64,
 }
 
 impl ProcessOutput {
@@ -153,12 +157,15 @@ pub async fn run(spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
     if let Some(e) = run.read_error {
         return Err(ProcessError::Io(e));
     }
+    let mut out = run.out;
     Ok(ProcessOutput {
         status_code: status.code(),
         signal: status.signal(),
-        stdout: run.out.data,
+        stdout_tail: out.take_tail(),
+        stdout_dropped: out.dropped,
+        stdout: out.data,
         stderr: run.err.data,
-        stdout_truncated: run.out.truncated,
+        stdout_truncated: out.truncated,
         stderr_truncated: run.err.truncated,
     })
 }
@@ -568,6 +575,15 @@ pub(crate) mod tests {
         c.push(b"h");
         assert_eq!(c.data, b"abcde");
         assert!(c.truncated);
+        assert_eq!((c.dropped, c.take_tail()), (3, b"fgh".to_vec()));
+        // The tail keeps the last TAIL_BYTES of a long output.
+        let mut long = Capture::new(1);
+        for i in 0..(3 * capture::TAIL_BYTES / 1000) {
+            long.push(format!("{i:0>1000}").as_bytes());
+        }
+        let tail = long.take_tail();
+        assert_eq!(tail.len(), capture::TAIL_BYTES);
+        assert!(tail.ends_with(format!("{:0>1000}", 3 * capture::TAIL_BYTES / 1000 - 1).as_bytes()));
         let mut exact = Capture::new(3);
         exact.push(b"abc");
         assert!(!exact.truncated);

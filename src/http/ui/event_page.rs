@@ -14,10 +14,11 @@ use super::auth::see_other;
 use super::events_page::router_of;
 use super::layout::{csrf_field, page, pretty_json, short_time, status_badge};
 use super::session::Session;
+use super::timeline::{timeline, usage_line};
 use crate::domain::EventStatus;
 use crate::error::ApiError;
 use crate::escape::escaped;
-use crate::store::{ActionRunRow, AttemptRow, EventRow, Transition};
+use crate::store::{ActionRunRow, AttemptRow, EventRow, RunUsage, Transition};
 
 /// The notes a form's redirect may show (a fixed set: nothing from the URL is echoed).
 const NOTES: &[(&str, &str)] = &[
@@ -57,6 +58,7 @@ pub async fn show(
         .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
     let runs = db.action_runs(id).await?;
     let attempts = db.attempts(id).await?;
+    let usage = db.run_usage(id).await?;
     let note = NOTES
         .iter()
         .find(|(k, _)| Some(*k) == q.note.as_deref())
@@ -68,7 +70,7 @@ pub async fn show(
             a href="/ui/events" { "← all events" }
         }
         p.flash.ok data-for-forms hidden[note.is_none()] { (note.unwrap_or("")) }
-        div id="event-live" data-live="1500" { (live_part(&session, &event, &runs, &attempts)) }
+        div id="event-live" data-live="1500" { (live_part(&session, &event, &runs, &attempts, &usage)) }
         div.card {
             h2 { "Payload" }
             (pretty_json(event.payload_json.as_deref().unwrap_or("null")))
@@ -78,7 +80,13 @@ pub async fn show(
 }
 
 /// The parts that change while the event is processed: status, decision, runs, buttons.
-fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow], attempts: &[AttemptRow]) -> Markup {
+fn live_part(
+    session: &Session,
+    e: &EventRow,
+    runs: &[ActionRunRow],
+    attempts: &[AttemptRow],
+    usage: &[RunUsage],
+) -> Markup {
     let status = e.status.map(|v| v.as_str()).unwrap_or("?");
     let done = e.status == Some(EventStatus::Done);
     html! {
@@ -108,7 +116,7 @@ fn live_part(session: &Session, e: &EventRow, runs: &[ActionRunRow], attempts: &
         }
         div.card {
             h2 { "Action runs" }
-            (runs_table(runs))
+            (runs_table(runs, usage))
         }
         (super::attempts_table::attempts_card(attempts))
         @if let Some(result) = e.result_json.as_deref() {
@@ -202,7 +210,7 @@ fn fan_out(actions: &[Value], runs: &[ActionRunRow]) -> Markup {
     }
 }
 
-fn runs_table(runs: &[ActionRunRow]) -> Markup {
+fn runs_table(runs: &[ActionRunRow], usage: &[RunUsage]) -> Markup {
     html! {
         @if runs.is_empty() { p.muted { "No action has run." } }
         @for r in runs {
@@ -215,6 +223,14 @@ fn runs_table(runs: &[ActionRunRow]) -> Markup {
                     span.spacer {}
                     span.mono.muted { (short_time(r.started_at.as_deref())) " → " (short_time(r.finished_at.as_deref())) }
                 }
+                @if let Some(u) = usage.iter().find(|u| u.run_id == r.id) {
+                    div.row {
+                        @if let Some(usage) = &u.usage { (usage_line(usage)) }
+                        @if u.transcript_bytes.is_some() {
+                            a.timeline-link href=(format!("/ui/events/{}/runs/{}", r.event_row_id, r.id)) { "Timeline →" }
+                        }
+                    }
+                }
                 @if let Some(err) = r.error.as_deref() { pre.error-text { (err) } }
                 @if let Some(out) = r.output_json.as_deref() { details { summary { "Output" } (pretty_json(out)) } }
             }
@@ -226,6 +242,36 @@ fn runs_table(runs: &[ActionRunRow]) -> Markup {
 fn run_attempts(r: &ActionRunRow) -> Markup {
     let unit = if r.attempts == 1 { "attempt" } else { "attempts" };
     html! { span.muted.run-attempts data-attempts=(r.attempts) { (r.attempts) " " (unit) } }
+}
+
+/// One agent run's transcript as a timeline.
+pub async fn run_timeline(
+    State(state): State<UiState>,
+    Extension(session): Extension<Session>,
+    Path((id, run_id)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    let db = &state.app.db;
+    let transcript = db
+        .transcript(id, run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("event {id} has no action run {run_id}")))?;
+    let usage = db.run_usage(id).await?;
+    let run_usage = usage.iter().find(|u| u.run_id == run_id).and_then(|u| u.usage.as_ref());
+    let content = html! {
+        div.row {
+            h1 { "Run " (run_id) " of event " (id) }
+            span.spacer {}
+            a href=(format!("/ui/events/{id}")) { "← event" }
+        }
+        div.card {
+            @if let Some(u) = run_usage { p { (usage_line(u)) } }
+            @match transcript.as_deref() {
+                Some(text) => (timeline(text)),
+                None => p.muted { "This run has no transcript." },
+            }
+        }
+    };
+    Ok(page(&format!("Run {run_id}"), "/ui/events", &session, content).into_response())
 }
 
 /// The replay form's fields (the CSRF token is checked by the middleware).

@@ -21,6 +21,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/events", "Events"),
     ("/ui/routing", "Routing"),
     ("/ui/schedules", "Schedules"),
+    ("/ui/spend", "Spend"),
 ];
 
 /// A full dashboard page with navigation; `active` is the nav path to highlight.

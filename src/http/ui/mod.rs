@@ -15,6 +15,8 @@ mod overview_page;
 mod routing_page;
 mod schedules_page;
 mod session;
+mod spend_page;
+mod timeline;
 mod try_route;
 
 use std::sync::Arc;
@@ -62,11 +64,13 @@ pub fn router(app: AppState) -> Router {
         .route("/ui/overview", get(overview_page::show))
         .route("/ui/events", get(events_page::list))
         .route("/ui/events/{id}", get(event_page::show))
+        .route("/ui/events/{id}/runs/{run_id}", get(event_page::run_timeline))
         .route("/ui/events/{id}/replay", post(event_page::replay))
         .route("/ui/events/{id}/cancel", post(event_page::cancel))
         .route("/ui/routing", get(routing_page::show))
         .route("/ui/routing/try", post(routing_page::try_it))
         .route("/ui/schedules", get(schedules_page::show))
+        .route("/ui/spend", get(spend_page::show))
         .route("/ui/logout", post(auth::logout))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
     Router::new()

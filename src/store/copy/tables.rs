@@ -26,7 +26,6 @@ const fn int(name: &'static str) -> Column {
     Column { name, kind: Kind::Int }
 }
 
-#[allow(dead_code)] // No real column yet; here so that adding one is one entry.
 const fn real(name: &'static str) -> Column {
     Column { name, kind: Kind::Real }
 }
@@ -92,6 +91,8 @@ pub const TABLES: &[Table] = &[
             text("input_json"),
             text("output_json"),
             text("error"),
+            text("usage_json"),
+            text("transcript"),
             int("attempts"),
         ],
     },
@@ -155,6 +156,40 @@ pub const TABLES: &[Table] = &[
             text("last_scheduled_at"),
             text("updated_at"),
             text("active_since"),
+        ],
+    },
+    // The spend ledger outlives retention (a month's budget still sees purged events'
+    // spend), so it is copied whole.
+    Table {
+        name: "llm_spend",
+        key: &["id"],
+        identity: Some("id"),
+        columns: &[
+            int("id"),
+            int("event_row_id"),
+            text("action"),
+            text("handler_mode"),
+            text("model"),
+            text("started_at"),
+            text("finished_at"),
+            real("cost_usd"),
+            int("input_tokens"),
+            int("output_tokens"),
+            int("cache_read_tokens"),
+            int("cache_creation_tokens"),
+            text("stop"),
+        ],
+    },
+    Table {
+        name: "llm_budgets",
+        key: &["action"],
+        identity: None,
+        columns: &[
+            text("action"),
+            real("per_run_usd"),
+            real("daily_usd"),
+            real("monthly_usd"),
+            text("updated_at"),
         ],
     },
     // Dashboard sessions ended by a logout: a cookie revoked before the move stays revoked

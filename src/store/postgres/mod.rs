@@ -30,6 +30,7 @@ mod retry;
 mod routing;
 mod schedules;
 mod sessions;
+mod spend;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -343,6 +344,59 @@ impl Store for PgStore {
             let purge = || admin::purge_batch(&self.pool, &status, &before, limit);
             Ok(retry("purge", purge).await?)
         })
+    }
+
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move { Ok(retry("record usage", || spend::record(&self.pool, &record)).await?) })
+    }
+
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>> {
+        Box::pin(async move { Ok(retry("read run usage", || spend::run_usage(&self.pool, event_row_id)).await?) })
+    }
+
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>> {
+        Box::pin(async move {
+            Ok(retry("read a transcript", || {
+                spend::transcript(&self.pool, event_row_id, run_id)
+            })
+            .await?)
+        })
+    }
+
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>> {
+        Box::pin(async move { Ok(retry("read spend", || spend::cells(&self.pool, &since)).await?) })
+    }
+
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>> {
+        Box::pin(async move { Ok(retry("read top runs", || spend::top(&self.pool, &since, limit)).await?) })
+    }
+
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>> {
+        let action = action.to_owned();
+        Box::pin(async move { Ok(retry("read a budget", || spend::budget(&self.pool, &action)).await?) })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>> {
+        Box::pin(async move { Ok(retry("read budgets", || spend::budgets(&self.pool)).await?) })
+    }
+
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { Ok(retry("read spend", || spend::spent(&self.pool, &since, action.as_deref())).await?) })
+    }
+
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move {
+            let read = || spend::reserved(&self.pool, &since, except_event, action.as_deref());
+            Ok(retry("read reserved spend", read).await?)
+        })
+    }
+
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { Ok(retry("hold", || spend::hold(&self.pool, claim, &reason, &until)).await?) })
+    }
+
+    fn release_held(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(retry("release held", || spend::release_held(&self.pool)).await?) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -25,6 +25,7 @@ pub(super) async fn apply_changes(pool: &PgPool, changes: &RoutingChanges) -> Re
         .await?;
     }
     super::schedules::upsert(&mut tx, &changes.schedules, &now).await?;
+    super::spend::upsert_budgets(&mut tx, &changes.budgets, &now).await?;
     for r in &changes.rules {
         sqlx::query(
             "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \

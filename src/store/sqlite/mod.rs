@@ -12,6 +12,7 @@ mod file;
 mod plans;
 mod schedules;
 mod sessions;
+mod spend;
 mod writer;
 
 use std::path::Path;
@@ -65,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "status index without done rows",
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
+    ),
+    (
+        22,
+        "llm usage",
+        include_str!("../../../migrations/sqlite/0022_llm_usage.sql"),
     ),
     (
         21,
@@ -406,6 +412,54 @@ impl Store for SqliteStore {
             limit,
         };
         Box::pin(async move { expect!(self.submit(op), Count) })
+    }
+
+    fn record_usage(&self, record: UsageRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.submit(Op::RecordUsage(Box::new(record))).await?;
+            Ok(())
+        })
+    }
+
+    fn run_usage(&self, event_row_id: i64) -> StoreFuture<'_, Vec<RunUsage>> {
+        Box::pin(spend::run_usage(&self.read, event_row_id))
+    }
+
+    fn transcript(&self, event_row_id: i64, run_id: i64) -> StoreFuture<'_, Option<Option<String>>> {
+        Box::pin(spend::transcript(&self.read, event_row_id, run_id))
+    }
+
+    fn spend_cells(&self, since: String) -> StoreFuture<'_, Vec<SpendCell>> {
+        Box::pin(async move { spend::cells(&self.read, &since).await })
+    }
+
+    fn top_runs(&self, since: String, limit: u32) -> StoreFuture<'_, Vec<TopRun>> {
+        Box::pin(async move { spend::top(&self.read, &since, limit).await })
+    }
+
+    fn budget(&self, action: &str) -> StoreFuture<'_, Option<crate::domain::Budget>> {
+        let action = action.to_owned();
+        Box::pin(async move { spend::budget(&self.read, &action).await })
+    }
+
+    fn budgets(&self) -> StoreFuture<'_, Vec<crate::domain::ActionBudget>> {
+        Box::pin(spend::budgets(&self.read))
+    }
+
+    fn spent_since(&self, since: String, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { spend::spent(&self.read, &since, action.as_deref()).await })
+    }
+
+    fn reserved(&self, since: String, except_event: i64, action: Option<String>) -> StoreFuture<'_, f64> {
+        Box::pin(async move { spend::reserved(&self.read, &since, except_event, action.as_deref()).await })
+    }
+
+    fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { expect!(self.submit(Op::Hold { claim, reason, until }), Bool) })
+    }
+
+    fn release_held(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { expect!(self.submit(Op::ReleaseHeld), Count) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

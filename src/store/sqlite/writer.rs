@@ -94,6 +94,13 @@ pub(super) enum Op {
     },
     Apply(Box<RoutingChanges>),
     RecordTicks(Vec<TickRecord>),
+    RecordUsage(Box<UsageRecord>),
+    Hold {
+        claim: ClaimRef,
+        reason: String,
+        until: String,
+    },
+    ReleaseHeld,
     DeleteRule {
         provider: String,
         name: String,
@@ -283,12 +290,19 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
         Op::Apply(changes) => {
             apply(tx, changes, now)?;
             schedules::upsert(tx, &changes.schedules, now)?;
+            super::spend::upsert_budgets(tx, &changes.budgets, now)?;
             OpResult::Unit
         }
         Op::RecordTicks(ticks) => {
             schedules::record(tx, ticks)?;
             OpResult::Unit
         }
+        Op::RecordUsage(record) => {
+            super::spend::record(tx, record)?;
+            OpResult::Unit
+        }
+        Op::Hold { claim, reason, until } => OpResult::Bool(super::spend::hold(tx, *claim, reason, until)?),
+        Op::ReleaseHeld => OpResult::Count(super::spend::release_held(tx, now)?),
         Op::DeleteRule { provider, name } => OpResult::Bool(
             tx.prepare_cached("DELETE FROM routing_rules WHERE provider = ?1 AND name = ?2")?
                 .execute(params![provider, name])?

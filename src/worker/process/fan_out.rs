@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ActionOutcome, Processor, Route, RunTexts, Slots, log_finished, replayed_output};
+use crate::flow::{self, Admission};
 use crate::handlers::HandlerError;
 use crate::routing::{RouteDecision, RoutedAction};
 use crate::store::{ActionRunRecord, ClaimedEvent, FanOutFinish, Finish, Outcome, stored_result};
@@ -23,6 +24,28 @@ use crate::worker::backoff;
 use crate::{metrics, time};
 
 impl Processor {
+    /// Admission for every action the attempt would run: the first hold's reason and end
+    /// when any is held, so a fan-out event waits whole rather than runs half. (An action
+    /// held after this, by a budget reached meanwhile, fails its attempt with the reason.)
+    pub(super) async fn admit_fan_out(
+        &self,
+        event: &ClaimedEvent,
+        decision: &RouteDecision,
+    ) -> Option<(String, String)> {
+        for a in decision
+            .actions
+            .iter()
+            .filter(|a| replayed_output(event, &a.action).is_none())
+        {
+            if let Admission::Held { reason, until } =
+                flow::admit(&self.db, &self.flow, event.id, &a.action, a.handler_mode).await
+            {
+                return Some((reason, until));
+            }
+        }
+        None
+    }
+
     /// Runs the actions of `decision.actions` not yet `done` and says how the attempt ended.
     pub(super) async fn attempt_fan_out(
         &self,
