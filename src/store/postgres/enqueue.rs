@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::retry::{CONFLICT_TRIES, conflict_pause, connection_lost, lock_conflict};
+use super::retry::{CONFLICT_TRIES, RECONNECT_TRIES, conflict_pause, connection_lost, lock_conflict, reconnect_pause};
 use super::{CHANNEL, message_chunks};
 use crate::store::{Enqueued, NewEvent, StoreError};
 use crate::time;
@@ -66,12 +66,12 @@ async fn run_enqueue_batch(pool: &PgPool, batch: Vec<EnqueueRequest>) {
     }
 }
 
-/// [`insert_events`], again after a lock conflict (up to [`CONFLICT_TRIES`]) or once after
-/// a lost connection. Every statement is `INSERT … ON CONFLICT DO NOTHING` in autocommit,
+/// [`insert_events`], again after a lock conflict (up to [`CONFLICT_TRIES`]) or a lost
+/// connection (up to [`RECONNECT_TRIES`]). Every statement is `INSERT … ON CONFLICT DO NOTHING` in autocommit,
 /// so repeating one that did commit before the connection broke stores nothing twice: its
 /// rows are found and answered as duplicates, with their row ids.
 async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
-    let (mut conflicts, mut reconnected) = (0u32, false);
+    let (mut conflicts, mut reconnects) = (0u32, 0u32);
     loop {
         match insert_events(pool, events).await {
             Ok(v) => return Ok(v),
@@ -79,9 +79,12 @@ async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<En
                 tokio::time::sleep(conflict_pause(conflicts)).await;
                 conflicts += 1;
             }
-            Err(e) if connection_lost(&e) && !reconnected => {
+            Err(e) if connection_lost(&e) && reconnects + 1 < RECONNECT_TRIES => {
                 tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
-                reconnected = true;
+                if reconnects > 0 {
+                    tokio::time::sleep(reconnect_pause(reconnects - 1)).await;
+                }
+                reconnects += 1;
             }
             Err(e) => return Err(e),
         }
