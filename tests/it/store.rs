@@ -1121,7 +1121,7 @@ async fn postgres_instances_starting_together_migrate_once() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true), (10, true), (11, true), (12, true)]);
+    assert_eq!(applied, [(1, true), (10, true), (11, true), (12, true), (20, true)]);
     let row = enqueue(&stores[0], "after-migrate").await;
     assert_eq!(
         stores[5].event(row).await.unwrap().unwrap().event_id.as_deref(),
@@ -1130,8 +1130,9 @@ async fn postgres_instances_starting_together_migrate_once() {
     // Timestamps compare bytewise whatever the database's default collation is.
     let collations: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT collation_name FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name = 'events' \
-           AND column_name IN ('received_at', 'next_attempt_at', 'lease_until')",
+         WHERE table_schema = current_schema() AND ((table_name = 'events' \
+           AND column_name IN ('received_at', 'next_attempt_at', 'lease_until')) \
+           OR (table_name = 'event_queue' AND column_name IN ('run_at', 'claimed_at', 'leased_until')))",
     )
     .fetch_all(&mut conn)
     .await

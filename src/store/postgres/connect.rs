@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "partial listing indexes",
         include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
     ),
+    (
+        20,
+        "narrow queue",
+        include_str!("../../../migrations/postgres/0020_narrow_queue.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

@@ -139,7 +139,8 @@ async fn insert_new(conn: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Res
         let sources: Vec<&str> = chunk.iter().map(|r| r.0).collect();
         let event_ids: Vec<&str> = chunk.iter().map(|r| r.1).collect();
         let payloads: Vec<&str> = chunk.iter().map(|r| r.2).collect();
-        // `woke` is a CTE with a volatile function, so PostgreSQL evaluates it once (it is
+        // Each new event also gets its row in the narrow queue (`queued`, migration 0020),
+        // in the same statement. `woke` is a CTE with a volatile function, so PostgreSQL evaluates it once (it is
         // never inlined), and only when a row was inserted; the notification is delivered
         // at the statement's commit, so listeners never see uncommitted rows.
         let inserted = sqlx::query(
@@ -150,6 +151,7 @@ async fn insert_new(conn: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Res
                ORDER BY t.n \
                ON CONFLICT (source, event_id) DO NOTHING \
                RETURNING id, source, event_id), \
+             queued AS (INSERT INTO event_queue (event_row_id, run_at, attempt) SELECT id, $4, 0 FROM ins), \
              woke AS (SELECT pg_notify($5, current_schema()) FROM (SELECT 1 FROM ins LIMIT 1) AS any_new) \
              SELECT ins.id, ins.source, ins.event_id FROM ins LEFT JOIN woke ON true",
         )

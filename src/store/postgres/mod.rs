@@ -146,10 +146,17 @@ macro_rules! mapping_select {
         "SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings"
     };
 }
+/// An event as the API shows it: a claimed one's status, attempt and start are its
+/// claim's (`query::PG_EVENTS_WITH_CLAIMS`).
 macro_rules! event_select {
     () => {
-        "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
-         processing_started_at, processed_at, payload_json, result_json, last_error FROM events"
+        concat!(
+            "SELECT id, source, event_id, received_at, ",
+            query::pg_claimed!(),
+            ", processed_at, payload_json, result_json, last_error \
+             FROM events LEFT JOIN event_queue claim \
+             ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL"
+        )
     };
 }
 macro_rules! action_run_select {
@@ -253,7 +260,7 @@ impl Store for PgStore {
 
     fn event(&self, row_id: i64) -> StoreFuture<'_, Option<EventRow>> {
         Box::pin(async move {
-            let q = concat!(event_select!(), " WHERE id = $1");
+            let q = concat!(event_select!(), " WHERE events.id = $1");
             let row = retry("read event", || sqlx::query(q).bind(row_id).fetch_optional(&self.pool)).await?;
             Ok(row.as_ref().map(rows::event).transpose()?)
         })
