@@ -62,7 +62,10 @@ impl ClaimCursor {
 /// written as `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may
 /// re-run it and lock (and update) more than `n` rows. SKIP LOCKED makes concurrent
 /// claimers take disjoint rows without waiting; the row lock re-checks the WHERE clause
-/// after locking, so a row another claimer just committed is not taken twice.
+/// after locking, so a row another claimer just committed is not taken twice. The UPDATE
+/// finds the locked rows by `= ANY (ARRAY(…))`, one primary-key lookup each: written as
+/// `FROM due WHERE q.event_row_id = due.event_row_id`, the planner, knowing the claim
+/// takes 256 rows, hashed them and scanned the whole queue for every claim.
 macro_rules! claim_sql {
     ($after:literal) => {
         concat!(
@@ -75,7 +78,7 @@ macro_rules! claim_sql {
                FOR NO KEY UPDATE SKIP LOCKED), \
              claimed AS ( \
                UPDATE event_queue q SET leased_until = $2, claimed_at = $1, attempt = q.attempt + 1 \
-               FROM due WHERE q.event_row_id = due.event_row_id \
+               WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM due)) \
                RETURNING q.event_row_id, q.attempt, q.run_at) \
              SELECT e.id, e.source, e.event_id, c.attempt AS attempt_count, e.payload_json, \
                c.run_at AS next_attempt_at, e.replay_force <> 0 AS forced, \
@@ -206,15 +209,17 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
 /// Each row is locked by a lookup of its id, one after the other in array order (a
 /// subquery with a locking clause is never merged into the join): a join that left the
 /// choice to the planner scanned a whole index when its statistics said few rows were
-/// claimed, and a renewal took a second mid-drain (docs/PERFORMANCE.md). MATERIALIZED
-/// keeps the CTE from being folded into the statement.
+/// claimed, and a renewal took a second mid-drain (docs/PERFORMANCE.md). The lease test is
+/// written so that `event_queue_leased` cannot serve it (`leased_until IS NOT NULL` made
+/// the planner walk every claimed row's entry for each lookup instead of one primary-key
+/// probe). MATERIALIZED keeps the CTE from being folded into the statement.
 macro_rules! lock_claims {
     () => {
         "WITH claims AS MATERIALIZED ( \
            SELECT l.id, c.attempt, l.claimed_at FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
            CROSS JOIN LATERAL ( \
              SELECT q.event_row_id AS id, q.claimed_at FROM event_queue q \
-             WHERE q.event_row_id = c.id AND q.attempt = c.attempt AND q.leased_until IS NOT NULL \
+             WHERE q.event_row_id = c.id AND q.attempt = c.attempt AND COALESCE(q.leased_until, '') <> '' \
              FOR NO KEY UPDATE) l) "
     };
 }
@@ -224,7 +229,7 @@ pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Dura
     let (ids, attempts) = claim_arrays(claims);
     sqlx::query(concat!(
         lock_claims!(),
-        "UPDATE event_queue q SET leased_until = $3 FROM claims WHERE q.event_row_id = claims.id"
+        "UPDATE event_queue q SET leased_until = $3 WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM claims))"
     ))
     .bind(&ids)
     .bind(&attempts)
@@ -242,7 +247,7 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
         lock_claims!(),
         ", back AS ( \
            UPDATE event_queue q SET leased_until = NULL, attempt = q.attempt - 1, run_at = $3 \
-           FROM claims WHERE q.event_row_id = claims.id \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM claims)) \
            RETURNING q.event_row_id, q.attempt, q.claimed_at) \
          UPDATE events e SET status = 'retry', attempt_count = back.attempt, next_attempt_at = $3, \
            processing_started_at = back.claimed_at \
@@ -269,12 +274,12 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
            ORDER BY event_row_id \
            FOR NO KEY UPDATE SKIP LOCKED), \
          gone AS ( \
-           DELETE FROM event_queue q USING expired x \
-           WHERE q.event_row_id = x.event_row_id AND q.attempt >= $1 \
+           DELETE FROM event_queue q WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM expired)) \
+             AND q.attempt >= $1 \
            RETURNING q.event_row_id, q.attempt, q.claimed_at, true AS exhausted), \
          back AS ( \
-           UPDATE event_queue q SET leased_until = NULL, run_at = $2 FROM expired x \
-           WHERE q.event_row_id = x.event_row_id AND q.attempt < $1 \
+           UPDATE event_queue q SET leased_until = NULL, run_at = $2 \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM expired)) AND q.attempt < $1 \
            RETURNING q.event_row_id, q.attempt, q.claimed_at, false AS exhausted), \
          moved AS (SELECT * FROM gone UNION ALL SELECT * FROM back) \
          UPDATE events e SET \

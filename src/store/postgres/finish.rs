@@ -153,11 +153,14 @@ macro_rules! upsert_runs {
 }
 
 /// What a finish does to the queue rows of the events it `applied`: a finished event
-/// leaves the queue, a retried one waits there again until its `next_attempt_at`.
+/// leaves the queue (found by primary key: `= ANY (ARRAY(…))`, which the planner cannot
+/// turn into a scan of the queue), a retried one waits there again until its
+/// `next_attempt_at`.
 macro_rules! dequeue {
     () => {
         "dequeued AS ( \
-           DELETE FROM event_queue q USING applied a WHERE q.event_row_id = a.id AND a.status <> 'retry'), \
+           DELETE FROM event_queue q \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM applied WHERE status <> 'retry'))), \
          requeued AS ( \
            UPDATE event_queue q SET leased_until = NULL, claimed_at = NULL, run_at = a.next_attempt_at \
            FROM applied a WHERE q.event_row_id = a.id AND a.status = 'retry')"
