@@ -104,12 +104,13 @@ impl PgStore {
     }
 }
 
-/// Most bytes of row data per statement when a batch is split ([`message_chunks`]), so
-/// that each message fits one TLS record (16 KiB). sqlx leaves Nagle's algorithm on, and a
-/// message spanning several records waits for delayed ACKs: measured with TLS on loopback,
-/// finishes sent 256 to a statement drained 2.3–2.9k events/s (12.6k/s without TLS), and
-/// enqueues of up to 512 rows to a statement ingested 5.2–5.5k req/s (9.6–10.1k chunked).
-const MESSAGE_BYTES: usize = 12 * 1024;
+/// Most bytes of row data per statement when a batch is split ([`message_chunks`]): a
+/// bound on one statement's message, not a packet size. It was 12 KiB, one TLS record,
+/// while sqlx 0.9.0 left Nagle's algorithm on and a message spanning several records
+/// waited ~45 ms for delayed ACKs; sqlx 0.9.1 sets `TCP_NODELAY`, and with 256 KiB a
+/// drain's batch of finishes is one statement instead of about ten (docs/PERFORMANCE.md,
+/// issue 26).
+const MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Splits `items` into consecutive runs of at most [`MESSAGE_BYTES`] by `size` (one item
 /// when a single item is larger), in order.
@@ -446,9 +447,10 @@ mod tests {
 
     #[test]
     fn message_chunks_keep_order_and_bound_each_chunk() {
-        let sizes = [5000, 5000, 1000, 20000, 10, 10, 3000];
+        let k = MESSAGE_BYTES / 12;
+        let sizes = [5 * k, 5 * k, k, 20 * k, 10, 10, 3 * k];
         let chunks: Vec<Vec<usize>> = message_chunks(&sizes, |s| *s).map(<[usize]>::to_vec).collect();
-        assert_eq!(chunks, [vec![5000, 5000, 1000], vec![20000], vec![10, 10, 3000]]);
+        assert_eq!(chunks, [vec![5 * k, 5 * k, k], vec![20 * k], vec![10, 10, 3 * k]]);
         assert_eq!(message_chunks(&[] as &[usize], |s| *s).count(), 0);
     }
 }
