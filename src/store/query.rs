@@ -346,16 +346,17 @@ impl EventFilter {
             // `done` pages walk `events_received`.
             // On PostgreSQL a claimed event's `processing` lives in `event_queue`
             // ([`PG_EVENTS_WITH_CLAIMS`]); its events row keeps `pending` or `retry`.
-            let processing = s == crate::domain::EventStatus::Processing.as_str();
+            use crate::domain::EventStatus::{Done, Pending, Processing, Retry};
+            let is = |status: crate::domain::EventStatus| s == status.as_str();
             match dialect {
-                _ if s == crate::domain::EventStatus::Done.as_str() => c.and(dialect, "status = #", text(s)),
-                Dialect::Postgres if processing => c.and(dialect, "claim.event_row_id IS NOT NULL", vec![]),
-                Dialect::Postgres => c.and(
+                _ if is(Done) => c.and(dialect, "status = #", text(s)),
+                Dialect::Postgres if is(Processing) => c.and(dialect, "claim.event_row_id IS NOT NULL", vec![]),
+                Dialect::Postgres if is(Pending) || is(Retry) => c.and(
                     dialect,
                     concat!(not_done_rows!(), " AND status = # AND claim.event_row_id IS NULL"),
                     text(s),
                 ),
-                Dialect::Sqlite => c.and(dialect, concat!(not_done_rows!(), " AND status = #"), text(s)),
+                _ => c.and(dialect, concat!(not_done_rows!(), " AND status = #"), text(s)),
             }
         }
         if let Some(s) = &self.provider {
@@ -523,6 +524,19 @@ mod tests {
              AND (received_at < $4 OR (received_at = $5 AND id < $6))"
         );
         assert!(matches!(&c.binds[1], Bind::Text(p) if p == "%50\\%\\_off%"));
+        // PostgreSQL: a claimed event's `processing` is its claim's (PG_EVENTS_WITH_CLAIMS).
+        let status = |s: &str| {
+            let f = EventFilter {
+                status: Some(s.into()),
+                ..EventFilter::default()
+            };
+            f.clause(Dialect::Postgres).sql
+        };
+        assert_eq!(status("processing"), " WHERE claim.event_row_id IS NOT NULL");
+        assert_eq!(
+            status("retry"),
+            " WHERE status <> 'done' AND status = $1 AND claim.event_row_id IS NULL"
+        );
         assert_eq!(c.next_mark(Dialect::Postgres), "$7");
         assert_eq!(EventFilter::default().clause(Dialect::Sqlite).sql, "");
         let s = f.clause(Dialect::Sqlite);

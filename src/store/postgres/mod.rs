@@ -4,9 +4,10 @@
 //! text), so rows and JSON are identical on both backends. What differs is how instances
 //! cooperate:
 //!
-//! - **Claims** are one statement that locks due rows with `FOR NO KEY UPDATE SKIP LOCKED`,
-//!   so any number of workers in any number of processes claim disjoint rows without
-//!   waiting on each other; no transaction stays open while a handler runs.
+//! - **Claims** are one statement that locks due rows of the narrow `event_queue` with
+//!   `FOR NO KEY UPDATE SKIP LOCKED`, so any number of workers in any number of processes
+//!   claim disjoint rows without waiting on each other; no transaction stays open while a
+//!   handler runs. The wide `events` row is written once per attempt, by the finish.
 //! - **Enqueues** go through a collector task: concurrent requests are folded into one
 //!   multi-row `INSERT … ON CONFLICT (source, event_id) DO NOTHING` transaction (a few run
 //!   at once), which also sends `NOTIFY switchyard_events` before its commit.
@@ -15,7 +16,8 @@
 //!   (re)connection; polling stays the fallback.
 //! - **Lost connections** (`pg_terminate_backend`, a restarted server) are not fatal: the
 //!   pool tests connections before use, and an operation that fails because its connection
-//!   died is retried once on a fresh one when that is safe.
+//!   died is retried on a fresh one (a few times, with a short back-off; every store
+//!   operation retried is safe to repeat).
 //!
 //! docs/POSTGRES.md is the operator's view of all this.
 
