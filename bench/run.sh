@@ -12,6 +12,8 @@
 #
 # With PostgreSQL, a fresh database is created per phase on the server of the URL and
 # dropped afterwards; the URL's own database is never touched (its role needs CREATEDB).
+# The phases connect over TLS (`sslmode=require`) unless the URL sets an sslmode; every
+# noop drain runs twice, plain text then TLS, and the table prints their ratio.
 # With PostgreSQL, graphile-worker (Node.js, npm, pinned) then drains the same number of
 # no-op jobs on the same server and the ratio is printed.
 # Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
@@ -66,9 +68,11 @@ target/release/examples/loadbench \
 # With PostgreSQL: graphile-worker (Node.js, pinned in bench/graphile/package.json, the
 # batching options of its performance page) drains 50,000 no-op jobs on the same server,
 # and the ratio to switchyard's 50,000-event noop drain of this run is printed
-# (issue 17's target: ≥ 1.5). Skipped, saying so, without Node.js or that drain.
+# (issue 26's target: ≥ 1.0, the compass 2). Skipped, saying so, without Node.js or that drain.
 if [ -n "$pg_url" ]; then
-  ours="$(awk -F'|' '$2 ~ /drain 50000 queued, noop mapping/ && $3 ~ /drain rate/ {print $4}' "$table" | grep -o '[0-9]\+' | head -1 || true)"
+  # The plain-text drain: graphile-worker's client connects without TLS.
+  ours="$(awk -F'|' '$2 ~ /drain 50000 queued, noop mapping \(postgres, plain\)/ && $3 ~ /drain rate/ {print $4}' "$table" | grep -o '[0-9]\+' | head -1 || true)"
+  graphile_url="$(echo "$pg_url" | sed -E 's/([?&])sslmode=[^&]*&?/\1/; s/[?&]$//')"
   if ! command -v node >/dev/null 2>&1; then
     echo "graphile-worker comparison skipped: node is not installed" >&2
   elif [ -z "$ours" ]; then
@@ -77,13 +81,13 @@ if [ -n "$pg_url" ]; then
     if [ ! -d bench/graphile/node_modules/graphile-worker ]; then
       npm install --prefix bench/graphile --no-save --no-audit --no-fund --loglevel=error
     fi
-    line="$(node bench/graphile/drain.mjs "$pg_url" 50000)" || status=$?
+    line="$(node bench/graphile/drain.mjs "$graphile_url" 50000)" || status=$?
     echo "$line"
     theirs="$(echo "$line" | grep -o '[0-9]\+ jobs/s' | grep -o '[0-9]\+' || true)"
     if [ -n "$theirs" ]; then
       awk -v a="$ours" -v b="$theirs" 'BEGIN {
         r = a / b
-        printf "switchyard %d events/s / graphile-worker %d jobs/s = %.2f (target >= 1.5) %s\n", a, b, r, (r >= 1.5 ? "pass" : "**FAIL**")
+        printf "switchyard %d events/s (plain) / graphile-worker %d jobs/s = %.2f (target >= 1.0) %s\n", a, b, r, (r >= 1.0 ? "pass" : "**FAIL**")
       }'
     fi
   fi

@@ -25,7 +25,7 @@ pub(crate) struct Bench {
     pub(crate) ceiling_rps: Option<f64>,
     /// The echo server's CPU per request in the ceiling phase, in µs.
     pub(crate) ceiling_cpu_us: Option<f64>,
-    pub(crate) drain_rates: BTreeMap<usize, f64>,
+    pub(crate) drain_rates: BTreeMap<(Option<Transport>, usize), f64>,
     /// PostgreSQL databases created and not dropped yet (dropped at exit, even on failure).
     pub(crate) created: Vec<String>,
 }

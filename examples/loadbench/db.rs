@@ -57,6 +57,57 @@ pub(crate) fn with_database(url: &str, db: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The URL with its `sslmode` set to `mode` (replacing one it had).
+pub(crate) fn with_sslmode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslmode="))
+        .collect();
+    let wanted = format!("sslmode={mode}");
+    params.push(&wanted);
+    format!("{base}?{}", params.join("&"))
+}
+
+/// How a PostgreSQL drain reaches the server: the benchmark drains over both, so a
+/// TLS-only slowdown shows beside the plain-text figure (issue 26).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Transport {
+    /// `sslmode=disable`.
+    Plain,
+    /// `sslmode=require`.
+    Tls,
+}
+
+impl Transport {
+    pub(crate) fn sslmode(self) -> &'static str {
+        match self {
+            Transport::Plain => "disable",
+            Transport::Tls => "require",
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+            Transport::Tls => "TLS",
+        }
+    }
+}
+
+impl Target {
+    /// The same database reached over `transport` (SQLite is unchanged).
+    pub(crate) fn over(self, transport: Transport) -> Target {
+        match self {
+            Target::Postgres { url, name } => Target::Postgres {
+                url: with_sslmode(&url, transport.sslmode()),
+                name,
+            },
+            t => t,
+        }
+    }
+}
+
 /// Read-only queries the benchmark makes beside switchyard.
 pub(crate) enum Probe {
     Sqlite(SqlitePool),

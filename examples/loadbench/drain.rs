@@ -17,6 +17,7 @@ use switchyard::store::NewEvent;
 /// What one drain measured.
 struct Drained {
     n: usize,
+    transport: Option<Transport>,
     mapped: bool,
     /// First claim → last finish, from the database's own stamps.
     busy: f64,
@@ -36,13 +37,18 @@ impl Drained {
 }
 
 impl Bench {
-    /// Pre-fills `n` events, drains them with `switchyard worker` and reports the rate.
-    pub(crate) async fn drain(&mut self, n: usize, mapped: bool) -> Result<()> {
+    /// Pre-fills `n` events, drains them with `switchyard worker` and reports the rate;
+    /// on PostgreSQL over `transport`.
+    pub(crate) async fn drain(&mut self, n: usize, mapped: bool, transport: Option<Transport>) -> Result<()> {
         let kind = if mapped { "noop mapping" } else { "no mapping" };
-        let section = format!("drain {n} queued, {kind} ({})", self.backend());
+        let over = transport.map(|t| format!(", {}", t.label())).unwrap_or_default();
+        let section = format!("drain {n} queued, {kind} ({}{over})", self.backend());
         let phase = format!("drain-{n}-{}", if mapped { "noop" } else { "unmapped" });
         println!("\n[{section}] pre-fill through Store::enqueue, then `switchyard worker`");
-        let t = self.fresh(&phase).await?;
+        let mut t = self.fresh(&phase).await?;
+        if let Some(transport) = transport {
+            t = t.over(transport);
+        }
         if mapped {
             self.set_noop_mapping(&t, &phase).await?;
         }
@@ -78,6 +84,7 @@ impl Bench {
         let (first, last) = probe.busy_window().await?;
         let d = Drained {
             n,
+            transport,
             mapped,
             busy: (last - first).num_microseconds().unwrap_or(1).max(1) as f64 / 1e6,
             wall,
@@ -157,8 +164,23 @@ impl Bench {
             );
         }
         if d.mapped {
-            self.drain_rates.insert(d.n, rate);
-            let smallest = self.drain_rates.iter().next().map(|(k, v)| (*k, *v));
+            self.drain_rates.insert((d.transport, d.n), rate);
+            if d.transport == Some(Transport::Tls)
+                && let Some(plain) = self.drain_rates.get(&(Some(Transport::Plain), d.n)).copied()
+            {
+                self.report.check(
+                    section,
+                    "TLS drain / plain drain",
+                    format!("{:.3} ({rate:.0} / {plain:.0} events/s)", rate / plain),
+                    "≥ 0.9",
+                    Some(rate / plain >= 0.9),
+                );
+            }
+            let smallest = self
+                .drain_rates
+                .iter()
+                .find(|((t, _), _)| *t == d.transport)
+                .map(|((_, k), v)| (*k, *v));
             if let Some((k, base)) = smallest
                 && k < d.n
             {

@@ -34,6 +34,7 @@ use clap::Parser;
 
 use crate::args::Args;
 use crate::bench::Bench;
+use crate::db::{Transport, with_sslmode};
 use crate::report::Report;
 
 fn machine() -> String {
@@ -128,12 +129,19 @@ async fn pg_admin(args: &Args) -> Result<Option<(String, sqlx::PgPool)>> {
     match args.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
         None => Ok(None),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // Over TLS unless the URL says otherwise, as managed PostgreSQL is reached
+            // (the drains run both ways regardless).
+            let url = if url.contains("sslmode=") {
+                url.to_string()
+            } else {
+                with_sslmode(url, Transport::Tls.sslmode())
+            };
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
-                .connect(url)
+                .connect(&url)
                 .await
                 .context("connecting to the PostgreSQL server of --database-url")?;
-            Ok(Some((url.to_string(), pool)))
+            Ok(Some((url, pool)))
         }
         Some(_) => bail!("--database-url must be a postgres:// URL"),
     }
@@ -159,11 +167,19 @@ impl Bench {
         if wants("drain") {
             let mut sizes = self.args.drain_sizes.clone();
             sizes.sort_unstable();
+            // PostgreSQL drains plain text and TLS back to back (issue 26); SQLite once.
+            let transports: &[Option<Transport>] = if self.pg_admin.is_some() {
+                &[Some(Transport::Plain), Some(Transport::Tls)]
+            } else {
+                &[None]
+            };
             for n in sizes {
-                self.drain(n, true).await?;
+                for &transport in transports {
+                    self.drain(n, true, transport).await?;
+                }
             }
             if self.args.drain_unmapped > 0 {
-                self.drain(self.args.drain_unmapped, false).await?;
+                self.drain(self.args.drain_unmapped, false, transports[0]).await?;
             }
         }
         Ok(())

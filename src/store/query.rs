@@ -188,6 +188,22 @@ pub(crate) const COUNT_QUEUED: &str = concat!(
     " AND status IN ('pending', 'retry', 'processing', 'held') GROUP BY status"
 );
 
+/// [`COUNT_NOT_DONE`] on PostgreSQL: claimed events counted as `processing`
+/// ([`PG_EVENTS_WITH_CLAIMS`]).
+pub(crate) const PG_COUNT_NOT_DONE: &str = concat!(
+    "SELECT CASE WHEN claim.event_row_id IS NOT NULL THEN 'processing' ELSE status END AS status, \
+     COUNT(*) AS n FROM events LEFT JOIN event_queue claim \
+     ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL WHERE ",
+    not_done_rows!(),
+    " GROUP BY 1"
+);
+
+/// [`COUNT_QUEUED`] on PostgreSQL: every queued or claimed event has an `event_queue` row;
+/// a `held` event has none until it is released (`events_held` counts those).
+pub(crate) const PG_COUNT_QUEUED: &str = "SELECT CASE WHEN q.leased_until IS NOT NULL THEN 'processing' \
+     ELSE e.status END AS status, COUNT(*) AS n FROM event_queue q JOIN events e ON e.id = q.event_row_id GROUP BY 1 \
+     UNION ALL SELECT 'held', COUNT(*) FROM events WHERE status = 'held'";
+
 /// Placeholder style of a backend.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Dialect {
@@ -337,12 +353,20 @@ impl EventFilter {
             // The status index holds no `done` rows (SQLite migration 0014, PostgreSQL
             // 0012): other statuses name its WHERE so that the planner sees it applies;
             // `done` pages walk `events_received`.
-            let term = if s == crate::domain::EventStatus::Done.as_str() {
-                "status = #"
-            } else {
-                concat!(not_done_rows!(), " AND status = #")
-            };
-            c.and(dialect, term, text(s));
+            // On PostgreSQL a claimed event's `processing` lives in `event_queue`
+            // ([`PG_EVENTS_WITH_CLAIMS`]); its events row keeps `pending` or `retry`.
+            use crate::domain::EventStatus::{Done, Pending, Processing, Retry};
+            let is = |status: crate::domain::EventStatus| s == status.as_str();
+            match dialect {
+                _ if is(Done) => c.and(dialect, "status = #", text(s)),
+                Dialect::Postgres if is(Processing) => c.and(dialect, "claim.event_row_id IS NOT NULL", vec![]),
+                Dialect::Postgres if is(Pending) || is(Retry) => c.and(
+                    dialect,
+                    concat!(not_done_rows!(), " AND status = # AND claim.event_row_id IS NULL"),
+                    text(s),
+                ),
+                _ => c.and(dialect, concat!(not_done_rows!(), " AND status = #"), text(s)),
+            }
         }
         if let Some(s) = &self.provider {
             c.and(dialect, "provider = #", text(s));
@@ -408,10 +432,11 @@ pub(crate) fn page_sql(dialect: Dialect, filter: &EventFilter, cursor: Option<&C
         Dialect::Sqlite => format!("{} + 0", c.next_mark(dialect)),
         Dialect::Postgres => c.next_mark(dialect),
     };
-    let sql = format!(
-        "{SUMMARY_COLUMNS} {} ORDER BY received_at DESC, id DESC LIMIT {limit}",
-        c.sql
-    );
+    let columns = match dialect {
+        Dialect::Sqlite => SUMMARY_COLUMNS,
+        Dialect::Postgres => PG_SUMMARY_COLUMNS,
+    };
+    let sql = format!("{columns} {} ORDER BY received_at DESC, id DESC LIMIT {limit}", c.sql);
     (sql, c)
 }
 
@@ -446,6 +471,32 @@ pub(crate) fn rate_windows() -> (String, String) {
 /// Columns of a listing (no bodies), plus the raw `received_at` the cursor needs.
 pub(crate) const SUMMARY_COLUMNS: &str = "SELECT id, source, event_id, received_at, received_at AS received_at_raw, status, \
      attempt_count, next_attempt_at, processing_started_at, processed_at, last_error, provider, action FROM events";
+
+/// PostgreSQL: `events` with the claim (`claim`) of each claimed event. A claim lives in
+/// the narrow `event_queue` (migration 0020) and the events row is written when the attempt
+/// ends, so what the API shows of a claimed event — status `processing`, the attempt
+/// under way, when it started — is read from here ([`pg_claimed!`]).
+pub(crate) const PG_EVENTS_WITH_CLAIMS: &str =
+    "events LEFT JOIN event_queue claim ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL";
+
+/// PostgreSQL: the `status`, `attempt_count` and `processing_started_at` columns of an
+/// event read through [`PG_EVENTS_WITH_CLAIMS`], as the API shows them.
+macro_rules! pg_claimed {
+    () => {
+        "CASE WHEN claim.event_row_id IS NOT NULL THEN 'processing' ELSE events.status END AS status, \
+         COALESCE(claim.attempt, events.attempt_count) AS attempt_count, next_attempt_at, \
+         COALESCE(claim.claimed_at, processing_started_at) AS processing_started_at"
+    };
+}
+pub(crate) use pg_claimed;
+
+/// [`SUMMARY_COLUMNS`] on PostgreSQL.
+const PG_SUMMARY_COLUMNS: &str = concat!(
+    "SELECT id, source, event_id, received_at, received_at AS received_at_raw, ",
+    pg_claimed!(),
+    ", processed_at, last_error, provider, action FROM events LEFT JOIN event_queue claim \
+     ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL"
+);
 
 #[cfg(test)]
 mod tests {
@@ -482,6 +533,19 @@ mod tests {
              AND (received_at < $4 OR (received_at = $5 AND id < $6))"
         );
         assert!(matches!(&c.binds[1], Bind::Text(p) if p == "%50\\%\\_off%"));
+        // PostgreSQL: a claimed event's `processing` is its claim's (PG_EVENTS_WITH_CLAIMS).
+        let status = |s: &str| {
+            let f = EventFilter {
+                status: Some(s.into()),
+                ..EventFilter::default()
+            };
+            f.clause(Dialect::Postgres).sql
+        };
+        assert_eq!(status("processing"), " WHERE claim.event_row_id IS NOT NULL");
+        assert_eq!(
+            status("retry"),
+            " WHERE status <> 'done' AND status = $1 AND claim.event_row_id IS NULL"
+        );
         assert_eq!(c.next_mark(Dialect::Postgres), "$7");
         assert_eq!(EventFilter::default().clause(Dialect::Sqlite).sql, "");
         let s = f.clause(Dialect::Sqlite);

@@ -135,16 +135,6 @@ pub(crate) const RESERVED_BY_ACTION: &str = "SELECT COALESCE(SUM(b.per_run_usd),
      JOIN llm_budgets b ON b.action = r.action WHERE r.status = 'running' AND r.started_at >= $1 \
      AND r.event_row_id <> $2 AND r.action = $3";
 
-/// Holds a claimed event (`$1` until, `$2` reason, `$3` id, `$4` attempt): the claim's
-/// attempt is given back, as a release does.
-pub(crate) const HOLD: &str = "UPDATE events SET status = 'held', attempt_count = attempt_count - 1, \
-     next_attempt_at = $1, last_error = $2, lease_until = NULL \
-     WHERE id = $3 AND attempt_count = $4 AND status = 'processing'";
-
-/// Makes held events whose time came due again (`$1` now).
-pub(crate) const RELEASE_HELD: &str =
-    "UPDATE events SET status = 'pending' WHERE status = 'held' AND next_attempt_at <= $1";
-
 /// A budget row's amounts, columns `first..first + 3`.
 pub(crate) fn budget_at<R>(row: &R, first: usize) -> Result<Budget, sqlx::Error>
 where

@@ -117,7 +117,7 @@ fn serve_refuses_a_read_only_sqlite_file_before_listening() {
 
 #[tokio::test]
 async fn a_postgres_role_without_create_is_told_which_privilege_is_missing_once() {
-    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+    let Some(admin_url) = crate::store::test_database_url() else {
         eprintln!("cli_safety::postgres_role_without_create skipped: TEST_DATABASE_URL is unset");
         return;
     };

@@ -242,6 +242,23 @@ async fn sqlite_in_use_to_postgres_and_back_keeps_every_row_and_answer() {
         assert_eq!(stdout(&a), stdout(&b), "{args:?}");
     }
 
+    // PostgreSQL's narrow queue holds every copied event that waits or runs (migration
+    // 0020): none is left where no worker would ever claim it.
+    let mut conn = pg.connect().await;
+    let unqueued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e WHERE (e.status IN ('pending', 'retry') \
+           AND NOT EXISTS (SELECT 1 FROM event_queue q WHERE q.event_row_id = e.id)) OR e.status = 'processing'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unqueued, 0, "copied events outside PostgreSQL's queue");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM event_queue")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(queued > 0, "fill() queues events in every status");
+
     // Again without --resume: refused, nothing changes.
     let out = db_copy(dir, &src_text, &pg.url, false);
     assert!(!out.status.success());
@@ -250,7 +267,6 @@ async fn sqlite_in_use_to_postgres_and_back_keeps_every_row_and_answer() {
         "{}",
         stderr(&out)
     );
-    let mut conn = pg.connect().await;
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&mut conn)
         .await

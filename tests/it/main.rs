@@ -24,6 +24,7 @@ mod logs;
 mod multi_instance;
 mod ops_api;
 mod ops_store;
+mod pg_drops;
 mod pg_locks;
 mod readme;
 mod redaction;

@@ -15,7 +15,7 @@ use crate::helpers::*;
 use crate::store::PgSchema;
 
 /// The environment of instance `name` on `pg`; `extra` wins.
-fn instance_env(pg: &PgSchema, name: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn instance_env(pg: &PgSchema, name: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("DATABASE_URL".to_string(), pg.url_as(&app_name(pg, name))),
         ("DATABASE_POOL_SIZE".to_string(), "4".to_string()),
@@ -27,17 +27,17 @@ fn instance_env(pg: &PgSchema, name: &str, extra: &[(&str, &str)]) -> Vec<(Strin
     env
 }
 
-fn app_name(pg: &PgSchema, name: &str) -> String {
+pub(crate) fn app_name(pg: &PgSchema, name: &str) -> String {
     format!("{}_{name}", pg.name)
 }
 
-fn spawn(dir: &Path, role: &str, env: &[(String, String)]) -> App {
+pub(crate) fn spawn(dir: &Path, role: &str, env: &[(String, String)]) -> App {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     App::spawn_in(dir, role, &env)
 }
 
 /// Maps every (unknown-provider) event to `mode`/`target` with the CLI, on the shared database.
-fn map_unknown(dir: &Path, pg: &PgSchema, mode: &str, target: Option<&str>) {
+pub(crate) fn map_unknown(dir: &Path, pg: &PgSchema, mode: &str, target: Option<&str>) {
     let url = pg.url_as(&app_name(pg, "cli"));
     let mut args = vec![
         "mapping",
@@ -58,7 +58,7 @@ fn map_unknown(dir: &Path, pg: &PgSchema, mode: &str, target: Option<&str>) {
 
 /// POSTs one webhook with `X-Event-Id: id`; the status code and the reply (None when the
 /// request itself failed).
-async fn send(client: &reqwest::Client, base: &str, id: &str) -> (u16, Option<serde_json::Value>) {
+pub(crate) async fn send(client: &reqwest::Client, base: &str, id: &str) -> (u16, Option<serde_json::Value>) {
     let resp = client
         .post(format!("{base}/webhook"))
         .header("content-type", "application/json")
@@ -76,20 +76,20 @@ async fn send(client: &reqwest::Client, base: &str, id: &str) -> (u16, Option<se
     }
 }
 
-fn row_id(reply: &Option<serde_json::Value>) -> i64 {
+pub(crate) fn row_id(reply: &Option<serde_json::Value>) -> i64 {
     reply
         .as_ref()
         .and_then(|v| v["row_id"].as_i64())
         .expect("reply with a row_id")
 }
 
-async fn scalar(conn: &mut PgConnection, sql: &'static str) -> i64 {
+pub(crate) async fn scalar(conn: &mut PgConnection, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(conn).await.expect(sql)
 }
 
 /// Waits until every row in `rows` is `done`; on timeout panics with the status counts and
 /// the instances' logs.
-async fn wait_done(pg: &PgSchema, rows: &[i64], within: Duration, apps: &[&App]) {
+pub(crate) async fn wait_done(pg: &PgSchema, rows: &[i64], within: Duration, apps: &[&App]) {
     let mut conn = pg.connect().await;
     let start = Instant::now();
     loop {

@@ -340,7 +340,7 @@ async fn openapi_document_describes_every_route() {
 
 #[tokio::test]
 async fn readyz_follows_the_postgres_database() {
-    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+    let Some(admin_url) = crate::store::test_database_url() else {
         eprintln!("readyz_follows_the_postgres_database skipped: TEST_DATABASE_URL is unset");
         return;
     };
@@ -353,10 +353,9 @@ async fn readyz_follows_the_postgres_database() {
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
         .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("TEST_DATABASE_URL has no database name"),
-    };
+    let mut url = reqwest::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string();
     let app = App::spawn("http", &[("DATABASE_URL", &url)]);
     assert_eq!(get_text(&app, "/readyz").await.0, 200);
 

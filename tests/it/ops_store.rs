@@ -71,6 +71,18 @@ async fn seed(t: &TestStore, n: usize) -> Vec<Seeded> {
             lpad(((id / 7) / 60 % 24)::text, 2, '0'), lpad(((id / 7) % 60)::text, 2, '0'))"
     );
     t.exec(&sqlite, &pg).await;
+    // PostgreSQL keeps queue state in `event_queue` (migration 0020): finished events have
+    // no queue row, and a claimed event's row holds the lease while its events row keeps
+    // the status it had before the claim.
+    t.exec(
+        "SELECT 1",
+        "DELETE FROM event_queue q USING events e WHERE e.id = q.event_row_id \
+           AND e.status NOT IN ('pending', 'retry', 'processing'); \
+         UPDATE event_queue q SET leased_until = '9999-01-01T00:00:00.000000+00:00', claimed_at = e.received_at, \
+           attempt = e.attempt_count + 1 FROM events e WHERE e.id = q.event_row_id AND e.status = 'processing'; \
+         UPDATE events SET status = 'pending' WHERE status = 'processing'",
+    )
+    .await;
     rows.into_iter()
         .map(|(i, id)| Seeded {
             id,

@@ -40,9 +40,10 @@ async fn store_with_two_claims(pg: &PgSchema) -> (Db, String, ClaimRef, ClaimRef
     (db, app, a, b)
 }
 
-/// Opens a transaction on `conn` holding the row lock of event `id`.
+/// Opens a transaction on `conn` holding the lock of event `id`'s queue row.
 async fn lock_row(conn: &mut PgConnection, id: i64) {
-    sqlx::query("SELECT id FROM events WHERE id = $1 FOR NO KEY UPDATE")
+    // A claim's row in the narrow queue: what renewals and finishes lock first.
+    sqlx::query("SELECT event_row_id FROM event_queue WHERE event_row_id = $1 FOR NO KEY UPDATE")
         .bind(id)
         .fetch_one(conn)
         .await
@@ -73,11 +74,14 @@ async fn wait_for_lock_waiters(pg: &PgSchema, app: &str, n: i64) {
 }
 
 async fn status_and_lease(pg: &PgSchema, id: i64) -> (String, Option<String>) {
-    sqlx::query_as("SELECT status, lease_until FROM events WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut pg.connect().await)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT e.status, q.leased_until FROM events e LEFT JOIN event_queue q ON q.event_row_id = e.id \
+         WHERE e.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut pg.connect().await)
+    .await
+    .unwrap()
 }
 
 /// The interleaving behind issue 17's deadlocks, forced: a renewal of A and B is first in

@@ -23,6 +23,21 @@ use switchyard::time;
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// `TEST_DATABASE_URL`, or None when it is unset or empty. Without an `sslmode` of its own
+/// it gets `sslmode=require`: the tests run over TLS, as managed PostgreSQL is reached, so
+/// a TLS-only slowdown or failure cannot hide behind plain-text tests (issue 26).
+pub fn test_database_url() -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL").ok()?.trim().to_string();
+    if url.is_empty() {
+        return None;
+    }
+    if url.contains("sslmode=") {
+        return Some(url);
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}sslmode=require"))
+}
+
 /// A fresh PostgreSQL schema in `TEST_DATABASE_URL`, dropped (best effort) on drop.
 pub struct PgSchema {
     /// Schema name (`sy_<random>`).
@@ -36,12 +51,9 @@ impl PgSchema {
     /// None (after saying so) when `TEST_DATABASE_URL` is unset; panics when it is set but
     /// unusable, so a broken CI database cannot pass as "skipped".
     pub async fn create(test: &str) -> Option<PgSchema> {
-        let admin_url = match std::env::var("TEST_DATABASE_URL") {
-            Ok(u) if !u.trim().is_empty() => u.trim().to_string(),
-            _ => {
-                eprintln!("{test}: PostgreSQL half skipped: TEST_DATABASE_URL is unset");
-                return None;
-            }
+        let Some(admin_url) = test_database_url() else {
+            eprintln!("{test}: PostgreSQL half skipped: TEST_DATABASE_URL is unset");
+            return None;
         };
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -1132,8 +1144,9 @@ async fn postgres_instances_starting_together_migrate_once() {
     // Timestamps compare bytewise whatever the database's default collation is.
     let collations: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT collation_name FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name = 'events' \
-           AND column_name IN ('received_at', 'next_attempt_at', 'lease_until')",
+         WHERE table_schema = current_schema() AND ((table_name = 'events' \
+           AND column_name IN ('received_at', 'next_attempt_at', 'lease_until')) \
+           OR (table_name = 'event_queue' AND column_name IN ('run_at', 'claimed_at', 'leased_until')))",
     )
     .fetch_all(&mut conn)
     .await

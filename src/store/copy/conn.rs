@@ -200,6 +200,20 @@ impl Conn {
         Ok(inserted)
     }
 
+    /// After every table: on a PostgreSQL target, queues the copied events that wait or run
+    /// ([`sql::QUEUE_COPIED`]); SQLite keeps its queue in the `events` row itself.
+    pub async fn queue_copied_events(&mut self) -> Result<(), StoreError> {
+        match self.dialect() {
+            Dialect::Postgres => {
+                for statement in sql::QUEUE_COPIED {
+                    self.execute(statement).await?;
+                }
+                Ok(())
+            }
+            Dialect::Sqlite => Ok(()),
+        }
+    }
+
     /// After explicit ids went into a PostgreSQL identity column: moves its sequence past them.
     pub async fn fix_sequence(&mut self, table: &Table) -> Result<(), StoreError> {
         match (self.dialect(), table.identity) {

@@ -120,6 +120,7 @@ pub async fn copy(
         counts.push(count);
     }
     source.end_snapshot().await?;
+    target.queue_copied_events().await?;
     Ok(counts)
 }
 

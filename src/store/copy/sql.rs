@@ -43,7 +43,11 @@ pub fn page(dialect: Dialect, table: &Table, after: bool, limit: usize) -> Strin
                 (Kind::Real, Dialect::Postgres) => "DOUBLE PRECISION",
                 (Kind::Text, _) => "TEXT",
             };
-            format!("CAST({} AS {ty})", quoted(c.name))
+            let value = match dialect {
+                Dialect::Postgres if table.name == "events" => claimed_event_column(c.name),
+                _ => None,
+            };
+            format!("CAST({} AS {ty})", value.unwrap_or_else(|| quoted(c.name)))
         })
         .collect();
     let keys = key_list(table);
@@ -53,11 +57,31 @@ pub fn page(dialect: Dialect, table: &Table, after: bool, limit: usize) -> Strin
     } else {
         String::new()
     };
+    let source = match dialect {
+        Dialect::Postgres if table.name == "events" => PG_EVENTS_WITH_CLAIMS.to_owned(),
+        _ => quoted(table.name),
+    };
     format!(
-        "SELECT {} FROM {}{filter} ORDER BY {keys} LIMIT {limit}",
-        columns.join(", "),
-        quoted(table.name)
+        "SELECT {} FROM {source}{filter} ORDER BY {keys} LIMIT {limit}",
+        columns.join(", ")
     )
+}
+
+/// PostgreSQL's events with their claims (migration 0020 keeps a claim in `event_queue`).
+const PG_EVENTS_WITH_CLAIMS: &str = "events LEFT JOIN event_queue claim \
+     ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL";
+
+/// Read from PostgreSQL, a claimed event's row as the API shows it and SQLite stores it:
+/// `processing`, the claim's attempt, start and lease.
+fn claimed_event_column(name: &str) -> Option<String> {
+    let value = match name {
+        "status" => "CASE WHEN claim.event_row_id IS NOT NULL THEN 'processing' ELSE events.status END",
+        "attempt_count" => "COALESCE(claim.attempt, events.attempt_count)",
+        "processing_started_at" => "COALESCE(claim.claimed_at, events.processing_started_at)",
+        "lease_until" => "COALESCE(NULLIF(claim.leased_until, ''), events.lease_until)",
+        _ => return None,
+    };
+    Some(value.to_owned())
 }
 
 /// Inserts `rows` rows, skipping any that collide with a row the target holds (by primary
@@ -111,6 +135,24 @@ pub fn fix_sequence(table: &Table, column: &str) -> String {
         qt = quoted(table.name)
     )
 }
+
+/// PostgreSQL keeps what claims touch in the narrow `event_queue` (migration 0020), not in
+/// the copied `events` rows: queue every copied event that is pending, retrying or
+/// processing (a processing one with its claim and lease, which expires and is reclaimed
+/// like any other), then put the claimed ones' rows as that layout has them (the status
+/// and attempt count from before the claim). The same two steps as the migration; a
+/// `--resume` leaves the rows queued before alone.
+pub const QUEUE_COPIED: [&str; 2] = [
+    "INSERT INTO event_queue (event_row_id, run_at, attempt, claimed_at, leased_until) \
+     SELECT id, COALESCE(next_attempt_at, received_at), attempt_count, \
+            CASE WHEN status = 'processing' THEN processing_started_at END, \
+            CASE WHEN status = 'processing' THEN COALESCE(lease_until, '') END \
+     FROM events WHERE status IN ('pending', 'retry', 'processing') \
+     ON CONFLICT (event_row_id) DO NOTHING",
+    "UPDATE events SET status = CASE WHEN attempt_count > 1 THEN 'retry' ELSE 'pending' END, \
+         attempt_count = GREATEST(attempt_count - 1, 0), lease_until = NULL \
+     WHERE status = 'processing'",
+];
 
 #[cfg(test)]
 mod tests {

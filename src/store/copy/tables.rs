@@ -210,5 +210,7 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
-/// Tables of a migrated database that are not copied on purpose.
-pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "sqlite_sequence", "sqlite_stat1"];
+/// Tables of a migrated database that are not copied on purpose. PostgreSQL's narrow
+/// queue (`event_queue`) is rebuilt from the copied events instead ([`super::sql::QUEUE_COPIED`]),
+/// and read from PostgreSQL, a claimed event's row carries its claim.
+pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "sqlite_sequence", "sqlite_stat1", "event_queue"];

@@ -12,6 +12,19 @@ use crate::store::{action_states, rows};
 const REQUEUE: &str = "status = 'pending', attempt_count = 0, next_attempt_at = $1, last_error = NULL, \
      processed_at = NULL, lease_until = NULL";
 
+/// Puts the events a replay (the CTE `requeued`, column `id`) wrote back on the queue, due
+/// at `$1` with no attempt made; a queue row they still have (a pending or retried event)
+/// is reset the same way.
+const ENQUEUE_REPLAYED: &str = "INSERT INTO event_queue (event_row_id, run_at, attempt) \
+     SELECT id, $1, 0 FROM requeued \
+     ON CONFLICT (event_row_id) DO UPDATE SET run_at = EXCLUDED.run_at, attempt = 0, claimed_at = NULL, \
+       leased_until = NULL";
+
+/// Locks the queue rows of the events `$2` (one id or an array) first, as every statement
+/// that writes both tables does; a replay or cancel refuses an event whose row is claimed.
+const LOCK_QUEUED: &str = "queued AS MATERIALIZED (SELECT event_row_id, leased_until FROM event_queue \
+     WHERE event_row_id = ANY($2) ORDER BY event_row_id FOR NO KEY UPDATE)";
+
 /// A page of events, newest first.
 pub(super) async fn list_page(
     pool: &PgPool,
@@ -38,23 +51,31 @@ pub(super) async fn list_page(
 
 /// What a single-row transition that changed nothing means.
 async fn refused(pool: &PgPool, id: i64) -> Result<Transition, sqlx::Error> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT CASE WHEN q.leased_until IS NOT NULL THEN 'processing' ELSE e.status END \
+         FROM events e LEFT JOIN event_queue q ON q.event_row_id = e.id WHERE e.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     Ok(status.map_or(Transition::NotFound, Transition::Conflict))
 }
 
 /// Replays one event unless it is processing.
 pub(super) async fn replay(pool: &PgPool, id: i64, force: bool) -> Result<Transition, sqlx::Error> {
-    let sql = format!("UPDATE events SET {REQUEUE}, replay_force = $3 WHERE id = $2 AND status <> 'processing'");
-    let n = sqlx::query(AssertSqlSafe(sql))
+    let sql = format!(
+        "WITH {LOCK_QUEUED}, \
+         requeued AS (UPDATE events SET {REQUEUE}, replay_force = $3 WHERE id = ANY($2) AND status <> 'processing' \
+           AND NOT EXISTS (SELECT 1 FROM queued WHERE leased_until IS NOT NULL) RETURNING id), \
+         queued_again AS ({ENQUEUE_REPLAYED}) \
+         SELECT count(*) FROM requeued"
+    );
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
         .bind(crate::time::now())
-        .bind(id)
+        .bind([id].as_slice())
         .bind(i64::from(force))
-        .execute(pool)
-        .await?
-        .rows_affected();
+        .fetch_one(pool)
+        .await?;
     if n == 1 {
         Ok(Transition::Applied)
     } else {
@@ -64,15 +85,19 @@ pub(super) async fn replay(pool: &PgPool, id: i64, force: bool) -> Result<Transi
 
 /// Cancels a `pending` or `retry` event.
 pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<Transition, sqlx::Error> {
-    let n = sqlx::query(
-        "UPDATE events SET status = 'cancelled', processed_at = $1, lease_until = NULL \
-         WHERE id = $2 AND status IN ('pending', 'retry')",
-    )
-    .bind(crate::time::now())
-    .bind(id)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let sql = format!(
+        "WITH {LOCK_QUEUED}, \
+         cancelled AS (UPDATE events SET status = 'cancelled', processed_at = $1, lease_until = NULL \
+           WHERE id = ANY($2) AND status IN ('pending', 'retry') \
+           AND NOT EXISTS (SELECT 1 FROM queued WHERE leased_until IS NOT NULL) RETURNING id), \
+         dequeued AS (DELETE FROM event_queue q USING cancelled c WHERE q.event_row_id = c.id) \
+         SELECT count(*) FROM cancelled"
+    );
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(crate::time::now())
+        .bind([id].as_slice())
+        .fetch_one(pool)
+        .await?;
     if n == 1 {
         Ok(Transition::Applied)
     } else {
@@ -83,8 +108,12 @@ pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<Transition, sqlx::E
 /// Every id matching `filter` that is not processing, ascending.
 pub(super) async fn matching_ids(pool: &PgPool, filter: &EventFilter) -> Result<Vec<i64>, sqlx::Error> {
     let mut c = filter.clause(Dialect::Postgres);
-    c.and(Dialect::Postgres, "status <> 'processing'", vec![]);
-    let sql = format!("SELECT id FROM events {} ORDER BY id", c.sql);
+    c.and(
+        Dialect::Postgres,
+        "status <> 'processing' AND claim.event_row_id IS NULL",
+        vec![],
+    );
+    let sql = format!("SELECT id FROM {} {} ORDER BY id", query::PG_EVENTS_WITH_CLAIMS, c.sql);
     query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds)
         .fetch_all(pool)
         .await?
@@ -96,27 +125,31 @@ pub(super) async fn matching_ids(pool: &PgPool, filter: &EventFilter) -> Result<
 /// Replays one chunk of a bulk replay; rows are locked by ascending id and re-checked.
 pub(super) async fn replay_ids(pool: &PgPool, ids: &[i64], status: Option<&str>) -> Result<u64, sqlx::Error> {
     let sql = format!(
-        "WITH locked AS (SELECT id FROM events WHERE id = ANY($2) AND status <> 'processing' \
-           AND ($3::text IS NULL OR status = $3) ORDER BY id FOR UPDATE) \
-         UPDATE events SET {REQUEUE}, replay_force = 0 FROM locked WHERE events.id = locked.id"
+        "WITH {LOCK_QUEUED}, \
+         locked AS (SELECT id FROM events WHERE id = ANY($2) AND status <> 'processing' \
+           AND ($3::text IS NULL OR status = $3) \
+           AND id NOT IN (SELECT event_row_id FROM queued WHERE leased_until IS NOT NULL) \
+           ORDER BY id FOR UPDATE), \
+         requeued AS (UPDATE events SET {REQUEUE}, replay_force = 0 FROM locked WHERE events.id = locked.id \
+           RETURNING events.id), \
+         queued_again AS ({ENQUEUE_REPLAYED}) \
+         SELECT count(*) FROM requeued"
     );
-    Ok(sqlx::query(AssertSqlSafe(sql))
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
         .bind(crate::time::now())
         .bind(ids)
         .bind(status)
-        .execute(pool)
-        .await?
-        .rows_affected())
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// The `next_attempt_at` of the oldest due event.
 async fn oldest_due(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM events WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1",
-    )
-    .bind(crate::time::now())
-    .fetch_one(pool)
-    .await
+    sqlx::query_scalar("SELECT MIN(run_at) FROM event_queue WHERE leased_until IS NULL AND run_at <= $1")
+        .bind(crate::time::now())
+        .fetch_one(pool)
+        .await
 }
 
 /// Counts for `/stats`.
@@ -126,7 +159,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         stats.by_status.insert((*status).to_string(), 0);
     }
     // Two reads, each on its index: the status index holds no `done` rows.
-    for r in sqlx::query(query::COUNT_NOT_DONE).fetch_all(pool).await? {
+    for r in sqlx::query(query::PG_COUNT_NOT_DONE).fetch_all(pool).await? {
         stats.by_status.insert(r.try_get("status")?, r.try_get("n")?);
     }
     let done: i64 = sqlx::query_scalar(
@@ -187,7 +220,7 @@ pub(super) async fn per_minute(
 /// The queue's depth.
 pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
     let mut depth = QueueDepth::default();
-    for r in sqlx::query(query::COUNT_QUEUED).fetch_all(pool).await? {
+    for r in sqlx::query(query::PG_COUNT_QUEUED).fetch_all(pool).await? {
         depth.set(&r.try_get::<String, _>("status")?, r.try_get("n")?);
     }
     depth.oldest_due = oldest_due(pool).await?;

@@ -12,13 +12,13 @@ use crate::time;
 /// The `last_error` of an event whose lease expired (same text as SQLite).
 const LEASE_EXPIRED: &str = "lease expired: the worker holding this event stopped or stalled";
 
-/// How often a claim scans `events_due` from its start even while the scans after the
+/// How often a claim scans `event_queue_due` from its start even while the scans after the
 /// cursor keep finding full batches, so events that became due behind the cursor (retries,
 /// releases, reclaims, clocks of other instances) wait at most about this long.
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
-/// Where this process's next claim starts its scan of `events_due`: after the key
-/// `(next_attempt_at, id)` of the last event it claimed. Claimed rows leave dead entries
+/// Where this process's next claim starts its scan of `event_queue_due`: after the key
+/// `(run_at, event_row_id)` of the last event it claimed. Claimed rows leave dead entries
 /// at the front of that index until vacuum, and a scan from the start steps over all of
 /// them: over a deep queue the claims got slower the further the drain went.
 #[derive(Default)]
@@ -56,31 +56,37 @@ impl ClaimCursor {
 /// condition on a NULL parameter, so each prepared plan can use the cursor as an index
 /// bound).
 ///
-/// The locking subquery is a MATERIALIZED CTE so that it runs exactly once: written as
-/// `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may re-run it and
-/// lock (and update) more than `n` rows. SKIP LOCKED makes concurrent claimers take
-/// disjoint rows without waiting; the row lock re-checks the status after locking, so a row
-/// another claimer just committed is not taken twice. `NO KEY UPDATE` is the lock the
-/// UPDATE takes anyway (it changes no key), and unlike `FOR UPDATE` it does not collide
-/// with the `KEY SHARE` locks of foreign-key checks from `action_runs` inserts.
+/// It locks and updates rows of the narrow `event_queue` only (migration 0020), then reads
+/// what the handler needs from `events` without writing it: the wide row is written once,
+/// by the finish. The locking subquery is a MATERIALIZED CTE so that it runs exactly once:
+/// written as `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, the planner may
+/// re-run it and lock (and update) more than `n` rows. SKIP LOCKED makes concurrent
+/// claimers take disjoint rows without waiting; the row lock re-checks the WHERE clause
+/// after locking, so a row another claimer just committed is not taken twice. The UPDATE
+/// finds the locked rows by `= ANY (ARRAY(…))`, one primary-key lookup each: written as
+/// `FROM due WHERE q.event_row_id = due.event_row_id`, the planner, knowing the claim
+/// takes 256 rows, hashed them and scanned the whole queue for every claim.
 macro_rules! claim_sql {
     ($after:literal) => {
         concat!(
             "WITH due AS MATERIALIZED ( \
-               SELECT id FROM events \
-               WHERE status IN ('pending', 'retry') AND next_attempt_at <= $1 ",
+               SELECT event_row_id FROM event_queue \
+               WHERE leased_until IS NULL AND run_at <= $1 ",
             $after,
-            " ORDER BY next_attempt_at, id \
+            " ORDER BY run_at, event_row_id \
                LIMIT $3 \
-               FOR NO KEY UPDATE SKIP LOCKED) \
-             UPDATE events e SET status = 'processing', processing_started_at = $1, lease_until = $2, \
-               attempt_count = e.attempt_count + 1 \
-             FROM due WHERE e.id = due.id \
-             RETURNING e.id, e.source, e.event_id, e.attempt_count, e.payload_json, e.next_attempt_at, \
-               e.replay_force <> 0 AS forced, CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
+               FOR NO KEY UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE event_queue q SET leased_until = $2, claimed_at = $1, attempt = q.attempt + 1 \
+               WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM due)) \
+               RETURNING q.event_row_id, q.attempt, q.run_at) \
+             SELECT e.id, e.source, e.event_id, c.attempt AS attempt_count, e.payload_json, \
+               c.run_at AS next_attempt_at, e.replay_force <> 0 AS forced, \
+               CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
                  (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
                   WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs, \
-               CASE WHEN e.replay_force <> 0 THEN NULL ELSE e.result_json END AS result_json"
+               CASE WHEN e.replay_force <> 0 THEN NULL ELSE e.result_json END AS result_json \
+             FROM claimed c JOIN events e ON e.id = c.event_row_id"
         )
     };
 }
@@ -97,7 +103,7 @@ pub(super) async fn claim_due(
     let after = cursor.start();
     let query = match &after {
         None => sqlx::query(claim_sql!("")),
-        Some(_) => sqlx::query(claim_sql!("AND (next_attempt_at, id) > ($4, $5)")),
+        Some(_) => sqlx::query(claim_sql!("AND (run_at, event_row_id) > ($4, $5)")),
     };
     let mut query = query
         .bind(&now)
@@ -192,25 +198,28 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
 }
 
 /// The head of every statement that updates the rows of several claims (`$1` ids in
-/// ascending order, `$2` attempts): it locks them in that order before the UPDATE touches
-/// them, and the UPDATE joins this CTE. Finishes (`finish.rs`) lock their rows the same
-/// way, so a renewal and a finish of the same rows queue behind each other instead of
-/// deadlocking, as they did when each locked the rows in the order its own plan happened
-/// to visit them.
+/// ascending order, `$2` attempts): it locks their `event_queue` rows in that order, each
+/// only while it still holds that claim (same attempt, under lease), before the statement
+/// touches them; the statement joins this CTE (`id`, `attempt`, `claimed_at`). Finishes
+/// (`finish.rs`) lock the same way, so a renewal and a finish of the same rows queue
+/// behind each other instead of deadlocking, as they did when each locked the rows in the
+/// order its own plan happened to visit them. Every statement that writes both tables
+/// locks the queue rows first, then the events rows.
 ///
 /// Each row is locked by a lookup of its id, one after the other in array order (a
-/// subquery with a locking clause is never merged into the join). A join that left the
-/// choice to the planner scanned the whole `events_leased` or `events_status_received`
-/// index when its statistics said few rows were `processing`: without vacuum those hold
-/// an entry for every event claimed since, and a renewal took a second mid-drain
-/// (docs/PERFORMANCE.md). MATERIALIZED keeps the CTE from being folded into the UPDATE.
+/// subquery with a locking clause is never merged into the join): a join that left the
+/// choice to the planner scanned a whole index when its statistics said few rows were
+/// claimed, and a renewal took a second mid-drain (docs/PERFORMANCE.md). The lease test is
+/// written so that `event_queue_leased` cannot serve it (`leased_until IS NOT NULL` made
+/// the planner walk every claimed row's entry for each lookup instead of one primary-key
+/// probe). MATERIALIZED keeps the CTE from being folded into the statement.
 macro_rules! lock_claims {
     () => {
         "WITH claims AS MATERIALIZED ( \
-           SELECT l.id, c.attempt FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
+           SELECT l.id, c.attempt, l.claimed_at FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
            CROSS JOIN LATERAL ( \
-             SELECT e.id FROM events e \
-             WHERE e.id = c.id AND e.attempt_count = c.attempt AND e.status = 'processing' \
+             SELECT q.event_row_id AS id, q.claimed_at FROM event_queue q \
+             WHERE q.event_row_id = c.id AND q.attempt = c.attempt AND COALESCE(q.leased_until, '') <> '' \
              FOR NO KEY UPDATE) l) "
     };
 }
@@ -220,7 +229,7 @@ pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Dura
     let (ids, attempts) = claim_arrays(claims);
     sqlx::query(concat!(
         lock_claims!(),
-        "UPDATE events e SET lease_until = $3 FROM claims WHERE e.id = claims.id"
+        "UPDATE event_queue q SET leased_until = $3 WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM claims))"
     ))
     .bind(&ids)
     .bind(&attempts)
@@ -230,13 +239,19 @@ pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Dura
     Ok(())
 }
 
+/// Gives claims back: due at once, the attempt not counted, the event `retry` (as the
+/// claim had never been taken, except for its `processing_started_at`).
 pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result<u64, sqlx::Error> {
     let (ids, attempts) = claim_arrays(claims);
     let done = sqlx::query(concat!(
         lock_claims!(),
-        "UPDATE events e SET status = 'retry', attempt_count = e.attempt_count - 1, next_attempt_at = $3, \
-           lease_until = NULL \
-         FROM claims WHERE e.id = claims.id"
+        ", back AS ( \
+           UPDATE event_queue q SET leased_until = NULL, attempt = q.attempt - 1, run_at = $3 \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM claims)) \
+           RETURNING q.event_row_id, q.attempt, q.claimed_at) \
+         UPDATE events e SET status = 'retry', attempt_count = back.attempt, next_attempt_at = $3, \
+           processing_started_at = back.claimed_at \
+         FROM back WHERE e.id = back.event_row_id"
     ))
     .bind(&ids)
     .bind(&attempts)
@@ -246,25 +261,36 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
     Ok(done.rows_affected())
 }
 
-/// Locks the expired rows in ascending id order and skips those another transaction holds
-/// (a renewal or a finish in progress: the owner is alive, or the next pass sees them), so
-/// a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers are safe:
-/// the row lock re-checks the WHERE clause on the newest row version.
+/// Locks the expired claims in ascending id order and skips those another transaction
+/// holds (a renewal or a finish in progress: the owner is alive, or the next pass sees
+/// them), so a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers
+/// are safe: the row lock re-checks the WHERE clause on the newest row version. An event
+/// out of attempts leaves the queue as `error`; the others wait again, due at once.
 pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<Vec<Reclaimed>, sqlx::Error> {
     let now = time::now();
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "WITH expired AS MATERIALIZED ( \
-           SELECT id FROM events \
-           WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < $2) \
-           ORDER BY id \
-           FOR NO KEY UPDATE SKIP LOCKED) \
+           SELECT event_row_id FROM event_queue \
+           WHERE leased_until IS NOT NULL AND leased_until < $2 \
+           ORDER BY event_row_id \
+           FOR NO KEY UPDATE SKIP LOCKED), \
+         gone AS ( \
+           DELETE FROM event_queue q WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM expired)) \
+             AND q.attempt >= $1 \
+           RETURNING q.event_row_id, q.attempt, q.claimed_at, true AS exhausted), \
+         back AS ( \
+           UPDATE event_queue q SET leased_until = NULL, run_at = $2 \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM expired)) AND q.attempt < $1 \
+           RETURNING q.event_row_id, q.attempt, q.claimed_at, false AS exhausted), \
+         moved AS (SELECT * FROM gone UNION ALL SELECT * FROM back) \
          UPDATE events e SET \
-           status = CASE WHEN e.attempt_count >= $1 THEN 'error' ELSE 'retry' END, \
-           processed_at = CASE WHEN e.attempt_count >= $1 THEN $2 ELSE e.processed_at END, \
-           last_error = $3, next_attempt_at = $2, lease_until = NULL \
-         FROM expired WHERE e.id = expired.id \
-         RETURNING e.id, e.event_id, e.status = 'error' AS exhausted",
+           status = CASE WHEN m.exhausted THEN 'error' ELSE 'retry' END, \
+           attempt_count = m.attempt, processing_started_at = m.claimed_at, \
+           processed_at = CASE WHEN m.exhausted THEN $2 ELSE e.processed_at END, \
+           last_error = $3, next_attempt_at = $2 \
+         FROM moved m WHERE e.id = m.event_row_id \
+         RETURNING e.id, e.event_id, m.exhausted",
     )
     .bind(i64::from(max_attempts))
     .bind(&now)

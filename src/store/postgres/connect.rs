@@ -37,14 +37,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0012_partial_listing_indexes.sql"),
     ),
     (
-        22,
-        "llm usage",
-        include_str!("../../../migrations/postgres/0022_llm_usage.sql"),
+        20,
+        "narrow queue",
+        include_str!("../../../migrations/postgres/0020_narrow_queue.sql"),
     ),
     (
         21,
         "rule continue",
         include_str!("../../../migrations/postgres/0021_rule_continue.sql"),
+    ),
+    (
+        22,
+        "llm usage",
+        include_str!("../../../migrations/postgres/0022_llm_usage.sql"),
     ),
     (
         23,

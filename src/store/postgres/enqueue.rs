@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::retry::{CONFLICT_TRIES, conflict_pause, connection_lost, lock_conflict};
+use super::retry::{CONFLICT_TRIES, RECONNECT_TRIES, conflict_pause, connection_lost, lock_conflict, reconnect_pause};
 use super::{CHANNEL, message_chunks};
 use crate::store::{Enqueued, NewEvent, StoreError};
 use crate::time;
@@ -66,12 +66,12 @@ async fn run_enqueue_batch(pool: &PgPool, batch: Vec<EnqueueRequest>) {
     }
 }
 
-/// [`insert_events`], again after a lock conflict (up to [`CONFLICT_TRIES`]) or once after
-/// a lost connection. Every statement is `INSERT … ON CONFLICT DO NOTHING` in autocommit,
+/// [`insert_events`], again after a lock conflict (up to [`CONFLICT_TRIES`]) or a lost
+/// connection (up to [`RECONNECT_TRIES`]). Every statement is `INSERT … ON CONFLICT DO NOTHING` in autocommit,
 /// so repeating one that did commit before the connection broke stores nothing twice: its
 /// rows are found and answered as duplicates, with their row ids.
 async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<Enqueued>, sqlx::Error> {
-    let (mut conflicts, mut reconnected) = (0u32, false);
+    let (mut conflicts, mut reconnects) = (0u32, 0u32);
     loop {
         match insert_events(pool, events).await {
             Ok(v) => return Ok(v),
@@ -79,9 +79,12 @@ async fn insert_with_retry(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<En
                 tokio::time::sleep(conflict_pause(conflicts)).await;
                 conflicts += 1;
             }
-            Err(e) if connection_lost(&e) && !reconnected => {
+            Err(e) if connection_lost(&e) && reconnects + 1 < RECONNECT_TRIES => {
                 tracing::warn!(error = %e, "PostgreSQL connection lost during an enqueue; retrying on a fresh connection");
-                reconnected = true;
+                if reconnects > 0 {
+                    tokio::time::sleep(reconnect_pause(reconnects - 1)).await;
+                }
+                reconnects += 1;
             }
             Err(e) => return Err(e),
         }
@@ -136,7 +139,8 @@ async fn insert_new(conn: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Res
         let sources: Vec<&str> = chunk.iter().map(|r| r.0).collect();
         let event_ids: Vec<&str> = chunk.iter().map(|r| r.1).collect();
         let payloads: Vec<&str> = chunk.iter().map(|r| r.2).collect();
-        // `woke` is a CTE with a volatile function, so PostgreSQL evaluates it once (it is
+        // Each new event also gets its row in the narrow queue (`queued`, migration 0020),
+        // in the same statement. `woke` is a CTE with a volatile function, so PostgreSQL evaluates it once (it is
         // never inlined), and only when a row was inserted; the notification is delivered
         // at the statement's commit, so listeners never see uncommitted rows.
         let inserted = sqlx::query(
@@ -147,6 +151,7 @@ async fn insert_new(conn: &mut PgConnection, rows: &[(&str, &str, &str)]) -> Res
                ORDER BY t.n \
                ON CONFLICT (source, event_id) DO NOTHING \
                RETURNING id, source, event_id), \
+             queued AS (INSERT INTO event_queue (event_row_id, run_at, attempt) SELECT id, $4, 0 FROM ins), \
              woke AS (SELECT pg_notify($5, current_schema()) FROM (SELECT 1 FROM ins LIMIT 1) AS any_new) \
              SELECT ins.id, ins.source, ins.event_id FROM ins LEFT JOIN woke ON true",
         )

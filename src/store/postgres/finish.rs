@@ -158,9 +158,26 @@ macro_rules! upsert_runs {
     };
 }
 
+/// What a finish does to the queue rows of the events it `applied`: a finished event
+/// leaves the queue (found by primary key: `= ANY (ARRAY(…))`, which the planner cannot
+/// turn into a scan of the queue), a retried one waits there again until its
+/// `next_attempt_at`.
+macro_rules! dequeue {
+    () => {
+        "dequeued AS ( \
+           DELETE FROM event_queue q \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM applied WHERE status <> 'retry'))), \
+         requeued AS ( \
+           UPDATE event_queue q SET leased_until = NULL, claimed_at = NULL, run_at = a.next_attempt_at \
+           FROM applied a WHERE q.event_row_id = a.id AND a.status = 'retry')"
+    };
+}
+
 /// [`finish_batch`]'s one statement for one chunk, inside its transaction: lock the
-/// claims' rows in id order, update the events whose claim still holds, and upsert the
-/// action runs of exactly those (joined on id and attempt: a lost claim's run is not
+/// claims' queue rows in id order, write the events whose claim still holds (the one
+/// write of the wide row per attempt: status, attempt, timestamps, result), take them off
+/// the queue or put them back on it ([`dequeue!`]), and upsert the action runs of exactly
+/// those (joined on id and attempt: a lost claim's run is not
 /// written, the new owner writes its own). At most one claim of an event applies, so no
 /// `(event, action)` pair comes twice.
 async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
@@ -175,20 +192,21 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
     let q = sqlx::query(concat!(
         lock_claims!(),
         ", applied AS ( \
-           UPDATE events e SET status = u.status, \
+           UPDATE events e SET status = u.status, attempt_count = claims.attempt, \
+               processing_started_at = claims.claimed_at, \
                processed_at = COALESCE(u.processed_at, e.processed_at), \
                result_json = COALESCE(u.result_json, e.result_json), \
                last_error = u.last_error, \
                next_attempt_at = COALESCE(u.next_attempt_at, e.next_attempt_at), \
-               lease_until = NULL, \
                replay_force = CASE WHEN u.status = 'retry' THEN e.replay_force ELSE 0 END, \
                provider = COALESCE(u.provider, e.provider), action = COALESCE(u.action, e.action) \
              FROM claims, UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
                $7::text[], $8::text[], $9::text[]) \
                AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at, provider, action) \
              WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
-             RETURNING e.id, e.attempt_count), \
-         runs AS (",
+             RETURNING e.id, e.attempt_count, e.status, e.next_attempt_at), ",
+        dequeue!(),
+        ", runs AS (",
         upsert_runs!(
             "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
                r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error, 1 \

@@ -4,9 +4,10 @@
 //! text), so rows and JSON are identical on both backends. What differs is how instances
 //! cooperate:
 //!
-//! - **Claims** are one statement that locks due rows with `FOR NO KEY UPDATE SKIP LOCKED`,
-//!   so any number of workers in any number of processes claim disjoint rows without
-//!   waiting on each other; no transaction stays open while a handler runs.
+//! - **Claims** are one statement that locks due rows of the narrow `event_queue` with
+//!   `FOR NO KEY UPDATE SKIP LOCKED`, so any number of workers in any number of processes
+//!   claim disjoint rows without waiting on each other; no transaction stays open while a
+//!   handler runs. The wide `events` row is written once per attempt, by the finish.
 //! - **Enqueues** go through a collector task: concurrent requests are folded into one
 //!   multi-row `INSERT … ON CONFLICT (source, event_id) DO NOTHING` transaction (a few run
 //!   at once), which also sends `NOTIFY switchyard_events` before its commit.
@@ -15,7 +16,8 @@
 //!   (re)connection; polling stays the fallback.
 //! - **Lost connections** (`pg_terminate_backend`, a restarted server) are not fatal: the
 //!   pool tests connections before use, and an operation that fails because its connection
-//!   died is retried once on a fresh one when that is safe.
+//!   died is retried on a fresh one (a few times, with a short back-off; every store
+//!   operation retried is safe to repeat).
 //!
 //! docs/POSTGRES.md is the operator's view of all this.
 
@@ -108,12 +110,13 @@ impl PgStore {
     }
 }
 
-/// Most bytes of row data per statement when a batch is split ([`message_chunks`]), so
-/// that each message fits one TLS record (16 KiB). sqlx leaves Nagle's algorithm on, and a
-/// message spanning several records waits for delayed ACKs: measured with TLS on loopback,
-/// finishes sent 256 to a statement drained 2.3–2.9k events/s (12.6k/s without TLS), and
-/// enqueues of up to 512 rows to a statement ingested 5.2–5.5k req/s (9.6–10.1k chunked).
-const MESSAGE_BYTES: usize = 12 * 1024;
+/// Most bytes of row data per statement when a batch is split ([`message_chunks`]): a
+/// bound on one statement's message, not a packet size. It was 12 KiB, one TLS record,
+/// while sqlx 0.9.0 left Nagle's algorithm on and a message spanning several records
+/// waited ~45 ms for delayed ACKs; sqlx 0.9.1 sets `TCP_NODELAY`, and with 256 KiB a
+/// drain's batch of finishes is one statement instead of about ten (docs/PERFORMANCE.md,
+/// issue 26).
+const MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Splits `items` into consecutive runs of at most [`MESSAGE_BYTES`] by `size` (one item
 /// when a single item is larger), in order.
@@ -150,10 +153,17 @@ macro_rules! mapping_select {
         "SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings"
     };
 }
+/// An event as the API shows it: a claimed one's status, attempt and start are its
+/// claim's (`query::PG_EVENTS_WITH_CLAIMS`).
 macro_rules! event_select {
     () => {
-        "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
-         processing_started_at, processed_at, payload_json, result_json, last_error FROM events"
+        concat!(
+            "SELECT id, source, event_id, received_at, ",
+            query::pg_claimed!(),
+            ", processed_at, payload_json, result_json, last_error \
+             FROM events LEFT JOIN event_queue claim \
+             ON claim.event_row_id = events.id AND claim.leased_until IS NOT NULL"
+        )
     };
 }
 macro_rules! action_run_select {
@@ -257,7 +267,7 @@ impl Store for PgStore {
 
     fn event(&self, row_id: i64) -> StoreFuture<'_, Option<EventRow>> {
         Box::pin(async move {
-            let q = concat!(event_select!(), " WHERE id = $1");
+            let q = concat!(event_select!(), " WHERE events.id = $1");
             let row = retry("read event", || sqlx::query(q).bind(row_id).fetch_optional(&self.pool)).await?;
             Ok(row.as_ref().map(rows::event).transpose()?)
         })
@@ -519,9 +529,10 @@ mod tests {
 
     #[test]
     fn message_chunks_keep_order_and_bound_each_chunk() {
-        let sizes = [5000, 5000, 1000, 20000, 10, 10, 3000];
+        let k = MESSAGE_BYTES / 12;
+        let sizes = [5 * k, 5 * k, k, 20 * k, 10, 10, 3 * k];
         let chunks: Vec<Vec<usize>> = message_chunks(&sizes, |s| *s).map(<[usize]>::to_vec).collect();
-        assert_eq!(chunks, [vec![5000, 5000, 1000], vec![20000], vec![10, 10, 3000]]);
+        assert_eq!(chunks, [vec![5 * k, 5 * k, k], vec![20 * k], vec![10, 10, 3 * k]]);
         assert_eq!(message_chunks(&[] as &[usize], |s| *s).count(), 0);
     }
 }

@@ -92,9 +92,29 @@ pub(super) async fn upsert_budgets(
     Ok(())
 }
 
+/// Holds a claimed event (`$1` until, `$2` reason, `$3` id, `$4` the claim's attempt): its
+/// claim leaves the narrow queue (migration 0020), so no worker sees it until it is
+/// released, and its row keeps the attempt count it had before the claim, which gives the
+/// attempt back.
+const HOLD: &str = "WITH claim AS ( \
+       DELETE FROM event_queue WHERE event_row_id = $3 AND attempt = $4 AND leased_until IS NOT NULL \
+       RETURNING event_row_id) \
+     UPDATE events SET status = 'held', next_attempt_at = $1, last_error = $2, lease_until = NULL \
+     WHERE id = (SELECT event_row_id FROM claim)";
+
+/// Makes held events whose time came due (`$1` now) pending again, and queues them
+/// (a waiting queue row carries the event's attempt count and its due time).
+const RELEASE_HELD: &str = "WITH released AS ( \
+       UPDATE events SET status = 'pending' WHERE status = 'held' AND next_attempt_at <= $1 \
+       RETURNING id, next_attempt_at, attempt_count), \
+     queued AS ( \
+       INSERT INTO event_queue (event_row_id, run_at, attempt) \
+       SELECT id, next_attempt_at, attempt_count FROM released ON CONFLICT (event_row_id) DO NOTHING) \
+     SELECT count(*) FROM released";
+
 /// Holds a claimed event; true when the claim still held.
 pub(super) async fn hold(pool: &PgPool, claim: ClaimRef, reason: &str, until: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(spend::HOLD)
+    let done = sqlx::query(HOLD)
         .bind(until)
         .bind(reason)
         .bind(claim.id)
@@ -106,11 +126,11 @@ pub(super) async fn hold(pool: &PgPool, claim: ClaimRef, reason: &str, until: &s
 
 /// Makes due held events pending again.
 pub(super) async fn release_held(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(spend::RELEASE_HELD)
+    let released: i64 = sqlx::query_scalar(RELEASE_HELD)
         .bind(crate::time::now())
-        .execute(pool)
+        .fetch_one(pool)
         .await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(released).unwrap_or(0))
 }
 
 /// The budget of one action.

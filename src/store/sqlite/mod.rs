@@ -68,14 +68,14 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
     ),
     (
-        22,
-        "llm usage",
-        include_str!("../../../migrations/sqlite/0022_llm_usage.sql"),
-    ),
-    (
         21,
         "rule continue",
         include_str!("../../../migrations/sqlite/0021_rule_continue.sql"),
+    ),
+    (
+        22,
+        "llm usage",
+        include_str!("../../../migrations/sqlite/0022_llm_usage.sql"),
     ),
     (
         23,

@@ -8,6 +8,16 @@ use crate::domain::{ActionBudget, Budget};
 use crate::store::spend::{self, RunUsage, SpendCell, TopRun, UsageRecord};
 use crate::store::{ClaimRef, StoreError};
 
+/// Holds a claimed event (`$1` until, `$2` reason, `$3` id, `$4` attempt): the claim's
+/// attempt is given back, as a release does. (PostgreSQL's takes the claim off its narrow
+/// queue instead: postgres/spend.rs.)
+const HOLD: &str = "UPDATE events SET status = 'held', attempt_count = attempt_count - 1, \
+     next_attempt_at = $1, last_error = $2, lease_until = NULL \
+     WHERE id = $3 AND attempt_count = $4 AND status = 'processing'";
+
+/// Makes held events whose time came due again (`$1` now).
+const RELEASE_HELD: &str = "UPDATE events SET status = 'pending' WHERE status = 'held' AND next_attempt_at <= $1";
+
 /// A shared statement with SQLite's numbered placeholders (`?1` for `$1`).
 fn sql(statement: &str) -> String {
     statement.replace('$', "?")
@@ -91,14 +101,14 @@ pub(super) fn upsert_budgets(tx: &Transaction<'_>, budgets: &[ActionBudget], now
 /// Holds a claimed event; true when the claim still held.
 pub(super) fn hold(tx: &Transaction<'_>, claim: ClaimRef, reason: &str, until: &str) -> rusqlite::Result<bool> {
     let changed = tx
-        .prepare_cached(&sql(spend::HOLD))?
+        .prepare_cached(&sql(HOLD))?
         .execute(params![until, reason, claim.id, claim.attempt])?;
     Ok(changed == 1)
 }
 
 /// Makes due held events pending again.
 pub(super) fn release_held(tx: &Transaction<'_>, now: &str) -> rusqlite::Result<u64> {
-    Ok(tx.prepare_cached(&sql(spend::RELEASE_HELD))?.execute(params![now])? as u64)
+    Ok(tx.prepare_cached(&sql(RELEASE_HELD))?.execute(params![now])? as u64)
 }
 
 /// The budget of one action.
