@@ -125,6 +125,8 @@ impl Bench {
             &[
                 "mapping",
                 "set",
+                // Operator commands no longer create a SQLite file of their own.
+                "--create-db",
                 "--provider",
                 "unknown",
                 "--action",
