@@ -200,3 +200,65 @@ async fn the_global_daily_budget_holds_every_action() {
     app.wait_status(v["row_id"].as_i64().unwrap(), "done", Duration::from_secs(20))
         .await;
 }
+
+/// A fan-out event (CONTRACT §12) whose agent action is over its budget is held whole:
+/// none of its actions runs, not even the one without a budget; raised, both run once.
+#[tokio::test]
+async fn a_fan_out_event_over_a_budget_is_held_before_any_action_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = setup(dir.path());
+    init_db(dir.path());
+    let config = |daily: f64| {
+        serde_json::json!({"mappings": [{"provider": "solo", "action": "spend_it",
+                           "handler_mode": "agent", "handler_target": "spender"}],
+                           "rules": [
+            {"provider": "fan", "name": "note", "priority": 1, "continue": true,
+             "conditions": {"all": []}, "action": "note"},
+            {"provider": "fan", "name": "spend", "priority": 2, "conditions": {"all": []},
+             "action": "spend_it", "handler_mode": "agent", "handler_target": "spender",
+             "budget": {"daily_usd": daily}}]})
+        .to_string()
+    };
+    let apply = |daily: f64| {
+        std::fs::write(dir.path().join("fan.json"), config(daily)).unwrap();
+        let out = run_cli(dir.path(), &["mapping", "apply-config", "--config", "fan.json"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    apply(0.5);
+    let app = App::spawn_in(
+        dir.path(),
+        "serve",
+        &[
+            ("CLAUDE_CLI", cli.as_str()),
+            ("ADMIN_SECRET", "admin"),
+            ("LLM_BUDGET_RECHECK_SECONDS", "0.3"),
+        ],
+    );
+    let within = Duration::from_secs(20);
+    // One $1 run of the action spends its $0.50 day.
+    let (code, v) = app.post("/webhook/solo", r#"{"n": 0}"#, &[]).await;
+    assert_eq!(code, 200, "{v}");
+    app.wait_status(v["row_id"].as_i64().unwrap(), "done", within).await;
+    let (code, v) = app.post("/webhook/fan", r#"{"n": 1}"#, &[]).await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["row_id"].as_i64().unwrap();
+    let ev = app.wait_status(id, "held", within).await;
+    assert_eq!(ev["event"]["attempt_count"], 0, "{ev}");
+    assert_eq!(ev["action_runs"], Value::Array(vec![]), "no action ran: {ev}");
+
+    apply(10.0);
+    let ev = app.wait_status(id, "done", within).await;
+    let mut ran: Vec<(String, i64)> = ev["action_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["attempts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    ran.sort();
+    assert_eq!(ran, [("note".to_owned(), 1), ("spend_it".to_owned(), 1)], "{ev}");
+}
