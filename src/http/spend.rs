@@ -26,6 +26,7 @@ pub struct SpendQuery {
         (status = 200, description = "The spend of the period", body = SpendReport),
         (status = 400, description = "since or by is not understood", body = ErrorReply),
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
+        (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
 pub async fn show(
