@@ -241,6 +241,7 @@ fn mapping(entry: &Value) -> Result<Mapping, String> {
         handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
         enabled: enabled(obj).map_err(wrap)?,
         provider,
+        flow: None,
     })
 }
 
@@ -269,6 +270,7 @@ fn rule(entry: &Value) -> Result<RuleUpsert, String> {
         continue_after_match: flag(obj, "continue", false).map_err(wrap)?,
         provider,
         name,
+        flow: None,
     })
 }
 

@@ -268,6 +268,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_mode,
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
+                    flow: None,
                 }],
                 budgets,
                 ..RoutingChanges::default()
@@ -310,6 +311,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                     continue_after_match: *continue_after_match,
+                    flow: None,
                 }],
                 budgets,
                 ..RoutingChanges::default()

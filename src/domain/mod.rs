@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod text_enum;
+pub mod flow;
 mod modes;
 pub mod provider;
 mod redacted;

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::HandlerMode;
+use super::flow::Flow;
 
 /// A provider-level mapping.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,6 +18,9 @@ pub struct Mapping {
     pub handler_target: Option<String>,
     /// A disabled mapping routes nothing.
     pub enabled: bool,
+    /// Flow control of its runs (CONTRACT §13).
+    #[serde(skip)]
+    pub flow: Option<Flow>,
 }
 
 /// A routing rule as stored; the router compiles `conditions_json` (routing::rules).
@@ -42,6 +46,8 @@ pub struct Rule {
     pub enabled: bool,
     /// `"continue": true`: after a match, later rules are evaluated too (fan-out, §12).
     pub continue_after_match: bool,
+    /// Flow control of its runs (CONTRACT §13).
+    pub flow: Option<Flow>,
 }
 
 /// A rule to upsert by `(provider, name)`; `conditions_json` is already validated.
@@ -65,6 +71,8 @@ pub struct RuleUpsert {
     pub enabled: bool,
     /// `"continue": true`: after a match, later rules are evaluated too (fan-out, §12).
     pub continue_after_match: bool,
+    /// Flow control of its runs (CONTRACT §13).
+    pub flow: Option<Flow>,
 }
 
 /// Mappings and rules to upsert together (all or nothing).
@@ -78,4 +86,6 @@ pub struct RoutingChanges {
     pub schedules: Vec<super::Schedule>,
     /// Budgets of the mappings' and rules' actions, upserted by action.
     pub budgets: Vec<super::ActionBudget>,
+    /// The config's `"pools"`, upserted by name.
+    pub pools: Vec<super::flow::Pool>,
 }

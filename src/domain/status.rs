@@ -18,6 +18,13 @@ text_enum! {
         /// Waiting for an LLM budget (CONTRACT §14): not an attempt, not a failure; looked
         /// at again at `next_attempt_at`.
         Held = "held",
+        /// Waiting for a flow-control slot, rate window, debounce window or paused pool
+        /// (CONTRACT §13): not an attempt, not a failure; `last_error` says what for.
+        Waiting = "waiting",
+        /// Ended by flow control: its key had a run waiting or running (`on_conflict: skip`).
+        Skipped = "skipped",
+        /// Ended by flow control: a newer event of its key took its place.
+        Superseded = "superseded",
     }
 }
 
@@ -28,7 +35,13 @@ impl EventStatus {
     }
 
     /// The statuses of finished events, the only ones a purge deletes.
-    pub const FINISHED: &'static [EventStatus] = &[EventStatus::Done, EventStatus::Error, EventStatus::Cancelled];
+    pub const FINISHED: &'static [EventStatus] = &[
+        EventStatus::Done,
+        EventStatus::Error,
+        EventStatus::Cancelled,
+        EventStatus::Skipped,
+        EventStatus::Superseded,
+    ];
 }
 
 text_enum! {
@@ -40,6 +53,8 @@ text_enum! {
         Done = "done",
         /// The handler failed.
         Error = "error",
+        /// Stopped by flow control (`on_conflict: cancel_running`): its process group killed.
+        Cancelled = "cancelled",
     }
 }
 

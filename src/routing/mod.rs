@@ -10,6 +10,9 @@ pub use detect::{Detection, apply_hint, apply_verified_source, detect};
 pub use rules::{Condition, RuleError};
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::domain::flow::Flow;
 
 pub use crate::domain::{HandlerMode, Mapping, Rule};
 
@@ -64,6 +67,9 @@ pub struct RouteDecision {
     /// first action's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<RoutedAction>,
+    /// The first action's flow control (CONTRACT §13); not part of the stored router.
+    #[serde(skip)]
+    pub flow: Option<Arc<Flow>>,
 }
 
 /// One action of a fan-out decision, as listed in `router.actions`.
@@ -79,6 +85,9 @@ pub struct RoutedAction {
     /// The rule that chose it.
     #[serde(default)]
     pub matched_rule: Option<String>,
+    /// Its flow control (CONTRACT §13); not part of the stored router.
+    #[serde(skip)]
+    pub flow: Option<Arc<Flow>>,
 }
 
 impl RoutedAction {
@@ -88,6 +97,7 @@ impl RoutedAction {
             handler_mode: rule.handler_mode,
             handler_target: rule.handler_target.clone(),
             matched_rule: Some(rule.name.clone()),
+            flow: rule.flow.clone().map(Arc::new),
         }
     }
 }
@@ -139,6 +149,7 @@ pub fn decide(
         reasons: Vec::new(),
         ai_detection: None,
         actions: Vec::new(),
+        flow: None,
     };
 
     let mut candidates: Vec<&CompiledRule> = rules
@@ -160,6 +171,7 @@ pub fn decide(
         decision.mapped_action = Some(rule.action.clone());
         decision.handler_mode = Some(rule.handler_mode);
         decision.handler_target = rule.handler_target.clone();
+        decision.flow = rule.flow.clone().map(Arc::new);
         if rule.continue_after_match {
             decision.actions = fan_out(rule, hits, &mut reasons);
         }
@@ -168,6 +180,7 @@ pub fn decide(
         decision.mapped_action = Some(m.action.clone());
         decision.handler_mode = Some(m.handler_mode);
         decision.handler_target = m.handler_target.clone();
+        decision.flow = m.flow.clone().map(Arc::new);
     }
     decision.reasons = reasons;
     decision
@@ -224,6 +237,7 @@ mod tests {
             handler_target: None,
             enabled: true,
             continue_after_match: false,
+            flow: None,
         })
         .expect("test condition")
     }
@@ -246,6 +260,7 @@ mod tests {
             handler_mode: HandlerMode::Agent,
             handler_target: Some("echo".into()),
             enabled: true,
+            flow: None,
         }
     }
 

@@ -7,6 +7,7 @@
 mod action_states;
 pub mod attempts;
 pub mod copy;
+pub mod flow;
 mod query;
 pub(crate) mod rows;
 pub mod run_input;
@@ -214,6 +215,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes held events whose `next_attempt_at` has come `pending` again; returns how many.
     fn release_held(&self) -> StoreFuture<'_, u64>;
+
+    /// Flow admission (CONTRACT §13) of a claimed event's actions that have a flow, in one
+    /// transaction: each takes a slot, or the event waits or ends ([`flow::FlowVerdict`]).
+    fn flow_admit(&self, ask: flow::FlowAsk) -> StoreFuture<'_, flow::FlowVerdict>;
+
+    /// Frees the slots event `event_row_id`'s runs hold and wakes the oldest waiter each
+    /// freed slot lets start; returns how many it woke.
+    fn flow_release(&self, event_row_id: i64) -> StoreFuture<'_, u64>;
+
+    /// Ends a claimed event whose run was cancelled (`on_conflict: cancel_running`):
+    /// status `superseded`, the result naming event `by`; false when the claim was lost.
+    fn flow_supersede_running(&self, claim: ClaimRef, action: String, by: i64) -> StoreFuture<'_, bool>;
+
+    /// Which of `running` (row ids) were asked to stop, and by which event.
+    fn flow_cancels(&self, running: Vec<i64>) -> StoreFuture<'_, Vec<(i64, i64)>>;
+
+    /// Pauses `pool` after a rate limit: until `retry_after` from now, else for 5 s doubling
+    /// with each pause in a row up to 5 min; returns the end (stored timestamp text).
+    fn flow_pause(&self, pool: String, retry_after: Option<Duration>) -> StoreFuture<'_, String>;
+
+    /// A run in `pool` succeeded: the next pause starts again at 5 s.
+    fn flow_pool_ok(&self, pool: String) -> StoreFuture<'_, ()>;
+
+    /// Housekeeping: frees slots of events no longer running (a process died), drops the
+    /// waits of events that ended, wakes waiters whose time came, prunes old rate starts;
+    /// returns how many events it woke.
+    fn flow_sweep(&self) -> StoreFuture<'_, u64>;
+
+    /// Live slots, waits and pools.
+    fn flow_state(&self) -> StoreFuture<'_, flow::FlowState>;
 
     /// Resolves when another process may have changed the schedules (PostgreSQL NOTIFY);
     /// SQLite never (the scheduler re-reads the version before each tick instead).

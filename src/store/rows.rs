@@ -214,6 +214,7 @@ where
         action: text(r, "action")?.unwrap_or_default(),
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
+        flow: None,
     })
 }
 
@@ -238,6 +239,7 @@ where
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
         continue_after_match: int(r, "continue_after_match")?.unwrap_or(0) != 0,
+        flow: None,
     })
 }
 

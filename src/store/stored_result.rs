@@ -127,6 +127,7 @@ mod tests {
             reasons: vec![],
             ai_detection: None,
             actions: vec![],
+            flow: None,
         };
         let routed = RouteDecision {
             provider: "github".into(),
@@ -139,6 +140,7 @@ mod tests {
             reasons: vec!["header:x-github-event".into(), "rule:push".into()],
             ai_detection: Some(json!({"provider": "github", "confidence": 0.7, "z": [1, -0.0, 1e300]})),
             actions: vec![],
+            flow: None,
         };
         let partly = RouteDecision {
             mapped_action: Some("bench_noop".into()),

@@ -92,6 +92,7 @@ async fn fill(db: &Db) {
                 monthly_usd: None,
             },
         }],
+        pools: Vec::new(),
     })
     .await
     .unwrap();

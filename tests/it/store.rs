@@ -839,6 +839,7 @@ pub(crate) fn mapping(provider: &str, action: &str, enabled: bool) -> Mapping {
         handler_mode: HandlerMode::Command,
         handler_target: Some("job".into()),
         enabled,
+        flow: None,
     }
 }
 
@@ -853,6 +854,7 @@ pub(crate) fn rule(provider: &str, name: &str, priority: i64) -> RuleUpsert {
         handler_target: None,
         enabled: true,
         continue_after_match: false,
+        flow: None,
     }
 }
 

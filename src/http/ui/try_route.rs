@@ -135,6 +135,7 @@ mod tests {
             handler_target: None,
             enabled,
             continue_after_match: false,
+            flow: None,
         }
     }
 

@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "action run attempts",
         include_str!("../../../migrations/postgres/0026_action_run_attempts.sql"),
     ),
+    (
+        30,
+        "flow control",
+        include_str!("../../../migrations/postgres/0030_flow_control.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

@@ -27,6 +27,7 @@ mod claim;
 mod connect;
 mod enqueue;
 mod finish;
+mod flow;
 mod listen;
 mod retry;
 mod routing;
@@ -407,6 +408,49 @@ impl Store for PgStore {
 
     fn release_held(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move { Ok(retry("release held", || spend::release_held(&self.pool)).await?) })
+    }
+
+    fn flow_admit(&self, ask: crate::store::flow::FlowAsk) -> StoreFuture<'_, crate::store::flow::FlowVerdict> {
+        Box::pin(async move { flow::admit(&self.pool, ask).await })
+    }
+
+    fn flow_release(&self, event_row_id: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move { flow::release(&self.pool, event_row_id).await })
+    }
+
+    fn flow_supersede_running(&self, claim: ClaimRef, action: String, by: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move { flow::supersede_running(&self.pool, claim, &action, by).await })
+    }
+
+    fn flow_cancels(&self, running: Vec<i64>) -> StoreFuture<'_, Vec<(i64, i64)>> {
+        Box::pin(async move {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(crate::store::flow::sql::CANCELS)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.into_iter().filter(|(id, _)| running.contains(id)).collect())
+        })
+    }
+
+    fn flow_pause(&self, pool: String, retry_after: Option<Duration>) -> StoreFuture<'_, String> {
+        Box::pin(async move { flow::pause(&self.pool, &pool, retry_after).await })
+    }
+
+    fn flow_pool_ok(&self, pool: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(crate::store::flow::sql::POOL_OK)
+                .bind(pool)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn flow_sweep(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { flow::sweep(&self.pool).await })
+    }
+
+    fn flow_state(&self) -> StoreFuture<'_, crate::store::flow::FlowState> {
+        Box::pin(async move { flow::state(&self.pool).await })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -8,6 +8,7 @@ mod attempts;
 mod checkpoint;
 mod enqueue;
 mod file;
+mod flow;
 #[cfg(test)]
 mod plans;
 mod schedules;
@@ -96,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         26,
         "action run attempts",
         include_str!("../../../migrations/sqlite/0026_action_run_attempts.sql"),
+    ),
+    (
+        30,
+        "flow control",
+        include_str!("../../../migrations/sqlite/0030_flow_control.sql"),
     ),
 ];
 
@@ -460,6 +466,47 @@ impl Store for SqliteStore {
 
     fn release_held(&self) -> StoreFuture<'_, u64> {
         Box::pin(async move { expect!(self.submit(Op::ReleaseHeld), Count) })
+    }
+
+    fn flow_admit(&self, ask: crate::store::flow::FlowAsk) -> StoreFuture<'_, crate::store::flow::FlowVerdict> {
+        Box::pin(async move { expect!(self.submit(Op::FlowAdmit(Box::new(ask))), Verdict) })
+    }
+
+    fn flow_release(&self, event_row_id: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move { expect!(self.submit(Op::FlowRelease(event_row_id)), Count) })
+    }
+
+    fn flow_supersede_running(&self, claim: ClaimRef, action: String, by: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move { expect!(self.submit(Op::FlowSupersedeRunning { claim, action, by }), Bool) })
+    }
+
+    fn flow_cancels(&self, running: Vec<i64>) -> StoreFuture<'_, Vec<(i64, i64)>> {
+        Box::pin(async move {
+            let rows: Vec<(i64, i64)> =
+                sqlx::query_as(AssertSqlSafe(crate::store::flow::sql::CANCELS.replace('$', "?")))
+                    .fetch_all(&self.read)
+                    .await?;
+            Ok(rows.into_iter().filter(|(id, _)| running.contains(id)).collect())
+        })
+    }
+
+    fn flow_pause(&self, pool: String, retry_after: Option<Duration>) -> StoreFuture<'_, String> {
+        Box::pin(async move { expect!(self.submit(Op::FlowPause { pool, retry_after }), Text) })
+    }
+
+    fn flow_pool_ok(&self, pool: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.submit(Op::FlowPoolOk(pool)).await?;
+            Ok(())
+        })
+    }
+
+    fn flow_sweep(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { expect!(self.submit(Op::FlowSweep), Count) })
+    }
+
+    fn flow_state(&self) -> StoreFuture<'_, crate::store::flow::FlowState> {
+        Box::pin(flow::state(&self.read))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -19,7 +19,7 @@ const HOLD: &str = "UPDATE events SET status = 'held', attempt_count = attempt_c
 const RELEASE_HELD: &str = "UPDATE events SET status = 'pending' WHERE status = 'held' AND next_attempt_at <= $1";
 
 /// A shared statement with SQLite's numbered placeholders (`?1` for `$1`).
-fn sql(statement: &str) -> String {
+pub(super) fn sql(statement: &str) -> String {
     statement.replace('$', "?")
 }
 

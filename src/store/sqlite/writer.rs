@@ -56,6 +56,8 @@ pub(super) enum OpResult {
     Count(u64),
     Reclaimed(Vec<Reclaimed>),
     Transition(Transition),
+    Verdict(crate::store::flow::FlowVerdict),
+    Text(String),
     Unit,
 }
 
@@ -109,6 +111,19 @@ pub(super) enum Op {
         nonce: String,
         expires_at: i64,
     },
+    FlowAdmit(Box<crate::store::flow::FlowAsk>),
+    FlowRelease(i64),
+    FlowSupersedeRunning {
+        claim: ClaimRef,
+        action: String,
+        by: i64,
+    },
+    FlowPause {
+        pool: String,
+        retry_after: Option<Duration>,
+    },
+    FlowPoolOk(String),
+    FlowSweep,
 }
 
 /// A request and where its answer goes.
@@ -312,6 +327,18 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             super::sessions::revoke(tx, nonce, *expires_at)?;
             OpResult::Unit
         }
+        Op::FlowAdmit(ask) => OpResult::Verdict(super::flow::admit(tx, ask, now)?),
+        Op::FlowRelease(id) => OpResult::Count(super::flow::release(tx, *id, now)?),
+        Op::FlowSupersedeRunning { claim, action, by } => {
+            OpResult::Bool(super::flow::supersede_running(tx, *claim, action, *by, now)?)
+        }
+        Op::FlowPause { pool, retry_after } => OpResult::Text(super::flow::pause(tx, pool, *retry_after, now)?),
+        Op::FlowPoolOk(pool) => {
+            tx.prepare_cached(&super::spend::sql(crate::store::flow::sql::POOL_OK))?
+                .execute(params![pool])?;
+            OpResult::Unit
+        }
+        Op::FlowSweep => OpResult::Count(super::flow::sweep(tx, now)?),
     })
 }
 
