@@ -31,6 +31,9 @@ pub const HANDLER_DURATION: &str = "switchyard_handler_duration_seconds";
 /// (`done` or `error`): which action of a fan-out fails. Events with one action are
 /// counted by [`ATTEMPTS`] alone (no per-action label on the one-action path).
 pub const FAN_OUT_RUNS: &str = "switchyard_fan_out_action_runs_total";
+/// Flow-control decisions (CONTRACT §13), by action and kind (`run`, `wait`, `skip`,
+/// `supersede`, `cancel`, `pause`).
+pub const FLOW_DECISIONS: &str = "switchyard_flow_decisions_total";
 
 /// How often the queue gauges are refreshed.
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -71,6 +74,7 @@ fn describe() {
         FAN_OUT_RUNS,
         "Action runs of events with several actions, by action and outcome."
     );
+    metrics::describe_counter!(FLOW_DECISIONS, "Flow-control decisions, by action and kind.");
 }
 
 /// Counts one webhook by outcome.
@@ -100,6 +104,11 @@ pub fn attempt_finished(outcome: EventStatus, failure_kind: Option<&str>) {
 /// Counts one run of one action of a fan-out event (`done` or `error`).
 pub fn fan_out_action_ran(action: &str, outcome: crate::domain::RunStatus) {
     metrics::counter!(FAN_OUT_RUNS, "action" => action.to_string(), "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Counts one flow-control decision for `action`.
+pub fn flow_decision(action: &str, kind: &'static str) {
+    metrics::counter!(FLOW_DECISIONS, "action" => action.to_string(), "kind" => kind).increment(1);
 }
 
 /// Sets the queue gauges from a sample.
