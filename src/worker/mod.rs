@@ -6,6 +6,7 @@
 //! of everything in flight; a reclaimer returns events whose lease expired.
 
 pub mod backoff;
+mod cancel;
 mod process;
 mod record;
 mod usage;
@@ -116,11 +117,14 @@ struct Pool {
     recorder: JoinHandle<()>,
     renewer: JoinHandle<()>,
     reclaimer: JoinHandle<()>,
+    /// Looks for cancel marks on runs holding flow slots ([`cancel`]).
+    canceller: JoinHandle<()>,
     error_backoff: Duration,
 }
 
 impl Pool {
     fn new(db: Db, processor: Arc<Processor>, cfg: PoolConfig, wake: Arc<Notify>) -> Pool {
+        processor.set_wake(wake.clone());
         let in_flight: InFlight = Arc::default();
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
         Pool {
@@ -131,6 +135,7 @@ impl Pool {
             renewer: tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease)),
             reclaimer: tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone())),
             recorder: tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone())),
+            canceller: tokio::spawn(cancel::poll_loop(processor.clone())),
             outcomes,
             in_flight,
             error_backoff: Duration::from_millis(50),
@@ -266,6 +271,7 @@ impl Pool {
         }
         self.renewer.abort();
         self.reclaimer.abort();
+        self.canceller.abort();
     }
 }
 
@@ -276,6 +282,7 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
         log_reclaimed(&reclaimed);
     }
     db.release_held().await?;
+    db.flow_sweep().await?;
     let Some(event) = db.claim(1, cfg.lease).await?.into_iter().next() else {
         return Ok(false);
     };
@@ -369,6 +376,15 @@ async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Noti
                 wake.notify_one();
             }
             Err(e) => tracing::warn!(error = %e, "reclaim failed"),
+        }
+        // Flow control: slots of dead processes, waits whose time came (CONTRACT §13).
+        match db.flow_sweep().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(count = n, "waiting events due again");
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "flow housekeeping failed"),
         }
         // Held events whose time came are due again (a budget period ended, or it is time
         // to look whether the budget was raised).
