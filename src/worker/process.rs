@@ -223,7 +223,9 @@ impl Processor {
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
         let runs = flow_gate::runs(event, &decision, &payload);
         if runs.is_empty() {
-            return self.attempt_routed(event, &decision, &router, &payload, slots, started, None).await;
+            return self
+                .attempt_routed(event, &decision, &router, &payload, slots, started, None)
+                .await;
         }
         let debounced = self.admit_flow(event, runs).await?;
         let cancel = self.cancels.register(event.id);
@@ -410,7 +412,8 @@ impl Processor {
         let Some(ran) = ran else {
             record.input_json = input_json();
             record.status = RunStatus::Cancelled;
-            record.error = Some("cancelled: a newer event of its key superseded it (on_conflict: cancel_running)".into());
+            record.error =
+                Some("cancelled: a newer event of its key superseded it (on_conflict: cancel_running)".into());
             return ActionOutcome::Ran {
                 attempt: Err(HandlerError::permanent("cancelled by flow control").with_kind("cancelled")),
                 run: Box::new(record),

@@ -116,7 +116,15 @@ impl Processor {
             flow: action.flow.as_deref(),
         };
         let outcome = self
-            .run_action(event, &decision.provider, route, router, payload, RunTexts::Full, debounced)
+            .run_action(
+                event,
+                &decision.provider,
+                route,
+                router,
+                payload,
+                RunTexts::Full,
+                debounced,
+            )
             .await;
         if let ActionOutcome::Ran { run, .. } = &outcome {
             metrics::fan_out_action_ran(&action.action, run.status);

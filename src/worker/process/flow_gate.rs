@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::Processor;
+use super::replayed_output;
 use crate::domain::flow::{Flow, KeyInput};
 use crate::domain::{EventStatus, HandlerMode};
 use crate::escape::escaped;
@@ -12,7 +13,6 @@ use crate::handlers::HandlerError;
 use crate::routing::RouteDecision;
 use crate::store::flow::{FlowAsk, FlowRun, FlowVerdict};
 use crate::store::{ClaimedEvent, Finish, stored_payload};
-use super::replayed_output;
 
 /// The runs of this attempt that have a flow, with their keys (empty: flow control is
 /// not involved, and costs nothing).
@@ -57,7 +57,10 @@ impl Processor {
     /// Admission: `Some(debounced)` when the runs may start (holding their slots), `None`
     /// when the event waits, ended, or its claim was lost (all already stored).
     pub(super) async fn admit_flow(&self, event: &ClaimedEvent, runs: Vec<FlowRun>) -> Option<Option<Value>> {
-        let first = runs.first().map(|r| (r.action.clone(), r.key.clone())).unwrap_or_default();
+        let first = runs
+            .first()
+            .map(|r| (r.action.clone(), r.key.clone()))
+            .unwrap_or_default();
         let actions: Vec<String> = runs.iter().map(|r| r.action.clone()).collect();
         let ask = FlowAsk {
             claim: event.claim_ref(),
@@ -83,7 +86,11 @@ impl Processor {
                 None
             }
             Ok(FlowVerdict::Ended { status, by }) => {
-                count(if status == EventStatus::Skipped { "skip" } else { "supersede" });
+                count(if status == EventStatus::Skipped {
+                    "skip"
+                } else {
+                    "supersede"
+                });
                 tracing::info!(
                     event_id = %escaped(&event.event_id),
                     row_id = event.id,
@@ -138,13 +145,21 @@ impl Processor {
                     wake.notify_one();
                 }
             }
-            Err(e) => tracing::warn!(row_id, error = %e, "could not free flow slots; they are freed when the claim ends"),
+            Err(e) => {
+                tracing::warn!(row_id, error = %e, "could not free flow slots; they are freed when the claim ends")
+            }
         }
     }
 
     /// A run in `pool` ended: a rate limit pauses the whole pool; a success resets the
     /// pause's back-off.
-    pub(super) async fn after_pooled_run(&self, action: &str, mode: HandlerMode, pool: &str, attempt: &Result<Value, HandlerError>) {
+    pub(super) async fn after_pooled_run(
+        &self,
+        action: &str,
+        mode: HandlerMode,
+        pool: &str,
+        attempt: &Result<Value, HandlerError>,
+    ) {
         match attempt {
             Err(e) if rate_limited(mode, e) => match self.db.flow_pause(pool.to_owned(), e.retry_after).await {
                 Ok(until) => {
@@ -181,10 +196,14 @@ impl Processor {
         }
         crate::metrics::flow_decision(&action, "cancel");
         match self.db.flow_supersede_running(event.claim_ref(), action, by).await {
-            Ok(true) => tracing::info!(event_id = %escaped(&event.event_id), row_id = event.id, superseded_by = by, "run cancelled; event superseded"),
-            Ok(false) => tracing::warn!(row_id = event.id, "claim was lost before the cancelled event could be stored"),
+            Ok(true) => {
+                tracing::info!(event_id = %escaped(&event.event_id), row_id = event.id, superseded_by = by, "run cancelled; event superseded")
+            }
+            Ok(false) => tracing::warn!(
+                row_id = event.id,
+                "claim was lost before the cancelled event could be stored"
+            ),
             Err(e) => tracing::warn!(row_id = event.id, error = %e, "could not store the cancelled event"),
         }
     }
 }
-
