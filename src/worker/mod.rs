@@ -119,6 +119,8 @@ struct Pool {
     reclaimer: JoinHandle<()>,
     /// Looks for cancel marks on runs holding flow slots ([`cancel`]).
     canceller: JoinHandle<()>,
+    /// Flow control's housekeeping ([`flow_loop`]).
+    flow_keeper: JoinHandle<()>,
     error_backoff: Duration,
 }
 
@@ -136,6 +138,7 @@ impl Pool {
             reclaimer: tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone())),
             recorder: tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone())),
             canceller: tokio::spawn(cancel::poll_loop(processor.clone())),
+            flow_keeper: tokio::spawn(flow_loop(db.clone(), wake.clone())),
             outcomes,
             in_flight,
             error_backoff: Duration::from_millis(50),
@@ -272,6 +275,7 @@ impl Pool {
         self.renewer.abort();
         self.reclaimer.abort();
         self.canceller.abort();
+        self.flow_keeper.abort();
     }
 }
 
@@ -363,6 +367,28 @@ fn log_reclaimed(reclaimed: &[crate::store::Reclaimed]) {
     );
 }
 
+/// How often flow control's waits whose time came (debounce, rate, a paused pool) are made
+/// due, and slots of dead processes freed: the precision of those waits.
+const FLOW_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Flow control's housekeeping (CONTRACT §13), once a second: one small write, whatever
+/// the traffic.
+async fn flow_loop(db: Db, wake: Arc<Notify>) {
+    let mut tick = tokio::time::interval(FLOW_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match db.flow_sweep().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(count = n, "waiting events due again");
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "flow housekeeping failed"),
+        }
+    }
+}
+
 async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Notify>) {
     let every = (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut tick = tokio::time::interval(every);
@@ -376,15 +402,6 @@ async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Noti
                 wake.notify_one();
             }
             Err(e) => tracing::warn!(error = %e, "reclaim failed"),
-        }
-        // Flow control: slots of dead processes, waits whose time came (CONTRACT §13).
-        match db.flow_sweep().await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::debug!(count = n, "waiting events due again");
-                wake.notify_one();
-            }
-            Err(e) => tracing::warn!(error = %e, "flow housekeeping failed"),
         }
         // Held events whose time came are due again (a budget period ended, or it is time
         // to look whether the budget was raised).

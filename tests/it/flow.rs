@@ -314,3 +314,140 @@ async fn a_429_pauses_the_pool_for_its_retry_after_on_postgres() {
     };
     pool_pause_scenario(&[("DATABASE_URL", &schema.url)]).await;
 }
+
+/// Waits until the log shows `needle`.
+async fn logged(log: &Path, needle: &str, app: &App) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(log).unwrap_or_default().contains(needle) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never logged {needle}\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post(app: &App, hint: &str, body: Value) -> i64 {
+    let (code, v) = app.post(&format!("/webhook/{hint}"), &body.to_string(), &[]).await;
+    assert_eq!(code, 200, "{v}");
+    v["row_id"].as_i64().unwrap()
+}
+
+/// skip, supersede, debounce (`all`), rate and a pool shared by two actions, each as §13
+/// says, with command handlers that log their start and end.
+async fn policies_scenario(env: &[(&str, &str)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = dir.join("runs.log");
+    let dump = dir.join("debounced.json");
+    let route = |provider: &str, flow: Value| {
+        json!({"provider": provider, "action": provider, "handler_mode": "command",
+               "handler_target": if provider == "deb" { "dump" } else { "job" }, "flow": flow})
+    };
+    write_config(
+        dir,
+        json!({"job": logging_command(&log, "0.6"),
+               "dump": ["sh", "-c", format!("cat > '{}'; echo '{{}}'", dump.display())]}),
+        json!({"pools": {"shared": {"limit": 1}},
+        "mappings": [
+            route("skipper", json!({"key": "{{payload.k}}", "on_conflict": "skip"})),
+            route("sup", json!({"key": "{{payload.k}}", "concurrency": {"per_key": 1}, "on_conflict": "supersede"})),
+            route("deb", json!({"key": "{{payload.k}}", "debounce": {"quiet": "1s", "deliver": "all"}})),
+            route("rl", json!({"key": "{{payload.k}}", "rate": {"limit": 2, "per": "3s"}})),
+            route("pa", json!({"pool": "shared"})),
+            route("pb", json!({"pool": "shared"})),
+        ]}),
+    );
+    apply(dir, env);
+    let mut env = env.to_vec();
+    env.push(("WORKER_CONCURRENCY", "8"));
+    let app = App::spawn_in(dir, "serve", &env);
+
+    // skip: a second event of the key while the first runs ends `skipped`, naming it.
+    let s1 = post(&app, "skipper", json!({"k": "s"})).await;
+    logged(&log, "start s ", &app).await;
+    let s2 = post(&app, "skipper", json!({"k": "s"})).await;
+    let v = app.wait_status(s2, "skipped", Duration::from_secs(10)).await;
+    assert_eq!(v["event"]["result"]["flow"]["by"]["row_id"], json!(s1), "{v}");
+    app.wait_status(s1, "done", Duration::from_secs(10)).await;
+
+    // supersede: of two events waiting behind a running one, the older ends `superseded`.
+    let p1 = post(&app, "sup", json!({"k": "p"})).await;
+    logged(&log, "start p ", &app).await;
+    let p2 = post(&app, "sup", json!({"k": "p"})).await;
+    app.wait_status(p2, "waiting", Duration::from_secs(10)).await;
+    let p3 = post(&app, "sup", json!({"k": "p"})).await;
+    let v = app.wait_status(p2, "superseded", Duration::from_secs(10)).await;
+    assert_eq!(v["event"]["result"]["flow"]["by"]["row_id"], json!(p3), "{v}");
+    app.wait_status(p1, "done", Duration::from_secs(10)).await;
+    app.wait_status(p3, "done", Duration::from_secs(10)).await;
+
+    // debounce, deliver all: three quick events run once, with the latest, handing over all three.
+    let mut d = Vec::new();
+    for n in 0..3 {
+        d.push(post(&app, "deb", json!({"k": "d", "n": n})).await);
+    }
+    app.wait_status(d[2], "done", Duration::from_secs(15)).await;
+    for &old in &d[..2] {
+        let v = app.wait_status(old, "superseded", Duration::from_secs(5)).await;
+        assert_eq!(v["event"]["result"]["flow"]["by"]["row_id"], json!(d[2]), "{v}");
+    }
+    let input: Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let window: Vec<i64> = input["debounced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["row_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(window, d, "{input}");
+    assert_eq!(input["debounced"][0]["payload"]["json"]["n"], 0);
+    assert_eq!(input["payload"]["json"]["n"], 2);
+
+    // rate 2 per 3 s: the third start of the key waits for the window.
+    let r: Vec<i64> = vec![
+        post(&app, "rl", json!({"k": "r"})).await,
+        post(&app, "rl", json!({"k": "r"})).await,
+        post(&app, "rl", json!({"k": "r"})).await,
+    ];
+    for &row in &r {
+        app.wait_status(row, "done", Duration::from_secs(20)).await;
+    }
+    let starts: Vec<u128> = runs(&log)
+        .iter()
+        .filter(|(k, _, _)| k == "r")
+        .map(|(_, s, _)| *s)
+        .collect();
+    assert_eq!(starts.len(), 3);
+    let mut sorted = starts.clone();
+    sorted.sort_unstable();
+    assert!(
+        sorted[2] - sorted[0] >= 2_900_000_000,
+        "third start {} ms after the first",
+        (sorted[2] - sorted[0]) / 1_000_000
+    );
+
+    // A pool of 1 shared by two actions: never two of their runs at once.
+    let mut pooled = Vec::new();
+    for (hint, k) in [("pa", "x1"), ("pb", "x2"), ("pa", "x3"), ("pb", "x4")] {
+        pooled.push(post(&app, hint, json!({"k": k})).await);
+    }
+    for &row in &pooled {
+        app.wait_status(row, "done", Duration::from_secs(20)).await;
+    }
+    let all = runs(&log);
+    assert_eq!(max_overlap(&all, |k| k.starts_with('x')), 1, "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_supersede_debounce_rate_and_pools_on_sqlite() {
+    policies_scenario(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_supersede_debounce_rate_and_pools_on_postgres() {
+    let Some(schema) = PgSchema::create("flow::policies_on_postgres").await else {
+        return;
+    };
+    policies_scenario(&[("DATABASE_URL", &schema.url)]).await;
+}
