@@ -14,6 +14,7 @@ mod cli_safety;
 mod command;
 mod db_copy;
 mod fan_out;
+mod flow_surfaces;
 mod hardening;
 mod hardening_logs;
 mod helpers;
