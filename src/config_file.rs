@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::domain::flow::{self, Flow};
 use crate::domain::{HandlerMode, Mapping};
 use crate::ingest::sources::{self, Source};
 use crate::routing::Condition;
@@ -101,27 +102,26 @@ pub fn parse(text: &str) -> Result<RoutingChanges, String> {
         Some(v) if v.as_i64() == Some(1) => {}
         Some(v) => return Err(format!("unsupported version {v} (only 1 is known)")),
     }
-    for key in root.keys() {
-        if !["version", "mappings", "rules", "sources", "schedules", "prices"].contains(&key.as_str()) {
-            return Err(format!(
-                "unknown top-level key '{key}' (expected version, mappings, rules, sources, schedules, prices)"
-            ));
-        }
-    }
+    keys::check(root, keys::TOP).map_err(|e| format!("top level: {e}"))?;
     // Sources and prices are not stored; they are checked here so a bad one refuses the
     // whole file.
     sources_of(root)?;
     prices::parse(root)?;
-    let mut changes = RoutingChanges::default();
+    let mut changes = RoutingChanges {
+        pools: flow::parse_pools(root.get("pools"))?,
+        ..RoutingChanges::default()
+    };
+    // A flow may name only a pool this file defines: the file is the whole configuration.
+    let pools: Vec<String> = changes.pools.iter().map(|p| p.name.clone()).collect();
     for (i, entry) in list(root, "mappings")?.iter().enumerate() {
-        let m = mapping(entry).map_err(|e| format!("mappings[{i}]: {e}"))?;
+        let m = mapping(entry, &pools).map_err(|e| format!("mappings[{i}]: {e}"))?;
         changes
             .budgets
             .extend(budget(entry, &m.action).map_err(|e| format!("mappings[{i}]: {e}"))?);
         changes.mappings.push(m);
     }
     for (i, entry) in list(root, "rules")?.iter().enumerate() {
-        let r = rule(entry).map_err(|e| format!("rules[{i}]: {e}"))?;
+        let r = rule(entry, &pools).map_err(|e| format!("rules[{i}]: {e}"))?;
         changes
             .budgets
             .extend(budget(entry, &r.action).map_err(|e| format!("rules[{i}]: {e}"))?);
@@ -182,6 +182,14 @@ fn budget(entry: &Value, action: &str) -> Result<Option<crate::domain::ActionBud
     }
 }
 
+/// The `"flow"` of a mapping or rule entry (CONTRACT §13); `pools` are the file's.
+fn flow_of(obj: &Map<String, Value>, pools: &[String]) -> Result<Option<Flow>, String> {
+    match obj.get("flow") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Flow::parse(v, Some(pools)).map(Some),
+    }
+}
+
 fn list<'a>(root: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], String> {
     match root.get(key) {
         None | Some(Value::Null) => Ok(&[]),
@@ -230,7 +238,7 @@ fn handler_mode(obj: &Map<String, Value>) -> Result<HandlerMode, String> {
     }
 }
 
-fn mapping(entry: &Value) -> Result<Mapping, String> {
+fn mapping(entry: &Value, pools: &[String]) -> Result<Mapping, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
     keys::check(obj, keys::MAPPING).map_err(|e| keys::entry_name(obj, &[("provider", "provider")]) + &e)?;
     let provider = string(obj, "provider")?.to_lowercase();
@@ -240,12 +248,12 @@ fn mapping(entry: &Value) -> Result<Mapping, String> {
         handler_mode: handler_mode(obj).map_err(wrap)?,
         handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
         enabled: enabled(obj).map_err(wrap)?,
+        flow: flow_of(obj, pools).map_err(wrap)?,
         provider,
-        flow: None,
     })
 }
 
-fn rule(entry: &Value) -> Result<RuleUpsert, String> {
+fn rule(entry: &Value, pools: &[String]) -> Result<RuleUpsert, String> {
     let obj = entry.as_object().ok_or("must be an object")?;
     keys::check(obj, keys::RULE)
         .map_err(|e| keys::entry_name(obj, &[("name", "rule"), ("provider", "provider")]) + &e)?;
@@ -268,9 +276,9 @@ fn rule(entry: &Value) -> Result<RuleUpsert, String> {
         handler_target: optional_string(obj, "handler_target").map_err(wrap)?,
         enabled: enabled(obj).map_err(wrap)?,
         continue_after_match: flag(obj, "continue", false).map_err(wrap)?,
+        flow: flow_of(obj, pools).map_err(wrap)?,
         provider,
         name,
-        flow: None,
     })
 }
 
@@ -316,6 +324,50 @@ mod tests {
         let e = parse(&rule(r#","continue":"yes""#)).unwrap_err();
         assert!(
             e.contains("rules[0]") && e.contains("'continue' must be true or false"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flows_and_pools_are_read_and_a_flow_may_name_only_the_files_pools() {
+        let text = r#"{"pools": {"anthropic": {"limit": 4}},
+         "mappings": [{"provider": "linear", "action": "triage", "flow": {"debounce": {"quiet": "90s"}}}],
+         "rules": [{"provider": "github", "name": "pr", "conditions": {"all": []}, "action": "review",
+                    "flow": {"key": "{{payload.pr}}", "concurrency": {"limit": 2, "per_key": 1},
+                             "on_conflict": "supersede", "pool": "anthropic"}},
+                   {"provider": "github", "name": "push", "conditions": {"all": []}, "action": "push"}]}"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!((c.pools[0].name.as_str(), c.pools[0].limit), ("anthropic", 4));
+        let quiet = c.mappings[0].flow.as_ref().and_then(|f| f.debounce).map(|d| d.quiet);
+        assert_eq!(quiet, Some(std::time::Duration::from_secs(90)));
+        let f = c.rules[0].flow.as_ref().unwrap();
+        assert_eq!(
+            (f.limit, f.per_key, f.pool.as_deref()),
+            (Some(2), Some(1), Some("anthropic"))
+        );
+        assert_eq!(c.rules[1].flow, None);
+
+        let e = parse(&text.replace(r#""anthropic": {"limit": 4}"#, r#""openai": {"limit": 4}"#)).unwrap_err();
+        assert!(
+            e.starts_with("rules[0]: (rule 'pr' of provider 'github') flow: unknown pool 'anthropic' (known: openai)"),
+            "{e}"
+        );
+        let e = parse(r#"{"mappings": [{"provider": "g", "action": "a", "flow": {"pool": "p"}}]}"#).unwrap_err();
+        assert!(
+            e.starts_with("mappings[0]: (provider 'g') flow: unknown pool 'p' (the config defines no \"pools\")"),
+            "{e}"
+        );
+        let e = parse(r#"{"pools": {"p": {"limit": 0}}}"#).unwrap_err();
+        assert!(e.contains("pools.p.limit"), "{e}");
+        let e = parse(r#"{"pool": {}}"#).unwrap_err();
+        assert!(e.contains("unknown key 'pool' (did you mean 'pools'?"), "{e}");
+        let e = parse(
+            r#"{"rules": [{"provider": "g", "name": "n", "conditions": {"all": []}, "action": "a", "flows": {}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("rules[0]: (rule 'n' of provider 'g') unknown key 'flows' (did you mean 'flow'?"),
             "{e}"
         );
     }

@@ -4,6 +4,17 @@
 
 use serde_json::{Map, Value};
 
+/// Keys of the file's top level.
+pub(super) const TOP: &[&str] = &[
+    "version",
+    "mappings",
+    "rules",
+    "sources",
+    "schedules",
+    "prices",
+    "pools",
+];
+
 /// Keys of a `"mappings"` entry.
 pub(super) const MAPPING: &[&str] = &[
     "provider",
@@ -12,6 +23,7 @@ pub(super) const MAPPING: &[&str] = &[
     "handler_target",
     "enabled",
     "budget",
+    "flow",
 ];
 
 /// Keys of a `"rules"` entry.
@@ -26,6 +38,7 @@ pub(super) const RULE: &[&str] = &[
     "enabled",
     "continue",
     "budget",
+    "flow",
 ];
 
 /// Keys of a `"schedules"` entry.

@@ -262,10 +262,17 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 fn known_keys(obj: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(), String> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!("{what}: unknown key '{k}' (expected {})", allowed.join(", "))),
-        None => Ok(()),
-    }
+    let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) else {
+        return Ok(());
+    };
+    let hint = match super::spelling::suggestion(k, allowed, '_') {
+        Some(meant) => format!("did you mean '{meant}'? "),
+        None => String::new(),
+    };
+    Err(format!(
+        "{what}: unknown key '{k}' ({hint}expected {})",
+        allowed.join(", ")
+    ))
 }
 
 fn count(v: Option<&Value>, what: &str) -> Result<Option<u32>, String> {
@@ -494,7 +501,10 @@ mod tests {
                 "per_key (2) is larger than limit (1)",
             ),
             (json!({"on_conflict": "drop"}), "on_conflict"),
-            (json!({"concurency": {}}), "unknown key 'concurency'"),
+            (
+                json!({"concurency": {}}),
+                "unknown key 'concurency' (did you mean 'concurrency'?",
+            ),
             (json!({"rate": {"limit": 0, "per": "1m"}}), "at least 1"),
             (json!({"key": "{{payload.a"}), "unclosed"),
         ];

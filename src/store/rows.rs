@@ -10,6 +10,7 @@ use std::str::FromStr;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{ActionRunRow, AttemptRow, Cursor, EventRow, EventSummary, StoredSchedule, stored_payload, stored_result};
+use crate::domain::flow::Flow;
 use crate::domain::{HandlerMode, Mapping, Rule, Schedule, UnknownValue};
 use crate::time;
 
@@ -210,11 +211,11 @@ where
     let provider = text(r, "provider")?.unwrap_or_default();
     Ok(Mapping {
         handler_mode: handler_mode(r, "provider_mappings", format_args!("'{provider}'"))?,
-        provider,
         action: text(r, "action")?.unwrap_or_default(),
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
-        flow: None,
+        flow: stored_flow(text(r, "flow_json")?, "provider_mappings", format_args!("'{provider}'")),
+        provider,
     })
 }
 
@@ -239,8 +240,23 @@ where
         handler_target: text(r, "handler_target")?,
         enabled: int(r, "enabled")?.unwrap_or(1) != 0,
         continue_after_match: int(r, "continue_after_match")?.unwrap_or(0) != 0,
-        flow: None,
+        flow: stored_flow(text(r, "flow_json")?, "routing_rules", id),
     })
+}
+
+/// Reads a `flow_json` column. A stored flow that no longer parses (written by a later
+/// version, or edited by hand) is logged and read as none: the route still routes, without
+/// flow control, rather than every event of it failing.
+fn stored_flow(text: Option<String>, table: &str, row: impl Display) -> Option<Flow> {
+    Flow::from_stored(text.as_deref()).unwrap_or_else(|e| {
+        tracing::warn!(table, row = %row, error = %e, "a stored flow_json no longer parses; the route runs without flow control");
+        None
+    })
+}
+
+/// A route's `flow_json` column: the flow as [`Flow::to_json`] writes it, NULL without one.
+pub(crate) fn flow_json(flow: Option<&Flow>) -> Option<String> {
+    flow.map(|f| f.to_json().to_string())
 }
 
 /// Maps a `schedules` row.

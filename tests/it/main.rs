@@ -14,6 +14,8 @@ mod cli_safety;
 mod command;
 mod db_copy;
 mod fan_out;
+mod flow;
+mod flow_store;
 mod flow_surfaces;
 mod hardening;
 mod hardening_logs;

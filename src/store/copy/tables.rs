@@ -122,6 +122,7 @@ pub const TABLES: &[Table] = &[
             text("handler_target"),
             int("enabled"),
             text("updated_at"),
+            text("flow_json"),
         ],
     },
     Table {
@@ -140,6 +141,7 @@ pub const TABLES: &[Table] = &[
             int("enabled"),
             text("updated_at"),
             int("continue_after_match"),
+            text("flow_json"),
         ],
     },
     Table {
@@ -192,6 +194,20 @@ pub const TABLES: &[Table] = &[
             text("updated_at"),
         ],
     },
+    // The config's flow pools (CONTRACT §13), with a pause that may still be running: the
+    // moved service keeps off a provider that asked it to slow down.
+    Table {
+        name: "flow_pools",
+        key: &["name"],
+        identity: None,
+        columns: &[
+            text("name"),
+            int("max_running"),
+            text("paused_until"),
+            int("pause_ms"),
+            text("updated_at"),
+        ],
+    },
     // Dashboard sessions ended by a logout: a cookie revoked before the move stays revoked
     // after it (the cookie's key is ADMIN_SECRET's, the same on both sides).
     Table {
@@ -212,5 +228,19 @@ pub const TABLES: &[Table] = &[
 
 /// Tables of a migrated database that are not copied on purpose. PostgreSQL's narrow
 /// queue (`event_queue`) is rebuilt from the copied events instead ([`super::sql::QUEUE_COPIED`]),
-/// and read from PostgreSQL, a claimed event's row carries its claim.
-pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "sqlite_sequence", "sqlite_stat1", "event_queue"];
+/// and read from PostgreSQL, a claimed event's row carries its claim. Flow control's live
+/// state (`flow_*` but pools: slots held by running handlers, waits, rate-window starts,
+/// open debounce windows) belongs to the processes of the source, which are stopped for a
+/// copy. The target starts without it: its flow sweep makes the copied `waiting` events
+/// pending again when their recheck time comes, and they are admitted anew (CONTRACT §13).
+pub const NOT_COPIED: &[&str] = &[
+    "_sqlx_migrations",
+    "sqlite_sequence",
+    "sqlite_stat1",
+    "event_queue",
+    "flow_slots",
+    "flow_waits",
+    "flow_starts",
+    "flow_debounce",
+    "flow_debounced",
+];

@@ -146,12 +146,12 @@ fn message_chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> impl Iterator<I
 macro_rules! rule_select {
     () => {
         "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, \
-         continue_after_match FROM routing_rules"
+         continue_after_match, flow_json FROM routing_rules"
     };
 }
 macro_rules! mapping_select {
     () => {
-        "SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings"
+        "SELECT provider, action, handler_mode, handler_target, enabled, flow_json FROM provider_mappings"
     };
 }
 /// An event as the API shows it: a claimed one's status, attempt and start are its

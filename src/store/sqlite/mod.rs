@@ -194,7 +194,7 @@ impl SqliteStore {
     }
 }
 
-const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, continue_after_match FROM routing_rules";
+const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, continue_after_match, flow_json FROM routing_rules";
 const EVENT_COLUMNS: &str = "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
      processing_started_at, processed_at, payload_json, result_json, last_error FROM events";
 
@@ -543,10 +543,11 @@ impl Store for SqliteStore {
     fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {
         Box::pin(async move {
             let rules = sqlx::query(RULE_COLUMNS).fetch_all(&self.read).await?;
-            let mappings =
-                sqlx::query("SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings")
-                    .fetch_all(&self.read)
-                    .await?;
+            let mappings = sqlx::query(
+                "SELECT provider, action, handler_mode, handler_target, enabled, flow_json FROM provider_mappings",
+            )
+            .fetch_all(&self.read)
+            .await?;
             Ok(RoutingTables {
                 rules: rules.iter().map(rows::rule).collect::<Result<_, _>>()?,
                 mappings: mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?,
@@ -558,7 +559,7 @@ impl Store for SqliteStore {
         let provider = provider.to_string();
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT provider, action, handler_mode, handler_target, enabled FROM provider_mappings WHERE provider = ?",
+                "SELECT provider, action, handler_mode, handler_target, enabled, flow_json FROM provider_mappings WHERE provider = ?",
             )
             .bind(provider)
             .fetch_optional(&self.read)

@@ -19,7 +19,7 @@ use super::admin;
 use super::checkpoint::Checkpointer;
 use super::enqueue::enqueue;
 use super::*;
-use crate::store::{stored_payload, stored_result};
+use crate::store::{rows, stored_payload, stored_result};
 use crate::time;
 
 /// Most requests folded into one transaction.
@@ -575,10 +575,10 @@ fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::R
 
 fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite::Result<()> {
     let mut mapping = tx.prepare_cached(
-        "INSERT INTO provider_mappings (provider, action, handler_mode, handler_target, enabled, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(provider) DO UPDATE SET action = excluded.action, \
+        "INSERT INTO provider_mappings (provider, action, handler_mode, handler_target, enabled, updated_at, \
+         flow_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(provider) DO UPDATE SET action = excluded.action, \
          handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
-         enabled = excluded.enabled, updated_at = excluded.updated_at",
+         enabled = excluded.enabled, updated_at = excluded.updated_at, flow_json = excluded.flow_json",
     )?;
     for m in &changes.mappings {
         mapping.execute(params![
@@ -587,18 +587,19 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
             m.handler_mode.as_str(),
             m.handler_target,
             i64::from(m.enabled),
-            now
+            now,
+            rows::flow_json(m.flow.as_ref()),
         ])?;
     }
     let mut rule = tx.prepare_cached(
         "INSERT INTO routing_rules (provider, name, priority, conditions_json, action, handler_mode, \
-         handler_target, enabled, updated_at, continue_after_match) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         handler_target, enabled, updated_at, continue_after_match, flow_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT(provider, name) DO UPDATE SET priority = excluded.priority, \
          conditions_json = excluded.conditions_json, action = excluded.action, \
          handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
          enabled = excluded.enabled, updated_at = excluded.updated_at, \
-         continue_after_match = excluded.continue_after_match",
+         continue_after_match = excluded.continue_after_match, flow_json = excluded.flow_json",
     )?;
     for r in &changes.rules {
         rule.execute(params![
@@ -611,8 +612,13 @@ fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite:
             r.handler_target,
             i64::from(r.enabled),
             now,
-            i64::from(r.continue_after_match)
+            i64::from(r.continue_after_match),
+            rows::flow_json(r.flow.as_ref()),
         ])?;
+    }
+    let mut pool = tx.prepare_cached(&super::spend::sql(crate::store::flow::sql::UPSERT_POOL))?;
+    for p in &changes.pools {
+        pool.execute(params![p.name, p.limit, now])?;
     }
     Ok(())
 }
