@@ -17,6 +17,7 @@ mod fan_out;
 mod flow;
 mod flow_config;
 mod flow_store;
+mod flow_surfaces;
 mod hardening;
 mod hardening_logs;
 mod helpers;
