@@ -15,7 +15,7 @@ use crate::store::{Db, QueueDepth};
 
 /// Webhooks received, by outcome (`queued`, `duplicate`, or why they were refused).
 pub const INGESTED: &str = "switchyard_ingested_total";
-/// Events in the queue, by status (`pending`, `retry`, `processing`, `held`).
+/// Events in the queue, by status (`pending`, `retry`, `processing`, `held`, `waiting`).
 pub const QUEUE_DEPTH: &str = "switchyard_queue_depth";
 /// Seconds the oldest due event has waited (0 when nothing is due).
 pub const OLDEST_DUE_AGE: &str = "switchyard_oldest_due_age_seconds";
@@ -117,6 +117,7 @@ fn record_depth(depth: &QueueDepth) {
     metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Retry.as_str()).set(depth.retry as f64);
     metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Processing.as_str()).set(depth.processing as f64);
     metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Held.as_str()).set(depth.held as f64);
+    metrics::gauge!(QUEUE_DEPTH, "status" => EventStatus::Waiting.as_str()).set(depth.waiting as f64);
     let age = depth.oldest_due.as_deref().and_then(crate::time::age_seconds);
     metrics::gauge!(OLDEST_DUE_AGE).set(age.unwrap_or(0.0));
 }

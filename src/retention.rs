@@ -66,15 +66,22 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{text}' is too long an age"))
 }
 
-/// Purges by the retention settings (days; 0 keeps forever) every [`INTERVAL`] until `stop`.
-pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Receiver<bool>) {
-    let limits = [
+/// Each finished status with the days its events are kept: events flow control ended
+/// (CONTRACT §13) are kept like `done` ones, since nothing failed.
+fn limits(done_days: u32, error_days: u32) -> [(EventStatus, u32); 5] {
+    [
         (EventStatus::Done, done_days),
+        (EventStatus::Skipped, done_days),
+        (EventStatus::Superseded, done_days),
         (EventStatus::Error, error_days),
         (EventStatus::Cancelled, error_days),
-    ];
+    ]
+}
+
+/// Purges by the retention settings (days; 0 keeps forever) every [`INTERVAL`] until `stop`.
+pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Receiver<bool>) {
     loop {
-        for (status, days) in limits {
+        for (status, days) in limits(done_days, error_days) {
             if days == 0 {
                 continue;
             }
@@ -102,6 +109,16 @@ pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Recei
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_finished_status_has_a_retention_limit() {
+        let l = limits(30, 90);
+        for status in EventStatus::FINISHED {
+            assert!(l.iter().any(|(s, _)| s == status), "{status:?} is never purged");
+        }
+        assert!(l.iter().all(|(s, _)| EventStatus::FINISHED.contains(s)));
+        assert!(l.contains(&(EventStatus::Superseded, 30)) && l.contains(&(EventStatus::Cancelled, 90)));
+    }
 
     #[test]
     fn ages_parse_with_units() {

@@ -41,14 +41,24 @@ pub(crate) struct Args {
     /// Queue size drained with no mapping at all (result "no mapping"); 0 skips it.
     #[arg(long, default_value_t = 50000)]
     pub(crate) drain_unmapped: usize,
+    /// Events of the flow drain (`per_key: 1` over `--flow-keys` keys); 0 skips it.
+    #[arg(long, default_value_t = 50000)]
+    pub(crate) flow_events: usize,
+    /// Keys of the flow drain.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) flow_keys: usize,
     /// Seconds of the storage soak at the end of the `serve` phase (bytes per event, RSS, fds); 0 skips it.
     #[arg(long, default_value_t = 30)]
     pub(crate) soak_seconds: u64,
     /// Webhooks per second of the storage soak (~60-byte bodies).
     #[arg(long, default_value_t = 7000)]
     pub(crate) soak_rate: u64,
-    /// Phases to run (comma-separated): ceiling, ingest, serve, latency, drain.
-    #[arg(long, value_delimiter = ',', default_value = "ceiling,ingest,serve,latency,drain")]
+    /// Phases to run (comma-separated): ceiling, ingest, serve, latency, drain, flow.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceiling,ingest,serve,latency,drain,flow"
+    )]
     pub(crate) only: Vec<String>,
     /// Where databases and logs go (default: a new directory under the system temp dir).
     #[arg(long)]

@@ -156,7 +156,8 @@ impl Probe {
         let n = self
             .count(
                 "SELECT CAST(CASE WHEN EXISTS(SELECT 1 FROM events WHERE status IN ('pending', 'retry')) \
-                 OR EXISTS(SELECT 1 FROM events WHERE status = 'processing') THEN 1 ELSE 0 END AS BIGINT)",
+                 OR EXISTS(SELECT 1 FROM events WHERE status = 'processing') \
+                 OR EXISTS(SELECT 1 FROM events WHERE status = 'waiting') THEN 1 ELSE 0 END AS BIGINT)",
             )
             .await?;
         Ok(n > 0)

@@ -199,6 +199,12 @@ impl Bench {
 /// Queues `n` webhooks as ingest would (same envelope) through the library's store:
 /// the real enqueue path, group commit included, minus HTTP.
 pub(crate) async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
+    prefill_keyed(t, n, run, 0).await
+}
+
+/// [`prefill`], event `i` carrying the header `x-bench-key: k<i % keys>` when `keys` > 0
+/// (the flow drain's key).
+pub(crate) async fn prefill_keyed(t: &Target, n: usize, run: &str, keys: usize) -> Result<()> {
     let db = switchyard::store::open(&t.settings().store_config()).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -216,6 +222,9 @@ pub(crate) async fn prefill(t: &Target, n: usize, run: &str) -> Result<()> {
                 }
                 let id = format!("fill-{run}-{i}");
                 headers.insert("x-event-id", HeaderValue::from_str(&id)?);
+                if keys > 0 {
+                    headers.insert("x-bench-key", HeaderValue::from_str(&format!("k{}", i % keys))?);
+                }
                 let body = bench_body(&id);
                 let env = build(&RequestParts {
                     hint: None,

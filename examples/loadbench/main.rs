@@ -12,6 +12,7 @@
 //! - `latency`: `switchyard serve`, idle queue, one webhook at a time: webhook → `done`.
 //! - `drain`: N events pre-filled through the library's `Store::enqueue` (the real group
 //!   commit, no HTTP), then `switchyard worker` started and timed until all are `done`.
+//! - `flow`: the same over `--flow-keys` keys with a flow of `per_key: 1` (issue 28).
 //!
 //! Peak RSS is `VmHWM` of each switchyard process, read just before it is stopped.
 
@@ -20,6 +21,7 @@ mod bench;
 mod body;
 mod db;
 mod drain;
+mod flow_drain;
 mod phases;
 mod procs;
 mod report;
@@ -181,6 +183,9 @@ impl Bench {
             if self.args.drain_unmapped > 0 {
                 self.drain(self.args.drain_unmapped, false, transports[0]).await?;
             }
+        }
+        if wants("flow") && self.args.flow_events > 0 {
+            self.flow_drain(self.args.flow_events, self.args.flow_keys).await?;
         }
         Ok(())
     }

@@ -67,7 +67,9 @@ pub enum EventsCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// One event with its action runs (the JSON of GET /events/{id}).
+    /// One event with its action runs (the JSON of GET /events/{id}); what a waiting event
+    /// waits for, or which event holds or took the place of a skipped or superseded one,
+    /// goes to stderr.
     Show {
         /// Row id.
         row_id: i64,
@@ -84,7 +86,7 @@ pub enum EventsCommand {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Cancel a pending or retry event: it is never claimed again.
+    /// Cancel a pending, retry, held or waiting event: it is never claimed again.
     Cancel {
         /// Row id.
         row_id: i64,
@@ -94,7 +96,7 @@ pub enum EventsCommand {
         /// Age such as 7d, 12h, 30m or 90s (by when the event finished).
         #[arg(long, value_parser = crate::retention::parse_age)]
         older_than: std::time::Duration,
-        /// Only this status (default: done, error and cancelled).
+        /// Only this status (default: done, error, cancelled, skipped and superseded).
         #[arg(long, value_parser = PossibleValuesParser::new(PURGEABLE.iter().map(|s| s.as_str())))]
         status: Option<String>,
     },
@@ -160,6 +162,10 @@ async fn run_on(db: &Db, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                     "{}",
                     serde_json::to_string_pretty(&crate::views::event_json(&e, &runs, &attempts))?
                 );
+                // For people, beside the JSON on stdout that scripts read.
+                if let Some(note) = crate::views::FlowNote::of(&e) {
+                    eprintln!("event {row_id} is {}", note.line());
+                }
             }
             None => {
                 eprintln!("event {row_id} not found");

@@ -34,6 +34,20 @@ impl EventStatus {
         matches!(self, EventStatus::Pending | EventStatus::Retry)
     }
 
+    /// The statuses an operator may cancel: waiting for an attempt, a budget or a flow
+    /// slot, and not claimed.
+    pub const CANCELLABLE: &'static [EventStatus] = &[
+        EventStatus::Pending,
+        EventStatus::Retry,
+        EventStatus::Held,
+        EventStatus::Waiting,
+    ];
+
+    /// True for the statuses an operator may cancel ([`Self::CANCELLABLE`]).
+    pub fn is_cancellable(self) -> bool {
+        Self::CANCELLABLE.contains(&self)
+    }
+
     /// The statuses of finished events, the only ones a purge deletes.
     pub const FINISHED: &'static [EventStatus] = &[
         EventStatus::Done,
@@ -84,5 +98,11 @@ mod tests {
         assert!("Done".parse::<RunStatus>().is_err());
         assert_eq!("cron".parse(), Ok(Source::Cron));
         assert!(EventStatus::Retry.is_due_able() && !EventStatus::Cancelled.is_due_able());
+        assert!(EventStatus::Waiting.is_cancellable() && !EventStatus::Processing.is_cancellable());
+        assert!(
+            EventStatus::CANCELLABLE
+                .iter()
+                .all(|s| !EventStatus::FINISHED.contains(s))
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Admission: between routing and the handlers, whether a routed action runs now or waits
 //! (DESIGN.md, `flow::admit`). Its state is in the store, so every process sees it. Today
-//! it holds agent and `llm` runs over an LLM budget ([`budget`], CONTRACT §14); flow
-//! control (CONTRACT §13: slots, debounce, rate, pools) belongs here too.
+//! it holds agent and `llm` runs over an LLM budget ([`budget`], CONTRACT §14). Flow
+//! control (CONTRACT §13: slots, debounce, rate, pools) must count across processes in one
+//! transaction, so it lives in the store (`store::flow`), called by the worker.
 
 pub mod budget;
 

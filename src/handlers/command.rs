@@ -156,6 +156,7 @@ mod tests {
                 action: "act",
                 router: &router,
                 payload: &payload,
+                debounced: None,
             };
             run(&self.cfg, Some(target), &input).await
         }
@@ -283,6 +284,7 @@ mod tests {
             action: "a",
             router: &router,
             payload: &payload,
+            debounced: None,
         };
         let err = run(&fx.cfg, None, &input).await.unwrap_err();
         assert!(err.message.contains("needs a handler_target"), "{err}");
@@ -301,6 +303,7 @@ mod tests {
             action: "a",
             router: &router,
             payload: &payload,
+            debounced: None,
         };
         let err = run(&cfg, Some("ghost"), &input).await.unwrap_err();
         assert!(err.message.contains("command 'ghost'"), "{err}");

@@ -185,7 +185,8 @@ fn answer(
     if status.is_redirection() {
         message.push_str(" (redirects are not followed; use the final URL as the target)");
     }
-    let err = HandlerError::new(message);
+    // The kind names the status: a 429 or 503 pauses the route's flow pool (CONTRACT §13).
+    let err = HandlerError::new(message).with_kind(format!("http_{}", status.as_u16()));
     if status.as_u16() == 429 || status.is_server_error() {
         return Err(match wait {
             Some(w) => err.with_retry_after(w),

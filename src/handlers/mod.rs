@@ -36,6 +36,10 @@ pub struct HandlerInput<'a> {
     pub router: &'a serde_json::Value,
     /// The stored event payload.
     pub payload: &'a serde_json::Value,
+    /// `deliver: "all"` of a debounce window (CONTRACT §13): every event of the window,
+    /// oldest first, this one last; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounced: Option<&'a serde_json::Value>,
 }
 
 /// What a run consumed and did, besides its answer (CONTRACT §14; `agent` and `llm` runs).
@@ -167,6 +171,7 @@ mod tests {
             action: "handle_push",
             router: &router,
             payload: &payload,
+            debounced: None,
         };
         let out = run(
             &crate::handlers::test_config(),

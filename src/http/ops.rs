@@ -223,6 +223,9 @@ pub async fn list(
     }))
 }
 
+/// Why a cancel was refused (the statuses [`EventStatus::CANCELLABLE`] names).
+pub const CANCEL_REFUSED: &str = "only pending, retry, held and waiting events can be cancelled";
+
 /// A transition's reply, or the matching error.
 fn transition_reply(
     t: Transition,
@@ -274,7 +277,8 @@ pub async fn replay(
     transition_reply(t, id, "queued", "wait for its attempt to finish")
 }
 
-/// Cancels a `pending` or `retry` event: it is never claimed again.
+/// Cancels a `pending`, `retry`, `held` or `waiting` event: it is never claimed again (a
+/// waiting one leaves flow control's lines, CONTRACT §13).
 #[utoipa::path(post, path = "/events/{row_id}/cancel", tag = "operator",
     params(("row_id" = i64, Path, description = "The event's row id")),
     security(("admin_secret" = [])),
@@ -284,7 +288,7 @@ pub async fn replay(
         (status = 401, description = "X-Admin-Secret missing or wrong", body = ErrorReply),
         (status = 403, description = "ADMIN_SECRET is unset and Host is neither loopback nor in ALLOWED_HOSTS", body = ErrorReply),
         (status = 404, description = "No such event", body = ErrorReply),
-        (status = 409, description = "The event is not pending or retry", body = ErrorReply),
+        (status = 409, description = "The event is not pending, retry, held or waiting", body = ErrorReply),
         (status = 503, description = "The database is unavailable", body = ErrorReply),
     ))]
 pub async fn cancel(
@@ -295,12 +299,11 @@ pub async fn cancel(
     require_secret(state.settings.admin_secret.as_deref(), &headers, "x-admin-secret")?;
     let id = row_id(&id)?;
     let t = state.db.cancel(id).await?;
-    transition_reply(
-        t,
-        id,
-        EventStatus::Cancelled.as_str(),
-        "only pending and retry events can be cancelled",
-    )
+    if t == Transition::Applied {
+        // A waiting event it held back in a flow line may be due now.
+        state.wake.notify_one();
+    }
+    transition_reply(t, id, EventStatus::Cancelled.as_str(), CANCEL_REFUSED)
 }
 
 /// Replays every event matching the filters (the dead-letter queue: `?status=error`).

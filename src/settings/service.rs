@@ -98,7 +98,7 @@ pub struct Settings {
     #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE_SECONDS", value_name = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0, value_parser = non_negative_seconds)]
     pub shutdown_grace: f64,
 
-    /// Days `done` events are kept before `serve` deletes them (0 keeps them forever).
+    /// Days `done`, `skipped` and `superseded` events are kept before `serve` deletes them (0 keeps them forever).
     #[arg(
         long,
         env = "RETENTION_DONE_DAYS",

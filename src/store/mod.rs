@@ -126,13 +126,14 @@ pub trait Store: Send + Sync + 'static {
     /// Replays every event matching `filter` (never one in `processing`); returns how many.
     fn replay_matching(&self, filter: EventFilter) -> StoreFuture<'_, u64>;
 
-    /// Cancels a `pending` or `retry` event (status `cancelled`: never claimed again).
+    /// Cancels a `pending`, `retry`, `held` or `waiting` event (status `cancelled`: never
+    /// claimed again); a waiting one leaves flow control's lines (CONTRACT §13).
     fn cancel(&self, row_id: i64) -> StoreFuture<'_, Transition>;
 
     /// Counts by status, the oldest due event's age, recent done/failed rates.
     fn stats(&self) -> StoreFuture<'_, Stats>;
 
-    /// The queue's depth (pending, retry, processing) and oldest due time; cheap.
+    /// The queue's depth (pending, retry, processing, held, waiting) and oldest due time; cheap.
     fn queue_depth(&self) -> StoreFuture<'_, QueueDepth>;
 
     /// Events received and finished per minute over the `minutes` minutes ending with

@@ -87,7 +87,7 @@ pub struct EventSummary {
     pub event_id: Option<String>,
     /// When it arrived (RFC 3339 UTC).
     pub received_at: Option<String>,
-    /// pending, processing, retry, done, error or cancelled.
+    /// pending, processing, retry, done, error, cancelled, held, waiting, skipped or superseded.
     pub status: Option<crate::domain::EventStatus>,
     /// Attempts so far.
     pub attempt_count: i64,
@@ -95,9 +95,9 @@ pub struct EventSummary {
     pub next_attempt_at: Option<String>,
     /// When the current or last attempt started.
     pub processing_started_at: Option<String>,
-    /// When it reached done, error or cancelled.
+    /// When it finished (done, error, cancelled, skipped or superseded).
     pub processed_at: Option<String>,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed; for a `held` or `waiting` event, what it waits for.
     pub last_error: Option<String>,
     /// Provider detected by the last attempt.
     pub provider: Option<String>,
@@ -157,6 +157,8 @@ pub struct QueueDepth {
     pub processing: i64,
     /// Waiting for an LLM budget.
     pub held: i64,
+    /// Waiting for a flow-control slot, window or paused pool (CONTRACT §13).
+    pub waiting: i64,
     /// Oldest due event's next_attempt_at (stored text), if any is due.
     pub oldest_due: Option<String>,
 }
@@ -168,6 +170,7 @@ impl QueueDepth {
             Ok(crate::domain::EventStatus::Pending) => self.pending = n,
             Ok(crate::domain::EventStatus::Retry) => self.retry = n,
             Ok(crate::domain::EventStatus::Held) => self.held = n,
+            Ok(crate::domain::EventStatus::Waiting) => self.waiting = n,
             _ => self.processing = n,
         }
     }
@@ -185,7 +188,7 @@ pub(crate) const COUNT_NOT_DONE: &str = concat!(
 pub(crate) const COUNT_QUEUED: &str = concat!(
     "SELECT status, COUNT(*) AS n FROM events WHERE ",
     not_done_rows!(),
-    " AND status IN ('pending', 'retry', 'processing', 'held') GROUP BY status"
+    " AND status IN ('pending', 'retry', 'processing', 'held', 'waiting') GROUP BY status"
 );
 
 /// [`COUNT_NOT_DONE`] on PostgreSQL: claimed events counted as `processing`
@@ -199,10 +202,12 @@ pub(crate) const PG_COUNT_NOT_DONE: &str = concat!(
 );
 
 /// [`COUNT_QUEUED`] on PostgreSQL: every queued or claimed event has an `event_queue` row;
-/// a `held` event has none until it is released (`events_held` counts those).
+/// a `held` or `waiting` event has none until it is released or woken (`events_held` and
+/// `events_status_received` count those).
 pub(crate) const PG_COUNT_QUEUED: &str = "SELECT CASE WHEN q.leased_until IS NOT NULL THEN 'processing' \
      ELSE e.status END AS status, COUNT(*) AS n FROM event_queue q JOIN events e ON e.id = q.event_row_id GROUP BY 1 \
-     UNION ALL SELECT 'held', COUNT(*) FROM events WHERE status = 'held'";
+     UNION ALL SELECT 'held', COUNT(*) FROM events WHERE status = 'held' \
+     UNION ALL SELECT 'waiting', COUNT(*) FROM events WHERE status = 'waiting'";
 
 /// Placeholder style of a backend.
 #[derive(Debug, Clone, Copy)]

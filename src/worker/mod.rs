@@ -6,6 +6,7 @@
 //! of everything in flight; a reclaimer returns events whose lease expired.
 
 pub mod backoff;
+mod cancel;
 mod process;
 mod record;
 mod usage;
@@ -116,11 +117,16 @@ struct Pool {
     recorder: JoinHandle<()>,
     renewer: JoinHandle<()>,
     reclaimer: JoinHandle<()>,
+    /// Looks for cancel marks on runs holding flow slots ([`cancel`]).
+    canceller: JoinHandle<()>,
+    /// Flow control's housekeeping ([`flow_loop`]).
+    flow_keeper: JoinHandle<()>,
     error_backoff: Duration,
 }
 
 impl Pool {
     fn new(db: Db, processor: Arc<Processor>, cfg: PoolConfig, wake: Arc<Notify>) -> Pool {
+        processor.set_wake(wake.clone());
         let in_flight: InFlight = Arc::default();
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
         Pool {
@@ -131,6 +137,8 @@ impl Pool {
             renewer: tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease)),
             reclaimer: tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone())),
             recorder: tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone())),
+            canceller: tokio::spawn(cancel::poll_loop(processor.clone())),
+            flow_keeper: tokio::spawn(flow_loop(db.clone(), wake.clone())),
             outcomes,
             in_flight,
             error_backoff: Duration::from_millis(50),
@@ -266,6 +274,8 @@ impl Pool {
         }
         self.renewer.abort();
         self.reclaimer.abort();
+        self.canceller.abort();
+        self.flow_keeper.abort();
     }
 }
 
@@ -276,6 +286,7 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
         log_reclaimed(&reclaimed);
     }
     db.release_held().await?;
+    db.flow_sweep().await?;
     let Some(event) = db.claim(1, cfg.lease).await?.into_iter().next() else {
         return Ok(false);
     };
@@ -354,6 +365,28 @@ fn log_reclaimed(reclaimed: &[crate::store::Reclaimed]) {
         unnamed = reclaimed.len().saturating_sub(RECLAIM_NAMED),
         "reclaimed events whose lease expired"
     );
+}
+
+/// How often flow control's waits whose time came (debounce, rate, a paused pool) are made
+/// due, and slots of dead processes freed: the precision of those waits.
+const FLOW_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Flow control's housekeeping (CONTRACT §13), once a second: one small write, whatever
+/// the traffic.
+async fn flow_loop(db: Db, wake: Arc<Notify>) {
+    let mut tick = tokio::time::interval(FLOW_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match db.flow_sweep().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(count = n, "waiting events due again");
+                wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "flow housekeeping failed"),
+        }
+    }
 }
 
 async fn reclaim_loop(db: Db, lease: Duration, max_attempts: u32, wake: Arc<Notify>) {

@@ -1,6 +1,7 @@
 //! One attempt at one event: route, run the handler (once per action), record the outcome.
 
 mod fan_out;
+mod flow_gate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,11 @@ pub struct Processor {
     handlers: Arc<HandlerConfig>,
     max_attempts: u32,
     flow: FlowConfig,
+    /// Runs holding a flow slot, by event row id: set to the superseding event's row id
+    /// when `on_conflict: cancel_running` asks them to stop ([`super::cancel`]).
+    pub(super) cancels: super::cancel::Registry,
+    /// Wakes this process's claim loop when a freed slot made a waiting event due.
+    wake: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 /// The one `info` line of a finished attempt: who, where it went, how it ended, how long.
@@ -120,6 +126,8 @@ struct Route<'a> {
     action: &'a str,
     mode: HandlerMode,
     target: Option<&'a str>,
+    /// The route's flow: its pool pauses when the run meets a rate limit.
+    flow: Option<&'a crate::domain::flow::Flow>,
 }
 
 /// How an action run's input and output are stored when it ends `done`.
@@ -175,7 +183,19 @@ impl Processor {
             handlers,
             max_attempts,
             flow,
+            cancels: super::cancel::Registry::default(),
+            wake: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Wakes `wake` (the claim loop's) whenever flow control makes a waiting event due.
+    pub fn set_wake(&self, wake: Arc<tokio::sync::Notify>) {
+        let _ = self.wake.set(wake);
+    }
+
+    /// The store.
+    pub(super) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Re-reads mappings and rules if they changed since the last claim.
@@ -201,14 +221,50 @@ impl Processor {
         stored_payload::expand_value(&mut payload, event.source);
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
+        let runs = flow_gate::runs(event, &decision, &payload);
+        if runs.is_empty() {
+            return self
+                .attempt_routed(event, &decision, &router, &payload, slots, started, None)
+                .await;
+        }
+        let debounced = self.admit_flow(event, runs).await?;
+        let cancel = self.cancels.register(event.id);
+        let finish = self
+            .attempt_routed(event, &decision, &router, &payload, slots, started, debounced.as_ref())
+            .await;
+        self.cancels.remove(event.id);
+        let finish = match (finish, cancel.cancelled_by()) {
+            (Some(finish), Some(by)) => {
+                self.supersede_cancelled(event, finish, by).await;
+                None
+            }
+            (finish, _) => finish,
+        };
+        self.release_flow(event.id).await;
+        finish
+    }
+
+    /// One attempt once flow control let it run.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_routed(
+        &self,
+        event: &ClaimedEvent,
+        decision: &RouteDecision,
+        router: &Value,
+        payload: &Value,
+        slots: Slots,
+        started: std::time::Instant,
+        debounced: Option<&Value>,
+    ) -> Option<Finish> {
+        let (router, payload, decision) = (router.clone(), payload, decision);
         if !decision.actions.is_empty() {
             // Held before anything runs when any of its actions would be (a budget).
-            if let Some((reason, until)) = self.admit_fan_out(event, &decision).await {
+            if let Some((reason, until)) = self.admit_fan_out(event, decision).await {
                 self.hold(event, reason, until).await;
                 return None;
             }
             return Some(
-                self.attempt_fan_out(event, &decision, &router, &payload, slots, started)
+                self.attempt_fan_out(event, decision, &router, payload, slots, started, debounced)
                     .await,
             );
         }
@@ -219,12 +275,13 @@ impl Processor {
                     action,
                     mode: decision.handler_mode.unwrap_or(HandlerMode::Noop),
                     target: decision.handler_target.as_deref(),
+                    flow: decision.flow.as_deref(),
                 };
                 let provider = &decision.provider;
-                self.run_action(event, provider, route, &router, &payload, RunTexts::Event)
+                self.run_action(event, provider, route, &router, payload, RunTexts::Event, debounced)
                     .await
             }
-            None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, &payload, &router).await),
+            None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, payload, &router).await),
         };
         if let ActionOutcome::Held { reason, until } = action {
             self.hold(event, reason, until).await;
@@ -250,7 +307,7 @@ impl Processor {
             },
         };
         metrics::attempt_finished(outcome.status(), failure_kind.as_deref());
-        log_finished(event, &decision, &outcome, started.elapsed());
+        log_finished(event, decision, &outcome, started.elapsed());
         Some(Finish {
             claim: event.claim_ref(),
             outcome,
@@ -297,11 +354,17 @@ impl Processor {
         router: &Value,
         payload: &Value,
         texts: RunTexts,
+        debounced: Option<&Value>,
     ) -> ActionOutcome {
         if let Some(output) = replayed_output(event, route.action) {
             return ActionOutcome::Replayed { output };
         }
-        let Route { action, mode, target } = route;
+        let Route {
+            action,
+            mode,
+            target,
+            flow: route_flow,
+        } = route;
         let options = match flow::admit(&self.db, &self.flow, event.id, action, mode).await {
             Admission::Run(options) => options,
             Admission::Held { reason, until } => return ActionOutcome::Held { reason, until },
@@ -310,6 +373,7 @@ impl Processor {
             action,
             router,
             payload,
+            debounced,
         };
         // A run that ends `done` stores no input or output: they are the event's (store::run_input).
         let input_json = || serde_json::to_string(&input).unwrap_or_default();
@@ -334,11 +398,32 @@ impl Processor {
             }
         }
         let started = std::time::Instant::now();
-        let ran = handlers::run(&self.handlers, mode, target, &input, &options).await;
+        let run = handlers::run(&self.handlers, mode, target, &input, &options);
+        // A cancel drops the handler's future, which kills its process group.
+        let ran = match self.cancels.watch(event.id) {
+            Some(cancel) => tokio::select! {
+                ran = run => Some(ran),
+                () = cancel.wait() => None,
+            },
+            None => Some(run.await),
+        };
         metrics::handler_ran(mode, started.elapsed());
         record.finished_at = Some(time::now());
+        let Some(ran) = ran else {
+            record.input_json = input_json();
+            record.status = RunStatus::Cancelled;
+            record.error =
+                Some("cancelled: a newer event of its key superseded it (on_conflict: cancel_running)".into());
+            return ActionOutcome::Ran {
+                attempt: Err(HandlerError::permanent("cancelled by flow control").with_kind("cancelled")),
+                run: Box::new(record),
+            };
+        };
         super::usage::record(&self.db, &record, ran.report).await;
         let attempt = ran.answer;
+        if let Some(pool) = route_flow.and_then(|f| f.pool.as_deref()) {
+            self.after_pooled_run(action, mode, pool, &attempt).await;
+        }
         match &attempt {
             Ok(_) if texts == RunTexts::Event => {
                 // Both are the event's: its payload and router, its result's `result`.
@@ -369,7 +454,7 @@ impl Processor {
 }
 
 /// The stored output of `action` when it already ran to `done` for this event.
-fn replayed_output(event: &ClaimedEvent, action: &str) -> Option<Value> {
+pub(super) fn replayed_output(event: &ClaimedEvent, action: &str) -> Option<Value> {
     let run = event.done_runs.iter().find(|r| r.action == action)?;
     Some(
         run.output_json

@@ -159,6 +159,7 @@ async fn call(cfg: &HandlerConfig, target: &str) -> Result<Value, switchyard::ha
         action: "triage",
         router: &router,
         payload: &payload,
+        debounced: None,
     };
     tokio::time::timeout(Duration::from_secs(20), llm::run(cfg, Some(target), &input))
         .await

@@ -37,6 +37,20 @@ struct Seeded {
 
 const PROVIDERS: [&str; 3] = ["github", "stripe", "slack"];
 
+/// The seed's status of row `id`, by `id % 10`: every status.
+const STATUS_BY_ID: [&str; 10] = [
+    "pending",
+    "processing",
+    "retry",
+    "done",
+    "error",
+    "cancelled",
+    "held",
+    "waiting",
+    "skipped",
+    "superseded",
+];
+
 /// Queues `n` events (every fifth from cron) and sets statuses, providers, actions, errors
 /// and received_at (with many ties) by SQL, the same on both backends.
 async fn seed(t: &TestStore, n: usize) -> Vec<Seeded> {
@@ -58,13 +72,16 @@ async fn seed(t: &TestStore, n: usize) -> Vec<Seeded> {
     }
     let mut rows = pending.join_all().await;
     rows.sort_unstable();
-    // status by id % 6, provider by id % 3, action by id % 2, received_at from id / 7 (ties).
+    // status by id % 10 (every status, flow control's too), provider by id % 3, action by
+    // id % 2, received_at from id / 7 (ties); errors and waits have a last_error.
     let set = "UPDATE events SET \
-        status = CASE id % 6 WHEN 0 THEN 'pending' WHEN 1 THEN 'processing' WHEN 2 THEN 'retry' \
-                 WHEN 3 THEN 'done' WHEN 4 THEN 'error' ELSE 'cancelled' END, \
+        status = CASE id % 10 WHEN 0 THEN 'pending' WHEN 1 THEN 'processing' WHEN 2 THEN 'retry' \
+                 WHEN 3 THEN 'done' WHEN 4 THEN 'error' WHEN 5 THEN 'cancelled' WHEN 6 THEN 'held' \
+                 WHEN 7 THEN 'waiting' WHEN 8 THEN 'skipped' ELSE 'superseded' END, \
         provider = CASE id % 3 WHEN 0 THEN 'github' WHEN 1 THEN 'stripe' ELSE 'slack' END, \
         action = 'act' || (id % 2), \
-        last_error = CASE WHEN id % 6 = 4 THEN 'Boom ' || (id % 7) END, received_at = ";
+        last_error = CASE id % 10 WHEN 4 THEN 'Boom ' || (id % 7) \
+                     WHEN 7 THEN 'flow:concurrency: waiting behind event ' || (id - 10) END, received_at = ";
     let sqlite = format!("{set} printf('2024-01-01T%02d:%02d:00.000000+00:00', (id / 7) / 60 % 24, (id / 7) % 60)");
     let pg = format!(
         "{set} format('2024-01-01T%s:%s:00.000000+00:00', \
@@ -88,7 +105,7 @@ async fn seed(t: &TestStore, n: usize) -> Vec<Seeded> {
             id,
             event_id: format!("ev-{i:05}"),
             source: if i % 5 == 0 { "cron" } else { "webhook" },
-            status: ["pending", "processing", "retry", "done", "error", "cancelled"][(id % 6) as usize],
+            status: STATUS_BY_ID[(id % 10) as usize],
             provider: PROVIDERS[(id % 3) as usize],
             action: format!("act{}", id % 2),
             received_at: format!(
@@ -96,7 +113,11 @@ async fn seed(t: &TestStore, n: usize) -> Vec<Seeded> {
                 (id / 7) / 60 % 24,
                 (id / 7) % 60
             ),
-            last_error: (id % 6 == 4).then(|| format!("Boom {}", id % 7)),
+            last_error: match id % 10 {
+                4 => Some(format!("Boom {}", id % 7)),
+                7 => Some(format!("flow:concurrency: waiting behind event {}", id - 10)),
+                _ => None,
+            },
         })
         .collect()
 }
@@ -188,6 +209,9 @@ async fn every_filter_combination_returns_exactly_the_matching_rows(t: &TestStor
         }
     }
     assert_eq!(combinations, (STATUSES.len() + 1) * 4 * 3 * 2 * 3);
+    // Every status is seeded and filtered: none of the walks above was vacuous.
+    assert_eq!(STATUSES.len(), STATUS_BY_ID.len());
+    assert!(STATUSES.iter().all(|s| STATUS_BY_ID.contains(s)));
     for action in ["act0", "act1"] {
         let f = EventFilter {
             action: opt(action),
@@ -198,6 +222,14 @@ async fn every_filter_combination_returns_exactly_the_matching_rows(t: &TestStor
         assert!(!want.is_empty());
         assert_eq!(walk(&t.db, &f, 5000).await, want, "{f:?}");
     }
+    // A waiting event's reason is its last_error: q finds it.
+    let f = EventFilter {
+        q: opt("FLOW:concurrency"),
+        ..EventFilter::default()
+    };
+    let want = expected(rows, &f);
+    assert!(!want.is_empty());
+    assert_eq!(walk(&t.db, &f, 5000).await, want, "{f:?}");
     // A LIKE wildcard in q is a literal character.
     let f = EventFilter {
         q: opt("ev-%"),
@@ -451,9 +483,18 @@ async fn stats_and_queue_depth_count_by_status(t: TestStore) {
     assert!(stats.oldest_due_age_seconds.is_some_and(|a| a < 600.0), "{stats:?}");
     let depth = t.db.queue_depth().await.unwrap();
     assert_eq!(
-        (depth.pending, depth.retry, depth.processing),
-        (count("pending"), count("retry"), count("processing"))
+        (depth.pending, depth.retry, depth.processing, depth.held, depth.waiting),
+        (
+            count("pending"),
+            count("retry"),
+            count("processing"),
+            count("held"),
+            count("waiting")
+        )
     );
+    for s in ["held", "waiting", "skipped", "superseded"] {
+        assert!(count(s) > 0, "the seed has {s} events");
+    }
 
     let id = enqueue(&t.db, "fresh").await;
     let claimed = t.db.claim(1000, LEASE).await.unwrap();

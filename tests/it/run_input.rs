@@ -61,6 +61,7 @@ fn expected(action: &str, router: &Value, payload: &Value) -> String {
         action,
         router,
         payload,
+        debounced: None,
     })
     .unwrap()
 }

@@ -67,7 +67,18 @@ pub fn failure(result: &Value) -> Option<HandlerError> {
             ("", t) => t.to_owned(),
             (s, t) => format!("{s}: {t}"),
         };
-        return Some(HandlerError::new(format!("Claude Code reported an error: {detail}")).with_kind("cli_error"));
+        // The CLI reports the API's rate limit or overload in its result text
+        // ("API Error: 429 …", "… 529 … overloaded_error"): that pauses a flow pool.
+        let lower = detail.to_ascii_lowercase();
+        let kind = if ["429", "529", "rate_limit", "rate limit", "overloaded"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            "rate_limited"
+        } else {
+            "cli_error"
+        };
+        return Some(HandlerError::new(format!("Claude Code reported an error: {detail}")).with_kind(kind));
     }
     if subtype.starts_with("error") {
         return Some(

@@ -242,6 +242,7 @@ mod tests {
             action: "a",
             router: &r,
             payload: &p,
+            debounced: None,
         };
         assert_eq!(run(&cfg, None, &input).await.answer.unwrap(), json!({"ok": 1}));
         let raw = std::fs::read(dir.path().join("argv")).unwrap();
@@ -276,6 +277,7 @@ mod tests {
             action: "a",
             router: &r,
             payload: &p,
+            debounced: None,
         };
         for (target, key) in [("anthropic", "ANTHROPIC_API_KEY"), ("openai", "OPENAI_API_KEY")] {
             let err = run(&cfg, Some(target), &input).await.answer.unwrap_err();

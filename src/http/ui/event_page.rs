@@ -19,6 +19,7 @@ use crate::domain::EventStatus;
 use crate::error::ApiError;
 use crate::escape::escaped;
 use crate::store::{ActionRunRow, AttemptRow, EventRow, RunUsage, Transition};
+use crate::views::FlowNote;
 
 /// The notes a form's redirect may show (a fixed set: nothing from the URL is echoed).
 const NOTES: &[(&str, &str)] = &[
@@ -35,7 +36,10 @@ const NOTES: &[(&str, &str)] = &[
         EventStatus::Cancelled.as_str(),
         "Cancelled: it will not be attempted again.",
     ),
-    ("not-cancellable", "Only a pending or retry event can be cancelled."),
+    (
+        "not-cancellable",
+        "Only a pending, retry, held or waiting event can be cancelled.",
+    ),
 ];
 
 /// The event page's query string.
@@ -107,9 +111,12 @@ fn live_part(
                     dt { "Next attempt" } dd.mono { (short_time(e.next_attempt_at.as_deref())) }
                     dt { "Processed" } dd.mono { (short_time(e.processed_at.as_deref())) }
                 }
-                @if let Some(err) = e.last_error.as_deref().filter(|_| !done) {
-                    h2 { "Last error" }
-                    pre.error-text { (err) }
+                @match FlowNote::of(e) {
+                    Some(note) => (flow_note(&note)),
+                    None => @if let Some(err) = e.last_error.as_deref().filter(|_| !done) {
+                        h2 { "Last error" }
+                        pre.error-text { (err) }
+                    },
                 }
             }
             div.card { (decision(e, runs)) }
@@ -125,8 +132,9 @@ fn live_part(
     }
 }
 
-/// Replay and force replay (not while processing), cancel (only pending or retry, as the
-/// API allows); each posts in the background and the live part shows the outcome.
+/// Replay and force replay (not while processing), cancel (only pending, retry, held or
+/// waiting, as the API allows); each posts in the background and the live part shows the
+/// outcome.
 fn buttons(session: &Session, id: i64, status: Option<EventStatus>) -> Markup {
     let replay = format!("/ui/events/{id}/replay");
     let cancel = format!("/ui/events/{id}/cancel");
@@ -143,11 +151,43 @@ fn buttons(session: &Session, id: i64, status: Option<EventStatus>) -> Markup {
                 button type="submit" { "Force replay" }
             }
         }
-        @if status.is_some_and(EventStatus::is_due_able) {
+        @if status.is_some_and(EventStatus::is_cancellable) {
             form.inline.cancel method="post" action=(cancel) data-async
                 data-confirm="Cancel this event? It will never be attempted again." {
                 (csrf_field(session))
                 button.danger type="submit" { "Cancel" }
+            }
+        }
+    }
+}
+
+/// What a waiting or held event waits for (its `last_error`, which is a reason here, not an
+/// error), or the event that holds the key of a skipped one or took the place of a
+/// superseded one, linked (CONTRACT §13).
+fn flow_note(note: &FlowNote) -> Markup {
+    html! {
+        @match note {
+            FlowNote::Waiting { reason, .. } => {
+                h2 { "Waiting for" }
+                // Escaped: a key rendered from the payload may hold control characters.
+                pre.wait-text data-flow="waiting" { (escaped(reason)) }
+            }
+            FlowNote::Ended { status, by, action, key, .. } => {
+                @let link = html! { a href=(format!("/ui/events/{by}")) { "event " (by) } };
+                p.flow-note data-flow=(status.as_str()) data-by=(by) {
+                    @if *status == EventStatus::Skipped {
+                        "Skipped: " (link) " holds its key"
+                    } @else {
+                        "Superseded by " (link)
+                    }
+                    @if let Some(a) = action {
+                        " " span.muted {
+                            "(action " span.mono { (escaped(a)) }
+                            @if let Some(k) = key.as_deref().filter(|k| !k.is_empty()) { ", key " span.mono { (escaped(k)) } }
+                            ")"
+                        }
+                    }
+                }
             }
         }
     }
@@ -304,7 +344,7 @@ pub async fn replay(
 #[derive(Deserialize)]
 pub struct CancelForm {}
 
-/// Cancels a pending or retry event.
+/// Cancels a pending, retry, held or waiting event.
 pub async fn cancel(
     State(state): State<UiState>,
     Path(id): Path<i64>,

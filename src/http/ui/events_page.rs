@@ -142,7 +142,7 @@ pub fn table(rows: &[EventSummary]) -> Markup {
         table.events {
             thead { tr {
                 th.num { "#" } th { "Status" } th { "Received (UTC)" } th { "Event id" } th { "Source" }
-                th { "Provider" } th { "Action" } th.num { "Attempts" } th { "Last error" }
+                th { "Provider" } th { "Action" } th.num { "Attempts" } th { "Last error or wait" }
             } }
             tbody id="event-rows" {
                 @for e in rows { (row(e)) }
@@ -177,7 +177,12 @@ fn row(e: &EventSummary) -> Markup {
                 }
             }
             td.num { (e.attempt_count) }
-            td.err title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }
+            @if e.status.is_some_and(|s| matches!(s, EventStatus::Waiting | EventStatus::Held)) {
+                // What it waits for: a reason, not an error.
+                td.reason title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }
+            } @else {
+                td.err title=[e.last_error.as_deref()] { (e.last_error.as_deref().unwrap_or("")) }
+            }
         }
     }
 }

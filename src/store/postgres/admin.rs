@@ -8,6 +8,14 @@ use crate::domain::EventStatus;
 use crate::store::query::{self, Dialect};
 use crate::store::{action_states, rows};
 
+/// The WHERE of the `events_finished` index (migration 0031), which a query of a bound
+/// status repeats so that the planner sees the index applies.
+macro_rules! finished_rows {
+    () => {
+        "status IN ('done', 'error', 'cancelled', 'skipped', 'superseded')"
+    };
+}
+
 /// Sets an event back to `pending` with a fresh attempt budget (the columns every replay sets).
 const REQUEUE: &str = "status = 'pending', attempt_count = 0, next_attempt_at = $1, last_error = NULL, \
      processed_at = NULL, lease_until = NULL";
@@ -83,26 +91,112 @@ pub(super) async fn replay(pool: &PgPool, id: i64, force: bool) -> Result<Transi
     }
 }
 
-/// Cancels a `pending` or `retry` event.
-pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<Transition, sqlx::Error> {
+/// Cancels an event an operator may cancel (`pending`, `retry`, `held`, `waiting`; a held
+/// or waiting one has no queue row); one with a place in flow control's lines gives it up
+/// ([`forget_flow`]). The answer says too whether it made waiting events due.
+pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<(Transition, bool), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The locks of the lines it waits in, first and in admission's order (postgres/flow.rs):
+    // an admission that saw it in line commits before the line moves on.
+    let lines: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT action, pool FROM flow_waits WHERE event_row_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut locks: Vec<String> = Vec::new();
+    for (action, pool) in lines {
+        locks.push(format!("flow:action:{action}"));
+        locks.extend(pool.map(|p| format!("flow:pool:{p}")));
+    }
+    locks.sort();
+    locks.dedup();
+    for name in locks {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7235))")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
     let sql = format!(
         "WITH {LOCK_QUEUED}, \
          cancelled AS (UPDATE events SET status = 'cancelled', processed_at = $1, lease_until = NULL \
-           WHERE id = ANY($2) AND status IN ('pending', 'retry') \
+           WHERE id = ANY($2) AND status IN ('pending', 'retry', 'held', 'waiting') \
            AND NOT EXISTS (SELECT 1 FROM queued WHERE leased_until IS NOT NULL) RETURNING id), \
          dequeued AS (DELETE FROM event_queue q USING cancelled c WHERE q.event_row_id = c.id) \
          SELECT count(*) FROM cancelled"
     );
+    let now = crate::time::now();
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(crate::time::now())
+        .bind(&now)
         .bind([id].as_slice())
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
-    if n == 1 {
-        Ok(Transition::Applied)
-    } else {
-        refused(pool, id).await
+    if n != 1 {
+        tx.rollback().await?;
+        return Ok((refused(pool, id).await?, false));
     }
+    let woke = forget_flow(&mut tx, id, &now).await?;
+    tx.commit().await?;
+    Ok((Transition::Applied, woke))
+}
+
+/// Drops a cancelled event's waiting rows (CONTRACT §13) and the debounce window it held,
+/// so that no event stays in line behind it, and makes due the oldest event waiting in each
+/// line it left (admission looks at them again; one that still may not start waits again).
+/// True when it made any due.
+async fn forget_flow(tx: &mut sqlx::PgConnection, id: i64, now: &str) -> Result<bool, sqlx::Error> {
+    use crate::store::flow::sql as q;
+    let left: Vec<(String, String, Option<String>, String)> =
+        sqlx::query_as("DELETE FROM flow_waits WHERE event_row_id = $1 RETURNING action, flow_key, pool, blocked_on")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if left.iter().any(|(.., blocked_on)| blocked_on == "debounce") {
+        sqlx::query(
+            "WITH w AS (DELETE FROM flow_debounce WHERE holder_row_id = $1 RETURNING action, flow_key) \
+             DELETE FROM flow_debounced d USING w WHERE d.action = w.action AND d.flow_key = w.flow_key",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut woke = false;
+    for (action, key, pool, _) in &left {
+        let mut next: Vec<Option<i64>> = vec![
+            sqlx::query_scalar(q::KEY_WAKE)
+                .bind(action)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?,
+            sqlx::query_scalar(q::LIMIT_WAKE)
+                .bind(action)
+                .fetch_optional(&mut *tx)
+                .await?,
+        ];
+        if let Some(pool) = pool {
+            next.push(
+                sqlx::query_scalar(q::POOL_WAKE)
+                    .bind(pool)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            );
+        }
+        for w in next.into_iter().flatten() {
+            // As flow control wakes a waiter: due now, back on the queue.
+            woke |= sqlx::query(
+                "WITH w AS (UPDATE events SET status = 'pending', next_attempt_at = $2 \
+                   WHERE id = $1 AND status = 'waiting' RETURNING id, attempt_count) \
+                 INSERT INTO event_queue (event_row_id, run_at, attempt) \
+                 SELECT id, $2, attempt_count FROM w ON CONFLICT (event_row_id) DO NOTHING",
+            )
+            .bind(w)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+        }
+    }
+    Ok(woke)
 }
 
 /// Every id matching `filter` that is not processing, ascending.
@@ -162,19 +256,22 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     for r in sqlx::query(query::PG_COUNT_NOT_DONE).fetch_all(pool).await? {
         stats.by_status.insert(r.try_get("status")?, r.try_get("n")?);
     }
-    let done: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') AND status = 'done'",
-    )
+    let done: i64 = sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM events WHERE ",
+        finished_rows!(),
+        " AND status = 'done'"
+    ))
     .fetch_one(pool)
     .await?;
     stats.by_status.insert(EventStatus::Done.as_str().to_string(), done);
     stats.oldest_due_age_seconds = oldest_due(pool).await?.as_deref().and_then(crate::time::age_seconds);
     let (minute, hour) = query::rate_windows();
     let rate = |status: EventStatus, since: String| async move {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM events WHERE status IN ('done', 'error', 'cancelled') \
-             AND status = $1 AND processed_at >= $2",
-        )
+        sqlx::query_scalar::<_, i64>(concat!(
+            "SELECT COUNT(*) FROM events WHERE ",
+            finished_rows!(),
+            " AND status = $1 AND processed_at >= $2"
+        ))
         .bind(status.as_str())
         .bind(since)
         .fetch_one(pool)
@@ -193,9 +290,11 @@ const PER_MINUTE_RECEIVED: &str = "SELECT substr(received_at, 1, 16) AS m, COUNT
 
 /// Events finished done or error per minute: status, key, count (the first IN is the
 /// `events_finished` index's WHERE).
-const PER_MINUTE_FINISHED: &str = "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events \
-     WHERE status IN ('done', 'error', 'cancelled') AND status IN ('done', 'error') \
-     AND processed_at >= $1 AND processed_at < $2 GROUP BY status, m";
+const PER_MINUTE_FINISHED: &str = concat!(
+    "SELECT status, substr(processed_at, 1, 16) AS m, COUNT(*) AS n FROM events WHERE ",
+    finished_rows!(),
+    " AND status IN ('done', 'error') AND processed_at >= $1 AND processed_at < $2 GROUP BY status, m"
+);
 
 /// Received and finished counts per minute of the window ending with `now`'s minute.
 pub(super) async fn per_minute(
@@ -230,11 +329,12 @@ pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error
 /// Deletes one batch of finished events (their action runs go by `ON DELETE CASCADE`).
 pub(super) async fn purge_batch(pool: &PgPool, status: &str, before: &str, limit: usize) -> Result<u64, sqlx::Error> {
     // SKIP LOCKED: a row another session holds (a replay) is left for the next run.
-    Ok(sqlx::query(
-        "WITH doomed AS (SELECT id FROM events WHERE status IN ('done', 'error', 'cancelled') \
-           AND status = $1 AND processed_at < $2 ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         DELETE FROM events USING doomed WHERE events.id = doomed.id",
-    )
+    Ok(sqlx::query(concat!(
+        "WITH doomed AS (SELECT id FROM events WHERE ",
+        finished_rows!(),
+        " AND status = $1 AND processed_at < $2 ORDER BY processed_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         DELETE FROM events USING doomed WHERE events.id = doomed.id"
+    ))
     .bind(status)
     .bind(before)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))

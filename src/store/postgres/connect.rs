@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "flow control",
         include_str!("../../../migrations/postgres/0030_flow_control.sql"),
     ),
+    (
+        31,
+        "finished index with flow statuses",
+        include_str!("../../../migrations/postgres/0031_finished_index_flow_statuses.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).

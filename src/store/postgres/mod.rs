@@ -334,7 +334,13 @@ impl Store for PgStore {
     }
 
     fn cancel(&self, row_id: i64) -> StoreFuture<'_, Transition> {
-        Box::pin(async move { Ok(retry("cancel", || admin::cancel(&self.pool, row_id)).await?) })
+        Box::pin(async move {
+            let (done, woke) = retry("cancel", || admin::cancel(&self.pool, row_id)).await?;
+            if woke {
+                self.notify().await;
+            }
+            Ok(done)
+        })
     }
 
     fn stats(&self) -> StoreFuture<'_, Stats> {

@@ -72,19 +72,67 @@ pub(super) fn replay(tx: &Transaction<'_>, id: i64, force: bool, now: &str) -> r
     }
 }
 
-/// Cancels a `pending` or `retry` event.
+/// Cancels an event an operator may cancel (`pending`, `retry`, `held`, `waiting`); one
+/// with a place in flow control's lines gives it up ([`forget_flow`]).
 pub(super) fn cancel(tx: &Transaction<'_>, id: i64, now: &str) -> rusqlite::Result<Transition> {
     let n = tx
         .prepare_cached(
             "UPDATE events SET status = 'cancelled', processed_at = ?1, lease_until = NULL \
-             WHERE id = ?2 AND status IN ('pending', 'retry')",
+             WHERE id = ?2 AND status IN ('pending', 'retry', 'held', 'waiting')",
         )?
         .execute(params![now, id])?;
     if n == 1 {
+        forget_flow(tx, id, now)?;
         Ok(Transition::Applied)
     } else {
         refused(tx, id)
     }
+}
+
+/// Drops a cancelled event's waiting rows (CONTRACT §13) and the debounce window it held,
+/// so that no event stays in line behind it, and makes due the oldest event waiting in each
+/// line it left (admission looks at them again; one that still may not start waits again).
+/// An event without a flow has no such rows: one indexed delete finds nothing.
+fn forget_flow(tx: &Transaction<'_>, id: i64, now: &str) -> rusqlite::Result<()> {
+    use crate::store::flow::sql as q;
+    let left: Vec<(String, String, Option<String>, String)> = tx
+        .prepare_cached("DELETE FROM flow_waits WHERE event_row_id = ?1 RETURNING action, flow_key, pool, blocked_on")?
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if left.iter().any(|(.., blocked_on)| blocked_on == "debounce") {
+        tx.prepare_cached(
+            "DELETE FROM flow_debounced WHERE EXISTS (SELECT 1 FROM flow_debounce d WHERE d.holder_row_id = ?1 \
+             AND d.action = flow_debounced.action AND d.flow_key = flow_debounced.flow_key)",
+        )?
+        .execute(params![id])?;
+        tx.prepare_cached("DELETE FROM flow_debounce WHERE holder_row_id = ?1")?
+            .execute(params![id])?;
+    }
+    let sql = super::spend::sql;
+    let mut wake = tx.prepare_cached(
+        "UPDATE events SET status = 'pending', next_attempt_at = ?2 WHERE id = ?1 AND status = 'waiting'",
+    )?;
+    for (action, key, pool, _) in &left {
+        let mut next = vec![
+            tx.prepare_cached(&sql(q::KEY_WAKE))?
+                .query_row(params![action, key], |r| r.get::<_, i64>(0))
+                .optional()?,
+            tx.prepare_cached(&sql(q::LIMIT_WAKE))?
+                .query_row(params![action], |r| r.get::<_, i64>(0))
+                .optional()?,
+        ];
+        if let Some(pool) = pool {
+            next.push(
+                tx.prepare_cached(&sql(q::POOL_WAKE))?
+                    .query_row(params![pool], |r| r.get::<_, i64>(0))
+                    .optional()?,
+            );
+        }
+        for w in next.into_iter().flatten() {
+            wake.execute(params![w, now])?;
+        }
+    }
+    Ok(())
 }
 
 /// Replays a chunk of a bulk replay; each row is re-checked (not processing, still in

@@ -103,13 +103,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "flow control",
         include_str!("../../../migrations/sqlite/0030_flow_control.sql"),
     ),
+    (
+        31,
+        "finished index with flow statuses",
+        include_str!("../../../migrations/sqlite/0031_finished_index_flow_statuses.sql"),
+    ),
 ];
 
-/// The WHERE of the `events_finished` index (migration 0012), which a query repeats
+/// The WHERE of the `events_finished` index (migrations 0012, 0031), which a query repeats
 /// verbatim so that SQLite sees the index applies.
 macro_rules! finished_rows {
     () => {
-        "(status = 'done' OR status = 'error' OR status = 'cancelled')"
+        "(status = 'done' OR status = 'error' OR status = 'cancelled' OR status = 'skipped' OR status = 'superseded')"
     };
 }
 pub(crate) use finished_rows;

@@ -55,6 +55,7 @@ impl Processor {
         payload: &Value,
         slots: Slots,
         started: Instant,
+        debounced: Option<&Value>,
     ) -> Finish {
         let Slots { mut held, pool } = slots;
         let runs = decision.actions.iter().map(|a| {
@@ -64,7 +65,7 @@ impl Processor {
                 Some(_) => Slot::None,
                 None => held.take().map_or_else(|| Slot::From(pool.clone()), Slot::Held),
             };
-            self.run_in_slot(event, decision, a, router, payload, slot)
+            self.run_in_slot(event, decision, a, router, payload, slot, debounced)
         });
         let outcomes = join_all(runs.collect()).await;
         let tally = Tally::of(&decision.actions, outcomes);
@@ -105,15 +106,25 @@ impl Processor {
         router: &Value,
         payload: &Value,
         slot: Slot,
+        debounced: Option<&Value>,
     ) -> ActionOutcome {
         let _slot = slot.take().await;
         let route = Route {
             action: &action.action,
             mode: action.handler_mode,
             target: action.handler_target.as_deref(),
+            flow: action.flow.as_deref(),
         };
         let outcome = self
-            .run_action(event, &decision.provider, route, router, payload, RunTexts::Full)
+            .run_action(
+                event,
+                &decision.provider,
+                route,
+                router,
+                payload,
+                RunTexts::Full,
+                debounced,
+            )
             .await;
         if let ActionOutcome::Ran { run, .. } = &outcome {
             metrics::fan_out_action_ran(&action.action, run.status);
