@@ -98,6 +98,7 @@ fn rule(id: i64, provider: &str, name: &str, priority: i64, cond: Value, action:
         handler_target: None,
         enabled: true,
         continue_after_match: false,
+        flow: None,
     };
     CompiledRule {
         conditions: Condition::parse(&cond).unwrap_or(Condition::Any(Vec::new())),
@@ -214,6 +215,7 @@ impl Fixtures {
                 handler_mode: HandlerMode::Noop,
                 handler_target: None,
                 enabled: true,
+                flow: None,
             },
         }
     }

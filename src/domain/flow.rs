@@ -37,8 +37,10 @@ pub struct Flow {
 
 text_enum! {
     /// What an arriving event does when its key has a run waiting or running.
+    #[derive(Default)]
     pub enum OnConflict("on_conflict") {
         /// Wait for a slot (the default).
+        #[default]
         Queue = "queue",
         /// End the new event `skipped`.
         Skip = "skip",
@@ -46,12 +48,6 @@ text_enum! {
         Supersede = "supersede",
         /// Also stop the running run (its event `superseded`).
         CancelRunning = "cancel_running",
-    }
-}
-
-impl Default for OnConflict {
-    fn default() -> Self {
-        OnConflict::Queue
     }
 }
 
@@ -254,7 +250,7 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= size && ms % size == 0 {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
