@@ -346,6 +346,7 @@ impl Processor {
     }
 
     /// Runs the routed action unless a `done` run exists; then replays its stored output.
+    #[allow(clippy::too_many_arguments)]
     async fn run_action(
         &self,
         event: &ClaimedEvent,

@@ -47,6 +47,7 @@ impl Processor {
     }
 
     /// Runs the actions of `decision.actions` not yet `done` and says how the attempt ended.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt_fan_out(
         &self,
         event: &ClaimedEvent,
@@ -98,6 +99,7 @@ impl Processor {
     }
 
     /// Runs one action once it has its slot, which it gives back when its handler ends.
+    #[allow(clippy::too_many_arguments)]
     async fn run_in_slot(
         &self,
         event: &ClaimedEvent,
