@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::domain::flow::Flow;
 use crate::domain::{HandlerMode, Mapping};
 use crate::routing::Condition;
 use crate::settings::{DefaultedPaths, Settings};
@@ -35,6 +36,10 @@ pub enum MappingCommand {
         /// LLM budget of the action: {"per_run_usd", "daily_usd", "monthly_usd"} (CONTRACT §14).
         #[arg(long, value_name = "JSON")]
         budget_json: Option<String>,
+        /// Flow control of the action's runs: {"key", "concurrency", "on_conflict", "debounce",
+        /// "rate", "pool"} (CONTRACT §13); a pool must be defined by the config file's "pools".
+        #[arg(long, value_name = "JSON")]
+        flow_json: Option<String>,
         /// How the handler target is checked.
         #[command(flatten)]
         check: TargetCheck,
@@ -77,6 +82,10 @@ pub enum MappingCommand {
         /// LLM budget of the action: {"per_run_usd", "daily_usd", "monthly_usd"} (CONTRACT §14).
         #[arg(long, value_name = "JSON")]
         budget_json: Option<String>,
+        /// Flow control of the action's runs: {"key", "concurrency", "on_conflict", "debounce",
+        /// "rate", "pool"} (CONTRACT §13); a pool must be defined by the config file's "pools".
+        #[arg(long, value_name = "JSON")]
+        flow_json: Option<String>,
         /// How the handler target is checked.
         #[command(flatten)]
         check: TargetCheck,
@@ -144,6 +153,16 @@ impl MappingCommand {
     }
 }
 
+/// A mapping as `get` prints it: its fields in order, then its flow (only on mappings with
+/// one, so the others print as they always did).
+#[derive(serde::Serialize)]
+struct ShownMapping<'a> {
+    #[serde(flatten)]
+    mapping: &'a Mapping,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<serde_json::Value>,
+}
+
 /// Prints the rules of `provider` (all providers when `None`) in evaluation order.
 async fn rule_list(db: &crate::store::Db, provider: Option<String>) -> anyhow::Result<()> {
     let rules = match provider {
@@ -166,6 +185,9 @@ async fn rule_list(db: &crate::store::Db, provider: Option<String>) -> anyhow::R
         // Only on fan-out rules, so the listing of other rules reads as it always did.
         if r.continue_after_match {
             line["continue"] = json!(true);
+        }
+        if let Some(flow) = &r.flow {
+            line["flow"] = flow.to_json();
         }
         println!("{line}");
     }
@@ -237,6 +259,45 @@ fn budget_of(action: &str, json: Option<&str>) -> Option<Vec<crate::domain::Acti
     }
 }
 
+/// The flow `--flow-json` sets (none without the flag), reporting a bad one on stderr. Its
+/// pool is checked against the database's once it is open ([`pools_known`]).
+fn flow_of(json: Option<&str>) -> Option<Option<Flow>> {
+    let Some(json) = json else { return Some(None) };
+    let parsed = serde_json::from_str::<serde_json::Value>(json)
+        .map_err(|e| format!("flow: invalid JSON: {e}"))
+        .and_then(|v| Flow::parse(&v, None));
+    match parsed {
+        Ok(flow) => Some(Some(flow)),
+        Err(e) => {
+            eprintln!("error: --flow-json: {e}");
+            None
+        }
+    }
+}
+
+/// Whether every pool the change's flows name is one the database holds (the config
+/// file's `"pools"`), reporting the first unknown one on stderr.
+async fn pools_known(db: &crate::store::Db, changes: &RoutingChanges) -> anyhow::Result<bool> {
+    let flows = changes.mappings.iter().map(|m| &m.flow);
+    let named: Vec<&Flow> = flows
+        .chain(changes.rules.iter().map(|r| &r.flow))
+        .flatten()
+        .filter(|f| f.pool.is_some())
+        .collect();
+    if named.is_empty() {
+        return Ok(true);
+    }
+    let pools: Vec<String> = db.flow_state().await?.pools.into_iter().map(|p| p.name).collect();
+    for flow in named {
+        // The same check (and message) as a config file's, against the stored pools.
+        if let Err(e) = Flow::parse(&flow.to_json(), Some(&pools)) {
+            eprintln!("error: --flow-json: {e}");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Parses `--handler-mode`, reporting an unknown mode on stderr.
 fn parse_mode(mode: &str) -> Option<HandlerMode> {
     mode.parse().map_err(|e| eprintln!("error: --handler-mode: {e}")).ok()
@@ -254,9 +315,11 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
             handler_target,
             disabled,
             budget_json,
+            flow_json,
             check,
         } => {
             let budgets = budget_of(action, budget_json.as_deref()).ok_or_else(refuse)?;
+            let flow = flow_of(flow_json.as_deref()).ok_or_else(refuse)?;
             let handler_mode = parse_mode(handler_mode).ok_or_else(refuse)?;
             if !check_target(s, handler_mode, handler_target.as_deref(), check.strict) {
                 return Err(refuse());
@@ -268,7 +331,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_mode,
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
-                    flow: None,
+                    flow,
                 }],
                 budgets,
                 ..RoutingChanges::default()
@@ -285,9 +348,11 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
             disabled,
             continue_after_match,
             budget_json,
+            flow_json,
             check,
         } => {
             let budgets = budget_of(action, budget_json.as_deref()).ok_or_else(refuse)?;
+            let flow = flow_of(flow_json.as_deref()).ok_or_else(refuse)?;
             // Store the canonical (compact) form of what was validated.
             let canonical = match Condition::parse_str(conditions_json) {
                 Ok(_) => serde_json::from_str::<serde_json::Value>(conditions_json).map_err(|_| refuse())?,
@@ -311,7 +376,7 @@ fn requested_change(s: &Settings, cmd: &MappingCommand) -> Result<Option<Routing
                     handler_target: target(handler_target.clone()),
                     enabled: !disabled,
                     continue_after_match: *continue_after_match,
-                    flow: None,
+                    flow,
                 }],
                 budgets,
                 ..RoutingChanges::default()
@@ -352,11 +417,21 @@ pub async fn run(s: &Settings, cmd: MappingCommand) -> anyhow::Result<ExitCode> 
     .context("opening the database")?;
     match cmd {
         MappingCommand::Set { .. } | MappingCommand::RuleSet { .. } => {
-            db.apply(changes.unwrap_or_default()).await?;
+            let changes = changes.unwrap_or_default();
+            if !pools_known(&db, &changes).await? {
+                return Ok(ExitCode::from(2));
+            }
+            db.apply(changes).await?;
             println!("ok");
         }
         MappingCommand::Get { provider } => match db.mapping(&provider.trim().to_lowercase()).await? {
-            Some(m) => println!("{}", serde_json::to_string(&m)?),
+            Some(m) => {
+                let shown = ShownMapping {
+                    flow: m.flow.as_ref().map(Flow::to_json),
+                    mapping: &m,
+                };
+                println!("{}", serde_json::to_string(&shown)?);
+            }
             None => {
                 println!("not found");
                 return Ok(ExitCode::FAILURE);

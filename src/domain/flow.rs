@@ -298,7 +298,7 @@ impl Flow {
         let mut flow = Flow::default();
         match obj.get("key") {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => flow.key = Some(KeyTemplate::parse(s)?),
+            Some(Value::String(s)) => flow.key = Some(KeyTemplate::parse(s).map_err(|e| format!("flow.{e}"))?),
             Some(_) => return Err("flow: key must be a string".into()),
         }
         if let Some(c) = obj.get("concurrency").filter(|c| !c.is_null()) {

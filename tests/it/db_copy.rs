@@ -68,6 +68,13 @@ fn finish(c: &switchyard::store::ClaimedEvent, outcome: Outcome, run: RunStatus)
 }
 
 /// 300 events in every status (with action runs), 2 mappings, 2 rules, 2 schedules.
+/// `r` with flow control (CONTRACT §13) in the pool `fill` defines.
+fn flowing(mut r: switchyard::store::RuleUpsert) -> switchyard::store::RuleUpsert {
+    let flow = serde_json::json!({"key": "{{payload.pr}}", "concurrency": {"per_key": 1}, "pool": "anthropic"});
+    r.flow = Some(switchyard::domain::flow::Flow::parse(&flow, None).unwrap());
+    r
+}
+
 async fn fill(db: &Db) {
     let schedule = |job: &str, cron: &str| Schedule {
         job: job.into(),
@@ -82,7 +89,7 @@ async fn fill(db: &Db) {
             mapping("github", "handle_github", true),
             mapping("stripe", "handle_stripe", true),
         ],
-        rules: vec![rule("github", "push", 10), rule("github", "pr", 20)],
+        rules: vec![rule("github", "push", 10), flowing(rule("github", "pr", 20))],
         schedules: vec![schedule("daily", "0 9 * * *"), schedule("hourly", "@hourly")],
         budgets: vec![switchyard::domain::ActionBudget {
             action: "handle_github".into(),
@@ -92,7 +99,10 @@ async fn fill(db: &Db) {
                 monthly_usd: None,
             },
         }],
-        pools: Vec::new(),
+        pools: vec![switchyard::domain::flow::Pool {
+            name: "anthropic".into(),
+            limit: 2,
+        }],
     })
     .await
     .unwrap();
@@ -233,8 +243,9 @@ async fn sqlite_in_use_to_postgres_and_back_keeps_every_row_and_answer() {
     assert_eq!(first["provider_mappings"].0, 2);
     assert_eq!(first["routing_rules"].0, 2);
     assert_eq!(first["schedules"].0, 2);
+    assert_eq!(first["flow_pools"].0, 1);
 
-    // The same answers, event by event, and the same routing and schedules.
+    // The same answers, event by event, and the same routing (flows included) and schedules.
     let pg_env = [("DATABASE_URL", pg.url.as_str())];
     let src_env = sqlite_env(&src);
     same_answers(dir, &env_refs(&src_env), &pg_env, copied_events).await;

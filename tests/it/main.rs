@@ -15,6 +15,7 @@ mod command;
 mod db_copy;
 mod fan_out;
 mod flow;
+mod flow_config;
 mod flow_store;
 mod flow_surfaces;
 mod hardening;

@@ -32,6 +32,14 @@ fn a_misspelled_key_in_a_config_entry_is_refused_naming_the_entry_and_the_key_me
             r#"{"sources":[{"name":"gh","scheme":"github","secret":["k"]}]}"#,
             "sources[0]: (source 'gh') unknown key 'secret' (did you mean 'secrets'?",
         ),
+        (
+            r#"{"pool":{"anthropic":{"limit":2}}}"#,
+            "top level: unknown key 'pool' (did you mean 'pools'?",
+        ),
+        (
+            r#"{"mappings":[{"provider":"linear","action":"a","flow":{"debounce":{"quiet":"1m","deliver":"all"},"rates":{}}}]}"#,
+            "mappings[0]: (provider 'linear') flow: unknown key 'rates' (did you mean 'rate'?",
+        ),
     ];
     for (text, expected) in cases {
         let config = write(dir.path(), "config.json", text);

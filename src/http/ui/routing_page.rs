@@ -1,5 +1,7 @@
 //! The routing page: mappings and rules in evaluation order, and the "try it" box.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
@@ -11,10 +13,12 @@ use super::UiState;
 use super::layout::{csrf_field, page, pretty_json};
 use super::session::Session;
 use super::try_route::{Outcome, Trial, envelope_for, trial};
+use crate::domain::flow::{Deliver, Flow, OnConflict, format_duration};
 use crate::error::ApiError;
 use crate::ingest::sources::Sources;
 use crate::routing::RouteDecision;
 use crate::store::RoutingTables;
+use crate::store::flow::FlowState;
 
 /// The "try it" form: a stored event, or a pasted webhook.
 #[derive(Deserialize, Default)]
@@ -69,6 +73,7 @@ async fn render(
         .rules
         .sort_by(|a, b| (&a.provider, a.priority, a.id).cmp(&(&b.provider, b.priority, b.id)));
     tables.mappings.sort_by(|a, b| a.provider.cmp(&b.provider));
+    let flows = state.app.db.flow_state().await?;
     let result = outcome.map(|o| o.map(|payload| (trial(&payload, &tables), payload)));
     let content = html! {
         h1 { "Routing" }
@@ -84,6 +89,7 @@ async fn render(
         }
         (sources_view(&state.app.sources))
         (tables_view(&tables))
+        (flow_view(&tables, &flows))
     };
     Ok(page("Routing", "/ui/routing", session, content).into_response())
 }
@@ -214,31 +220,165 @@ fn tables_view(tables: &RoutingTables) -> Markup {
         div.card {
             h2 { "Mappings" }
             table {
-                thead { tr { th { "Provider" } th { "Action" } th { "Handler" } th { "Target" } th { "Enabled" } } }
+                thead { tr { th { "Provider" } th { "Action" } th { "Handler" } th { "Target" } th { "Enabled" } th { "Flow" } } }
                 tbody {
                     @for m in &tables.mappings {
                         tr { td { (m.provider) } td.mono { (m.action) } td { (m.handler_mode.as_str()) }
-                             td.mono { (m.handler_target.as_deref().unwrap_or("")) } td { (if m.enabled { "yes" } else { "no" }) } }
+                             td.mono { (m.handler_target.as_deref().unwrap_or("")) } td { (if m.enabled { "yes" } else { "no" }) }
+                             (flow_cell(m.flow.as_ref())) }
                     }
-                    @if tables.mappings.is_empty() { tr { td colspan="5" .muted { "No mappings." } } }
+                    @if tables.mappings.is_empty() { tr { td colspan="6" .muted { "No mappings." } } }
                 }
             }
         }
         div.card {
             h2 { "Rules, in evaluation order" }
             table {
-                thead { tr { th { "Provider" } th.num { "Priority" } th { "Name" } th { "Conditions" } th { "Action" } th { "Handler" } th { "Enabled" } th title="After a match, later rules are evaluated too (fan-out)" { "Continue" } } }
+                thead { tr { th { "Provider" } th.num { "Priority" } th { "Name" } th { "Conditions" } th { "Action" } th { "Handler" } th { "Enabled" } th title="After a match, later rules are evaluated too (fan-out)" { "Continue" } th { "Flow" } } }
                 tbody {
                     @for r in &tables.rules {
                         tr { td { (r.provider) } td.num { (r.priority) } td.mono { (r.name) }
                              td.mono { (r.conditions_json) } td.mono { (r.action) }
                              td { (r.handler_mode.as_str()) " " span.mono { (r.handler_target.as_deref().unwrap_or("")) } }
                              td { (if r.enabled { "yes" } else { "no" }) }
-                             td.continue { (if r.continue_after_match { "yes" } else { "" }) } }
+                             td.continue { (if r.continue_after_match { "yes" } else { "" }) }
+                             (flow_cell(r.flow.as_ref())) }
                     }
-                    @if tables.rules.is_empty() { tr { td colspan="8" .muted { "No rules." } } }
+                    @if tables.rules.is_empty() { tr { td colspan="9" .muted { "No rules." } } }
                 }
             }
         }
+    }
+}
+
+/// A route's flow settings in a few words; the stored JSON in the tooltip.
+fn flow_cell(flow: Option<&Flow>) -> Markup {
+    match flow {
+        None => html! { td.flow {} },
+        Some(f) => html! { td.flow.mono title=(f.to_json().to_string()) { (flow_summary(f)) } },
+    }
+}
+
+/// `key {{payload.pr}} · limit 4 · per key 1 · supersede · debounce 90s (max 10m, all) ·
+/// rate 30/1h · pool anthropic`: what is set, in the contract's order.
+fn flow_summary(f: &Flow) -> String {
+    let mut parts = Vec::new();
+    if let Some(key) = &f.key {
+        parts.push(format!("key {}", key.as_str()));
+    }
+    if let Some(limit) = f.limit {
+        parts.push(format!("limit {limit}"));
+    }
+    if let Some(per_key) = f.per_key {
+        parts.push(format!("per key {per_key}"));
+    }
+    if f.on_conflict != OnConflict::Queue {
+        parts.push(f.on_conflict.as_str().to_owned());
+    }
+    if let Some(d) = &f.debounce {
+        let mut extra = Vec::new();
+        if let Some(max_wait) = d.max_wait {
+            extra.push(format!("max {}", format_duration(max_wait)));
+        }
+        if d.deliver == Deliver::All {
+            extra.push("all".to_owned());
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(", "))
+        };
+        parts.push(format!("debounce {}{extra}", format_duration(d.quiet)));
+    }
+    if let Some(r) = &f.rate {
+        parts.push(format!("rate {}/{}", r.limit, format_duration(r.per)));
+    }
+    if let Some(pool) = &f.pool {
+        parts.push(format!("pool {pool}"));
+    }
+    if parts.is_empty() {
+        // `{}`: the defaults, one queue per action.
+        parts.push(OnConflict::Queue.as_str().to_owned());
+    }
+    parts.join(" · ")
+}
+
+/// Flow control now: runs holding a slot and events waiting, per action (every action
+/// with a flow, and any other still holding rows), and the pools.
+fn flow_view(tables: &RoutingTables, state: &FlowState) -> Markup {
+    let mut actions: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    let with_flow = tables
+        .mappings
+        .iter()
+        .filter(|m| m.flow.is_some())
+        .map(|m| m.action.as_str())
+        .chain(
+            tables
+                .rules
+                .iter()
+                .filter(|r| r.flow.is_some())
+                .map(|r| r.action.as_str()),
+        );
+    for action in with_flow {
+        actions.entry(action).or_default();
+    }
+    for (action, n) in &state.running {
+        actions.entry(action).or_default().0 = *n;
+    }
+    for (action, n) in &state.waiting {
+        actions.entry(action).or_default().1 = *n;
+    }
+    let now = crate::time::now();
+    html! {
+        div.card id="flow" {
+            h2 { "Flow control" }
+            @if actions.is_empty() && state.pools.is_empty() {
+                p.muted { "No route has flow control." }
+            } @else {
+                table.flow-actions {
+                    thead { tr { th { "Action" } th.num { "Running" } th.num { "Waiting" } } }
+                    tbody {
+                        @for (action, (running, waiting)) in &actions {
+                            tr { td.mono { (action) } td.num.running { (running) } td.num.waiting { (waiting) } }
+                        }
+                        @if actions.is_empty() { tr { td colspan="3" .muted { "No action has flow control." } } }
+                    }
+                }
+                table.flow-pools {
+                    thead { tr { th { "Pool" } th.num { "Running / limit" } th { "Paused until" } } }
+                    tbody {
+                        @for p in &state.pools {
+                            tr { td.mono { (p.name) } td.num { (p.running) " / " (p.limit) }
+                                 td.mono { (p.paused_until.as_deref().filter(|until| *until > now.as_str()).unwrap_or("")) } }
+                        }
+                        @if state.pools.is_empty() { tr { td colspan="3" .muted { "No pools." } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_flow_reads_in_a_few_words() {
+        let pools = ["anthropic".to_owned()];
+        let f = Flow::parse(
+            &json!({"key": "{{payload.pr}}", "concurrency": {"limit": 4, "per_key": 1},
+                    "on_conflict": "supersede", "debounce": {"quiet": "90s", "max_wait": "10m", "deliver": "all"},
+                    "rate": {"limit": 30, "per": "1h"}, "pool": "anthropic"}),
+            Some(&pools),
+        )
+        .unwrap();
+        assert_eq!(
+            flow_summary(&f),
+            "key {{payload.pr}} · limit 4 · per key 1 · supersede · debounce 90s (max 10m, all) · rate 30/1h · pool anthropic"
+        );
+        assert_eq!(flow_summary(&Flow::default()), "queue");
     }
 }
