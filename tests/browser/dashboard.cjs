@@ -4,7 +4,8 @@
 // serve` itself (temporary SQLite file, a free loopback port), walks the operator's path
 // (log in, find a failed webhook, read it, fix its mapping with the CLI, replay it, watch it
 // finish, force a replay, try a payload against the rules, read the Overview's chart, filter
-// and page the events, see a schedule's next runs and last tick, cancel a queued event) and
+// and page the events, see a schedule's next runs and last tick, see an event wait for its
+// flow slot and be superseded, cancel a queued event) and
 // checks the guards (no session -> login, no CSRF token -> 403, a <script> in a payload stays
 // text). Any console error, page error,
 // failed request or HTTP error seen by the page fails the run. Screenshots of every page go
@@ -359,10 +360,79 @@ async function agentTimelineAndSpend(page, base) {
   await shot(page, "spend");
 }
 
+// Flow control (issue 28), produced by the real worker: `per_key: 1` with `on_conflict:
+// supersede` on a command that holds its run until the test lets it go. The first event
+// runs; the second waits and its page says what for; a third supersedes it, and the
+// second's page follows it to superseded, linking the third, which then waits in its turn.
+async function flowStatuses(page, base) {
+  const config = path.join(work, "flow.json");
+  fs.writeFileSync(config, JSON.stringify({ mappings: [{
+    provider: "flowui", action: "review", handler_mode: "command", handler_target: "hold",
+    flow: { key: "{{payload.pr}}", concurrency: { per_key: 1 }, on_conflict: "supersede" },
+  }] }));
+  cli("mapping", "apply-config", "--config", config);
+  const event = async (id) => {
+    const r = await fetch(`${base}/events/${id}`, { headers: { "x-admin-secret": secret } });
+    assert.equal(r.status, 200);
+    return (await r.json()).event;
+  };
+  const until = async (id, status) => {
+    for (let i = 0; i < 200; i++) {
+      const e = await event(id);
+      if (e.status === status) return e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`event ${id} never became ${status}: ${JSON.stringify(await event(id))}`);
+  };
+  const running = await webhook(base, "flowui", { pr: 7, push: 1 });
+  await until(running, "processing");
+  const stale = await webhook(base, "flowui", { pr: 7, push: 2 });
+  await until(stale, "waiting");
+
+  await page.goto(`${base}/ui/events/${stale}`);
+  await signIn(page);
+  await page.locator("#event-live div.grid .badge.waiting").first().waitFor();
+  assert.equal((await page.locator("#event-live h2", { hasText: "Waiting for" }).count()), 1);
+  assert.match(await page.locator("#event-live pre.wait-text").textContent(),
+    new RegExp(`^flow:concurrency: action 'review' key '7': 1 of per_key 1 running \\(event ${running} runs\\)`));
+  assert.equal(await page.locator("#event-live pre.error-text").count(), 0, "a wait is not an error");
+  assert.equal(await page.locator("#event-live form.cancel").count(), 1, "a waiting event can be cancelled");
+  await shot(page, "event-waiting");
+
+  // A newer push: the waiting one is superseded; its page follows without a reload.
+  await page.evaluate(() => { window.__stillHere = true; });
+  const latest = await webhook(base, "flowui", { pr: 7, push: 3 });
+  await page.locator("#event-live div.grid .badge.superseded").first().waitFor({ timeout: 20000 });
+  assert.equal(await page.evaluate(() => window.__stillHere), true, "superseded without a reload");
+  assert.match(await page.locator("#event-live p.flow-note").textContent(), new RegExp(`^Superseded by event ${latest} `));
+  assert.equal(await page.locator("#event-live form.cancel").count(), 0, "no cancel once superseded");
+  await shot(page, "event-superseded");
+  await Promise.all([page.waitForURL(new RegExp(`/ui/events/${latest}$`)),
+    page.click(`#event-live p.flow-note a[href="/ui/events/${latest}"]`)]);
+  await page.locator("#event-live div.grid .badge.waiting").first().waitFor();
+  assert.match(await page.locator("#event-live pre.wait-text").textContent(), new RegExp(`\\(event ${running} runs\\)`));
+
+  // The events list: the waiting event's reason in its row, the filter by status.
+  await page.goto(`${base}/ui/events?status=waiting`);
+  const row = page.locator(`#event-rows tr[data-id="${latest}"]`);
+  await row.locator(".badge.waiting").waitFor();
+  assert.match(await row.locator("td.reason").textContent(), /^flow:concurrency:/);
+  await shot(page, "events-waiting");
+
+  // Let the runs go: the first finishes, the latest runs after it; the stale one never ran.
+  fs.writeFileSync(path.join(work, "release-hold"), "");
+  await until(running, "done");
+  await until(latest, "done");
+  assert.equal((await event(stale)).status, "superseded");
+}
+
 async function run() {
   fs.mkdirSync(shots, { recursive: true });
   fs.writeFileSync(env.APP_COMMANDS_PATH, JSON.stringify({
     deploy: ["sh", "-c", "echo 'deploy failed: DEPLOY_TOKEN is not set' >&2; exit 3"],
+    // Holds its run until the file release-hold exists (at most a minute).
+    hold: ["sh", "-c", `cat >/dev/null; i=0; while [ ! -f '${path.join(work, "release-hold")}' ] && [ $i -lt 600 ]; `
+      + `do sleep 0.1; i=$((i+1)); done; echo '{"ok": true}'`],
   }));
   // No operator command creates the database (issue 31): create it first, as a user does.
   cli("db", "init");
@@ -457,6 +527,7 @@ async function run() {
     await filtersAndPaging(page, base);
     await fanOut(page, base);
     await agentTimelineAndSpend(page, base);
+    await flowStatuses(page, base);
 
     // Cancel needs an event that stays queued: the same database served without a worker.
     server.child.kill("SIGTERM");

@@ -230,7 +230,9 @@ async fn operator_scenario(dir: &std::path::Path, db: Database) {
     let sql = format!(
         "UPDATE events SET status = 'waiting', next_attempt_at = '{FAR}', last_error = '{}' WHERE id IN ({waiting}, {waiting2}); \
          UPDATE events SET status = 'superseded', processed_at = '{OLD}', result_json = '{}' WHERE id IN ({superseded}, {replayed}); \
-         UPDATE events SET status = 'skipped', processed_at = '{OLD}', result_json = '{}' WHERE id = {skipped}",
+         UPDATE events SET status = 'skipped', processed_at = '{OLD}', result_json = '{}' WHERE id = {skipped}; \
+         INSERT INTO action_runs (event_row_id, started_at, finished_at, status, provider, action, handler_mode, error) \
+           VALUES ({superseded}, '{OLD}', '{OLD}', 'cancelled', 'github', 'review', 'command', 'stopped: a newer event')",
         quote(&reason),
         quote(&ended(EventStatus::Superseded, skipped)),
         quote(&ended(EventStatus::Skipped, waiting2)),
@@ -290,6 +292,7 @@ async fn operator_scenario(dir: &std::path::Path, db: Database) {
     );
     let (v, note) = show(superseded);
     assert_eq!(v["event"]["result"]["flow"]["by"]["row_id"], skipped);
+    assert_eq!(v["action_runs"][0]["status"], "cancelled");
     assert!(
         note.contains(&format!(
             "event {superseded} is superseded by event {skipped} (event_id e2, action 'review', key 'o/r#1')"
@@ -327,6 +330,7 @@ async fn operator_scenario(dir: &std::path::Path, db: Database) {
         "{page}"
     );
     assert!(page.contains(r#"class="badge superseded""#));
+    assert!(page.contains(r#"class="badge cancelled""#), "its cancelled run: {page}");
     assert!(!page.contains("/cancel\""), "a superseded event cannot be cancelled");
     let page = open_page(&app, &format!("/ui/events/{skipped}")).await;
     assert!(

@@ -351,7 +351,11 @@ pub async fn cancel(
     Form(_form): Form<CancelForm>,
 ) -> Result<Response, ApiError> {
     let note = match state.app.db.cancel(id).await? {
-        Transition::Applied => EventStatus::Cancelled.as_str(),
+        Transition::Applied => {
+            // A waiting event it held back in a flow line may be due now.
+            state.app.wake.notify_one();
+            EventStatus::Cancelled.as_str()
+        }
         Transition::NotFound => return Err(ApiError::NotFound(format!("event {id} not found"))),
         Transition::Conflict(_) => "not-cancellable",
     };

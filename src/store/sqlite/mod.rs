@@ -108,6 +108,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "finished index with flow statuses",
         include_str!("../../../migrations/sqlite/0031_finished_index_flow_statuses.sql"),
     ),
+    (
+        32,
+        "waiting index",
+        include_str!("../../../migrations/sqlite/0032_waiting_index.sql"),
+    ),
 ];
 
 /// The WHERE of the `events_finished` index (migrations 0012, 0031), which a query repeats

@@ -78,6 +78,17 @@ async fn status_counts_read_indexes_not_the_table() {
 }
 
 #[tokio::test]
+async fn flow_statements_on_events_read_an_index() {
+    let (_dir, path) = migrated().await;
+    // Flow housekeeping's release of timed waits (`sweep` in sqlite/flow.rs), once a second
+    // on every worker: it must not scan the events table (migration 0032).
+    let sweep = "UPDATE events SET status = 'pending' WHERE status = 'waiting' AND next_attempt_at <= ?1";
+    let p = plan(&path, sweep);
+    assert!(p.contains("INDEX events_waiting"), "{p}");
+    assert!(!p.contains("SCAN events"), "{p}");
+}
+
+#[tokio::test]
 async fn a_pages_action_states_are_looked_up_by_event() {
     let (_dir, path) = migrated().await;
     let p = plan(&path, action_states::SQLITE_SQL);
