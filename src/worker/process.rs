@@ -227,7 +227,7 @@ impl Processor {
                 .attempt_routed(event, &decision, &router, &payload, slots, started, None)
                 .await;
         }
-        let debounced = self.admit_flow(event, runs).await?;
+        let debounced = self.admit_flow(event, &decision.provider, runs).await?;
         let cancel = self.cancels.register(event.id);
         let finish = self
             .attempt_routed(event, &decision, &router, &payload, slots, started, debounced.as_ref())

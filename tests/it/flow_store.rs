@@ -21,6 +21,7 @@ fn flow(v: Value) -> Flow {
 fn ask(c: &ClaimedEvent, action: &str, key: &str, f: &Flow) -> FlowAsk {
     FlowAsk {
         claim: c.claim_ref(),
+        provider: "test".into(),
         runs: vec![FlowRun {
             action: action.into(),
             key: key.into(),

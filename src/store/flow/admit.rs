@@ -51,6 +51,7 @@ pub async fn admit<T: FlowTx>(tx: &mut T, ask: &FlowAsk, now: &str) -> Result<Fl
             Step::Wait { blocked, reason, until } => {
                 undo(tx, e, &granted, now).await?;
                 let row = WaitRow {
+                    provider: &ask.provider,
                     action: &run.action,
                     key: &run.key,
                     pool: run.flow.pool.as_deref(),
@@ -66,7 +67,10 @@ pub async fn admit<T: FlowTx>(tx: &mut T, ask: &FlowAsk, now: &str) -> Result<Fl
                 undo(tx, e, &granted, now).await?;
                 let by_id = tx.event_id(by).await?;
                 let result = ended_result(status, &run.action, &run.key, by, by_id.as_deref());
-                if !tx.end_event(e, Some(ask.claim), status, &result, now).await? {
+                if !tx
+                    .end_event(e, Some((ask.claim, &ask.provider, &run.action)), status, &result, now)
+                    .await?
+                {
                     return Ok(FlowVerdict::Lost);
                 }
                 return Ok(FlowVerdict::Ended { status, by });

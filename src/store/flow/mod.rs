@@ -36,6 +36,8 @@ pub struct FlowRun {
 pub struct FlowAsk {
     /// The claim (admission is refused when it was lost).
     pub claim: ClaimRef,
+    /// The detected provider (stored on a waiting or ended event, for listings).
+    pub provider: String,
     /// The actions with a flow, in routing order.
     pub runs: Vec<FlowRun>,
 }

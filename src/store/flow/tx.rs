@@ -39,6 +39,8 @@ pub struct FreedSlot {
 
 /// A waiting row to write.
 pub struct WaitRow<'a> {
+    /// The event's provider (stored on the event for listings).
+    pub provider: &'a str,
     /// The action.
     pub action: &'a str,
     /// The key.
@@ -126,11 +128,12 @@ pub trait FlowTx {
     async fn delete_waits(&mut self, row_id: i64) -> Result<(), Self::Error>;
 
     /// Ends an event that is not finished (claimed or not): `status`, `result_json`; its
-    /// queue entry and waiting rows go. With `claim`, only while that claim holds.
+    /// queue entry and waiting rows go. With `claim` (the arriving event, and its provider
+    /// and action to store), only while that claim holds.
     async fn end_event(
         &mut self,
         row_id: i64,
-        claim: Option<ClaimRef>,
+        claim: Option<(ClaimRef, &str, &str)>,
         status: EventStatus,
         result_json: &str,
         now: &str,

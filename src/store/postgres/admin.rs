@@ -105,17 +105,10 @@ pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<(Transition, bool),
             .await?;
     let mut locks: Vec<String> = Vec::new();
     for (action, pool) in lines {
-        locks.push(format!("flow:action:{action}"));
-        locks.extend(pool.map(|p| format!("flow:pool:{p}")));
+        locks.push(super::flow::action_lock(&action));
+        locks.extend(pool.as_deref().map(super::flow::pool_lock));
     }
-    locks.sort();
-    locks.dedup();
-    for name in locks {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7235))")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-    }
+    super::flow::take_locks(&mut tx, locks).await?;
     let sql = format!(
         "WITH {LOCK_QUEUED}, \
          cancelled AS (UPDATE events SET status = 'cancelled', processed_at = $1, lease_until = NULL \

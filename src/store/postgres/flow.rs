@@ -28,14 +28,30 @@ struct Tx {
 /// servers and versions ≥ 11).
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7235))";
 
+/// The lock name of an action's lines.
+pub(super) fn action_lock(action: &str) -> String {
+    format!("flow:action:{action}")
+}
+
+/// The lock name of a pool's line.
+pub(super) fn pool_lock(pool: &str) -> String {
+    format!("flow:pool:{pool}")
+}
+
+/// Takes the advisory locks `names` in the one global order (sorted), for the transaction.
+pub(super) async fn take_locks(conn: &mut sqlx::PgConnection, mut names: Vec<String>) -> Result<(), sqlx::Error> {
+    names.sort();
+    names.dedup();
+    for name in names {
+        sqlx::query(LOCK).bind(name).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 impl Tx {
-    async fn begin(pool: &PgPool, mut names: Vec<String>) -> Result<Tx, sqlx::Error> {
+    async fn begin(pool: &PgPool, names: Vec<String>) -> Result<Tx, sqlx::Error> {
         let mut tx = pool.begin().await?;
-        names.sort();
-        names.dedup();
-        for name in names {
-            sqlx::query(LOCK).bind(name).execute(&mut *tx).await?;
-        }
+        take_locks(&mut tx, names).await?;
         Ok(Tx { tx, woken: 0 })
     }
 
@@ -319,24 +335,26 @@ impl FlowTx for Tx {
     async fn end_event(
         &mut self,
         row_id: i64,
-        claim: Option<ClaimRef>,
+        claim: Option<(ClaimRef, &str, &str)>,
         status: EventStatus,
         result_json: &str,
         now: &str,
     ) -> Result<bool, sqlx::Error> {
         let changed = match claim {
-            Some(c) => {
+            Some((c, provider, action)) => {
                 self.exec(
                     "WITH claim AS (DELETE FROM event_queue WHERE event_row_id = $4 AND attempt = $5 \
                        AND leased_until IS NOT NULL RETURNING event_row_id) \
                      UPDATE events SET status = $1, result_json = $2, processed_at = $3, last_error = NULL, \
-                       lease_until = NULL WHERE id = (SELECT event_row_id FROM claim)",
+                       lease_until = NULL, provider = $6, action = $7 WHERE id = (SELECT event_row_id FROM claim)",
                     Binds(vec![
                         Text(status.as_str()),
                         Text(result_json),
                         Text(now),
                         Int(row_id),
                         Int(c.attempt),
+                        Text(provider),
+                        Text(action),
                     ]),
                 )
                 .await?
@@ -369,9 +387,16 @@ impl FlowTx for Tx {
             .exec(
                 "WITH claim AS (DELETE FROM event_queue WHERE event_row_id = $3 AND attempt = $4 \
                    AND leased_until IS NOT NULL RETURNING event_row_id) \
-                 UPDATE events SET status = 'waiting', next_attempt_at = $1, last_error = $2, lease_until = NULL \
-                 WHERE id = (SELECT event_row_id FROM claim)",
-                Binds(vec![Text(until), Text(reason), Int(claim.id), Int(claim.attempt)]),
+                 UPDATE events SET status = 'waiting', next_attempt_at = $1, last_error = $2, lease_until = NULL, \
+                   provider = $5, action = $6 WHERE id = (SELECT event_row_id FROM claim)",
+                Binds(vec![
+                    Text(until),
+                    Text(reason),
+                    Int(claim.id),
+                    Int(claim.attempt),
+                    Text(row.provider),
+                    Text(row.action),
+                ]),
             )
             .await?;
         if changed == 1 {
@@ -411,9 +436,9 @@ impl FlowTx for Tx {
 fn lock_names(ask: &FlowAsk) -> Vec<String> {
     let mut names = Vec::new();
     for run in &ask.runs {
-        names.push(format!("flow:action:{}", run.action));
+        names.push(action_lock(&run.action));
         if let Some(p) = &run.flow.pool {
-            names.push(format!("flow:pool:{p}"));
+            names.push(pool_lock(p));
         }
     }
     names
@@ -439,10 +464,8 @@ async fn slot_locks(pool: &PgPool, row_id: i64) -> Result<Vec<String>, sqlx::Err
             .await?;
     let mut names = Vec::new();
     for (action, p) in rows {
-        names.push(format!("flow:action:{action}"));
-        if let Some(p) = p {
-            names.push(format!("flow:pool:{p}"));
-        }
+        names.push(action_lock(&action));
+        names.extend(p.as_deref().map(pool_lock));
     }
     Ok(names)
 }
@@ -471,7 +494,7 @@ pub(super) async fn supersede_running(
     by: i64,
 ) -> Result<bool, StoreError> {
     Ok(retry("flow supersede", || async {
-        let mut tx = Tx::begin(pool, vec![format!("flow:action:{action}")]).await?;
+        let mut tx = Tx::begin(pool, vec![action_lock(action)]).await?;
         let key: Option<String> =
             sqlx::query_scalar("SELECT flow_key FROM flow_slots WHERE event_row_id = $1 AND action = $2")
                 .bind(claim.id)
@@ -510,7 +533,7 @@ pub(super) async fn supersede_running(
 /// Pauses a pool; returns the end of the pause.
 pub(super) async fn pause(pool: &PgPool, name: &str, retry_after: Option<Duration>) -> Result<String, StoreError> {
     Ok(retry("flow pause", || async {
-        let mut tx = Tx::begin(pool, vec![format!("flow:pool:{name}")]).await?;
+        let mut tx = Tx::begin(pool, vec![pool_lock(name)]).await?;
         let now = crate::time::now();
         let row: Option<(i64, Option<String>)> = sqlx::query_as(q::POOL_PAUSE_MS)
             .bind(name)

@@ -208,18 +208,18 @@ impl FlowTx for Tx<'_, '_> {
     async fn end_event(
         &mut self,
         row_id: i64,
-        claim: Option<ClaimRef>,
+        claim: Option<(ClaimRef, &str, &str)>,
         status: EventStatus,
         result_json: &str,
         now: &str,
     ) -> rusqlite::Result<bool> {
         let changed = match claim {
             // Its attempt never ran a handler: given back, as for a wait.
-            Some(c) => self.exec(
+            Some((c, provider, action)) => self.exec(
                 "UPDATE events SET status = $1, result_json = $2, processed_at = $3, last_error = NULL, \
-                 lease_until = NULL, attempt_count = attempt_count - 1 \
+                 lease_until = NULL, attempt_count = attempt_count - 1, provider = $6, action = $7 \
                  WHERE id = $4 AND attempt_count = $5 AND status = 'processing'",
-                params![status.as_str(), result_json, now, row_id, c.attempt],
+                params![status.as_str(), result_json, now, row_id, c.attempt, provider, action],
             )?,
             None => self.exec(
                 "UPDATE events SET status = $1, result_json = $2, processed_at = $3, last_error = NULL, \
@@ -243,8 +243,9 @@ impl FlowTx for Tx<'_, '_> {
     ) -> rusqlite::Result<bool> {
         let changed = self.exec(
             "UPDATE events SET status = 'waiting', attempt_count = attempt_count - 1, next_attempt_at = $1, \
-             last_error = $2, lease_until = NULL WHERE id = $3 AND attempt_count = $4 AND status = 'processing'",
-            params![until, reason, claim.id, claim.attempt],
+             last_error = $2, lease_until = NULL, provider = $5, action = $6 \
+             WHERE id = $3 AND attempt_count = $4 AND status = 'processing'",
+            params![until, reason, claim.id, claim.attempt, row.provider, row.action],
         )?;
         if changed == 1 {
             self.exec(

@@ -56,7 +56,12 @@ pub fn rate_limited(mode: HandlerMode, e: &HandlerError) -> bool {
 impl Processor {
     /// Admission: `Some(debounced)` when the runs may start (holding their slots), `None`
     /// when the event waits, ended, or its claim was lost (all already stored).
-    pub(super) async fn admit_flow(&self, event: &ClaimedEvent, runs: Vec<FlowRun>) -> Option<Option<Value>> {
+    pub(super) async fn admit_flow(
+        &self,
+        event: &ClaimedEvent,
+        provider: &str,
+        runs: Vec<FlowRun>,
+    ) -> Option<Option<Value>> {
         let first = runs
             .first()
             .map(|r| (r.action.clone(), r.key.clone()))
@@ -64,6 +69,7 @@ impl Processor {
         let actions: Vec<String> = runs.iter().map(|r| r.action.clone()).collect();
         let ask = FlowAsk {
             claim: event.claim_ref(),
+            provider: provider.to_owned(),
             runs,
         };
         let count = |kind: &'static str| {
