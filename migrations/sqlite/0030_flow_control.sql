@@ -16,7 +16,8 @@ CREATE TABLE flow_pools (
 );
 
 -- A run holding a slot: one row per running (event, action) with a flow. cancel_by is the
--- row id of the event that asked for it to stop (on_conflict: cancel_running).
+-- row id of the event that asked for it to stop (on_conflict: cancel_running); limited says
+-- its flow has an action-wide limit (PostgreSQL then takes the action's lock to free it).
 CREATE TABLE flow_slots (
     event_row_id INTEGER NOT NULL,
     action TEXT NOT NULL,
@@ -24,6 +25,7 @@ CREATE TABLE flow_slots (
     pool TEXT,
     started_at TEXT NOT NULL,
     cancel_by INTEGER,
+    limited INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (event_row_id, action)
 );
 CREATE INDEX flow_slots_key ON flow_slots (action, flow_key);

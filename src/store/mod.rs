@@ -239,10 +239,11 @@ pub trait Store: Send + Sync + 'static {
     /// A run in `pool` succeeded: the next pause starts again at 5 s.
     fn flow_pool_ok(&self, pool: String) -> StoreFuture<'_, ()>;
 
-    /// Housekeeping: frees slots of events no longer running (a process died), drops the
-    /// waits of events that ended, wakes waiters whose time came, prunes old rate starts;
-    /// returns how many events it woke.
-    fn flow_sweep(&self) -> StoreFuture<'_, u64>;
+    /// Housekeeping: frees slots of events no longer running (a process died) and wakes
+    /// waiters whose time came; with `tidy` also drops the waiting rows and windows of
+    /// events that ended some other way and prunes old rate starts (work that grows with
+    /// the lines, so done less often). Returns how many events it woke.
+    fn flow_sweep(&self, tidy: bool) -> StoreFuture<'_, u64>;
 
     /// Live slots, waits and pools.
     fn flow_state(&self) -> StoreFuture<'_, flow::FlowState>;

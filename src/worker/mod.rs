@@ -286,7 +286,7 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
         log_reclaimed(&reclaimed);
     }
     db.release_held().await?;
-    db.flow_sweep().await?;
+    db.flow_sweep(true).await?;
     let Some(event) = db.claim(1, cfg.lease).await?.into_iter().next() else {
         return Ok(false);
     };
@@ -371,14 +371,17 @@ fn log_reclaimed(reclaimed: &[crate::store::Reclaimed]) {
 /// due, and slots of dead processes freed: the precision of those waits.
 const FLOW_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Flow control's housekeeping (CONTRACT §13), once a second: one small write, whatever
-/// the traffic.
+/// Every how many sweeps the tidying that grows with the lines runs (once a minute).
+const FLOW_TIDY_EVERY: u64 = 60;
+
+/// Flow control's housekeeping (CONTRACT §13): once a second the cheap part (timed waits,
+/// dead processes' slots), once a minute the tidying.
 async fn flow_loop(db: Db, wake: Arc<Notify>) {
     let mut tick = tokio::time::interval(FLOW_SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for n in 0u64.. {
         tick.tick().await;
-        match db.flow_sweep().await {
+        match db.flow_sweep(n % FLOW_TIDY_EVERY == 0).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::debug!(count = n, "waiting events due again");

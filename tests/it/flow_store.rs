@@ -216,7 +216,7 @@ async fn debounce_runs_the_latest_event_with_the_whole_window(t: TestStore) {
     // Before the quiet period ends nothing is due; after it, the sweep makes d3 due.
     assert!(db.claim(10, LEASE).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(db.flow_sweep().await.unwrap(), 1);
+    assert_eq!(db.flow_sweep(true).await.unwrap(), 1);
     let c = claim_all(db).await;
     assert_eq!(c.len(), 1);
     assert_eq!(
@@ -281,6 +281,6 @@ async fn a_slot_of_an_event_no_longer_claimed_is_freed_by_the_sweep(t: TestStore
     // sweep frees the slot and wakes x2.
     tokio::time::sleep(Duration::from_millis(400)).await;
     db.reclaim_expired(5).await.unwrap();
-    assert!(db.flow_sweep().await.unwrap() >= 1);
+    assert!(db.flow_sweep(true).await.unwrap() >= 1);
     assert_eq!(status(db, ids[1]).await, "pending");
 }

@@ -336,7 +336,7 @@ async fn decide<T: FlowTx>(
             ));
         }
     }
-    tx.insert_slot(e, a, k, flow.pool.as_deref(), now).await?;
+    tx.insert_slot(e, run, now).await?;
     if flow.rate.is_some() {
         tx.insert_start(a, k, now).await?;
     }

@@ -44,9 +44,10 @@ pub const COUNT_ACTION: &str = "SELECT count(*) FROM flow_slots WHERE action = $
 pub const COUNT_POOL: &str = "SELECT count(*) FROM flow_slots WHERE pool = $1 AND event_row_id <> $2";
 pub const NTH_START: &str = "SELECT started_at FROM flow_starts WHERE action = $1 AND flow_key = $2 \
      AND started_at > $3 ORDER BY started_at DESC LIMIT 1 OFFSET $4";
-pub const INSERT_SLOT: &str = "INSERT INTO flow_slots (event_row_id, action, flow_key, pool, started_at) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_row_id, action) DO UPDATE SET \
-     flow_key = excluded.flow_key, pool = excluded.pool, started_at = excluded.started_at, cancel_by = NULL";
+pub const INSERT_SLOT: &str = "INSERT INTO flow_slots (event_row_id, action, flow_key, pool, started_at, limited) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_row_id, action) DO UPDATE SET \
+     flow_key = excluded.flow_key, pool = excluded.pool, started_at = excluded.started_at, cancel_by = NULL, \
+     limited = excluded.limited";
 pub const INSERT_START: &str = "INSERT INTO flow_starts (action, flow_key, started_at) VALUES ($1, $2, $3)";
 pub const DELETE_START: &str = "DELETE FROM flow_starts WHERE action = $1 AND flow_key = $2 AND started_at = $3";
 pub const REQUEST_CANCEL: &str =

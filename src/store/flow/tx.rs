@@ -107,15 +107,8 @@ pub trait FlowTx {
     /// The `n`-th newest start of `(action, key)` after `since`, if there are `n`.
     async fn nth_start(&mut self, action: &str, key: &str, since: &str, n: u32) -> Result<Option<String>, Self::Error>;
 
-    /// Takes a slot.
-    async fn insert_slot(
-        &mut self,
-        row_id: i64,
-        action: &str,
-        key: &str,
-        pool: Option<&str>,
-        now: &str,
-    ) -> Result<(), Self::Error>;
+    /// Takes a slot (`limited`: its flow has an action-wide limit).
+    async fn insert_slot(&mut self, row_id: i64, run: &super::FlowRun, now: &str) -> Result<(), Self::Error>;
     /// Records a start for the rate window.
     async fn insert_start(&mut self, action: &str, key: &str, now: &str) -> Result<(), Self::Error>;
     /// Asks `holder`'s run in `action` to stop for event `by`.

@@ -98,13 +98,14 @@ pub(super) async fn cancel(pool: &PgPool, id: i64) -> Result<(Transition, bool),
     let mut tx = pool.begin().await?;
     // The locks of the lines it waits in, first and in admission's order (postgres/flow.rs):
     // an admission that saw it in line commits before the line moves on.
-    let lines: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT action, pool FROM flow_waits WHERE event_row_id = $1")
+    let lines: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT action, flow_key, pool FROM flow_waits WHERE event_row_id = $1")
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
     let mut locks: Vec<String> = Vec::new();
-    for (action, pool) in lines {
+    for (action, key, pool) in lines {
+        locks.push(super::flow::key_lock(&action, &key));
         locks.push(super::flow::action_lock(&action));
         locks.extend(pool.as_deref().map(super::flow::pool_lock));
     }

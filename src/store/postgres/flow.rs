@@ -28,9 +28,15 @@ struct Tx {
 /// servers and versions ≥ 11).
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7235))";
 
-/// The lock name of an action's lines.
+/// The lock name of an action's action-wide lines (its `limit`): taken only by flows that
+/// have one, so that the keys of an action without a limit admit in parallel.
 pub(super) fn action_lock(action: &str) -> String {
     format!("flow:action:{action}")
+}
+
+/// The lock name of one key's line in an action: every admission takes it.
+pub(super) fn key_lock(action: &str, key: &str) -> String {
+    format!("flow:key:{action}\u{1f}{key}")
 }
 
 /// The lock name of a pool's line.
@@ -277,19 +283,16 @@ impl FlowTx for Tx {
             .await
     }
 
-    async fn insert_slot(
-        &mut self,
-        row_id: i64,
-        action: &str,
-        key: &str,
-        pool: Option<&str>,
-        now: &str,
-    ) -> Result<(), sqlx::Error> {
-        self.exec(
-            q::INSERT_SLOT,
-            Binds(vec![Int(row_id), Text(action), Text(key), OptText(pool), Text(now)]),
-        )
-        .await?;
+    async fn insert_slot(&mut self, row_id: i64, run: &flow::FlowRun, now: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(q::INSERT_SLOT)
+            .bind(row_id)
+            .bind(&run.action)
+            .bind(&run.key)
+            .bind(run.flow.pool.as_deref())
+            .bind(now)
+            .bind(run.flow.limit.is_some())
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -432,11 +435,14 @@ impl FlowTx for Tx {
     }
 }
 
-/// The lock names of an admission: its actions and pools.
+/// The lock names of an admission: each run's key, its action when it has a limit, its pool.
 fn lock_names(ask: &FlowAsk) -> Vec<String> {
     let mut names = Vec::new();
     for run in &ask.runs {
-        names.push(action_lock(&run.action));
+        names.push(key_lock(&run.action, &run.key));
+        if run.flow.limit.is_some() {
+            names.push(action_lock(&run.action));
+        }
         if let Some(p) = &run.flow.pool {
             names.push(pool_lock(p));
         }
@@ -455,16 +461,19 @@ pub(super) async fn admit(pool: &PgPool, ask: FlowAsk) -> Result<FlowVerdict, St
     .await?)
 }
 
-/// The lock names of the slots an event holds.
+/// The lock names of the slots an event holds: as its admission took them.
 async fn slot_locks(pool: &PgPool, row_id: i64) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT action, pool FROM flow_slots WHERE event_row_id = $1")
+    let rows: Vec<(String, String, Option<String>, bool)> =
+        sqlx::query_as("SELECT action, flow_key, pool, limited FROM flow_slots WHERE event_row_id = $1")
             .bind(row_id)
             .fetch_all(pool)
             .await?;
     let mut names = Vec::new();
-    for (action, p) in rows {
-        names.push(action_lock(&action));
+    for (action, key, p, limited) in rows {
+        names.push(key_lock(&action, &key));
+        if limited {
+            names.push(action_lock(&action));
+        }
         names.extend(p.as_deref().map(pool_lock));
     }
     Ok(names)
@@ -494,13 +503,13 @@ pub(super) async fn supersede_running(
     by: i64,
 ) -> Result<bool, StoreError> {
     Ok(retry("flow supersede", || async {
-        let mut tx = Tx::begin(pool, vec![action_lock(action)]).await?;
         let key: Option<String> =
             sqlx::query_scalar("SELECT flow_key FROM flow_slots WHERE event_row_id = $1 AND action = $2")
                 .bind(claim.id)
                 .bind(action)
-                .fetch_optional(&mut *tx.tx)
+                .fetch_optional(pool)
                 .await?;
+        let mut tx = Tx::begin(pool, vec![key_lock(action, key.as_deref().unwrap_or(""))]).await?;
         let by_id = tx.event_id(by).await?;
         let result = flow::ended_result(
             EventStatus::Superseded,
@@ -557,7 +566,7 @@ pub(super) async fn pause(pool: &PgPool, name: &str, retry_after: Option<Duratio
 }
 
 /// Housekeeping (see [`crate::store::Store::flow_sweep`]).
-pub(super) async fn sweep(pool: &PgPool) -> Result<u64, StoreError> {
+pub(super) async fn sweep(pool: &PgPool, tidy: bool) -> Result<u64, StoreError> {
     // Slots of events no longer claimed: their process died (or stopped) mid-run.
     let orphans: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT s.event_row_id FROM flow_slots s WHERE NOT EXISTS (SELECT 1 FROM event_queue q \
@@ -570,13 +579,15 @@ pub(super) async fn sweep(pool: &PgPool) -> Result<u64, StoreError> {
         woken += release(pool, id).await?;
     }
     let now = crate::time::now();
-    for statement in [q::STALE_WAITS, q::STALE_WINDOWS, q::STALE_WINDOW_EVENTS] {
-        sqlx::query(statement).execute(pool).await?;
+    if tidy {
+        for statement in [q::STALE_WAITS, q::STALE_WINDOWS, q::STALE_WINDOW_EVENTS] {
+            sqlx::query(statement).execute(pool).await?;
+        }
+        sqlx::query(q::PRUNE_STARTS)
+            .bind(flow::starts_kept_after(&now))
+            .execute(pool)
+            .await?;
     }
-    sqlx::query(q::PRUNE_STARTS)
-        .bind(flow::starts_kept_after(&now))
-        .execute(pool)
-        .await?;
     let due: i64 = sqlx::query_scalar(
         "WITH released AS (UPDATE events SET status = 'pending' WHERE status = 'waiting' AND next_attempt_at <= $1 \
            RETURNING id, next_attempt_at, attempt_count), \

@@ -451,8 +451,8 @@ impl Store for PgStore {
         })
     }
 
-    fn flow_sweep(&self) -> StoreFuture<'_, u64> {
-        Box::pin(async move { flow::sweep(&self.pool).await })
+    fn flow_sweep(&self, tidy: bool) -> StoreFuture<'_, u64> {
+        Box::pin(async move { flow::sweep(&self.pool, tidy).await })
     }
 
     fn flow_state(&self) -> StoreFuture<'_, crate::store::flow::FlowState> {

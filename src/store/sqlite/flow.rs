@@ -161,15 +161,12 @@ impl FlowTx for Tx<'_, '_> {
             .optional()
     }
 
-    async fn insert_slot(
-        &mut self,
-        row_id: i64,
-        action: &str,
-        key: &str,
-        pool: Option<&str>,
-        now: &str,
-    ) -> rusqlite::Result<()> {
-        self.exec(q::INSERT_SLOT, params![row_id, action, key, pool, now])?;
+    async fn insert_slot(&mut self, row_id: i64, run: &flow::FlowRun, now: &str) -> rusqlite::Result<()> {
+        let limited = run.flow.limit.is_some();
+        self.exec(
+            q::INSERT_SLOT,
+            params![row_id, run.action, run.key, run.flow.pool, now, limited],
+        )?;
         Ok(())
     }
 
@@ -331,7 +328,7 @@ pub(super) fn pause(
 }
 
 /// Housekeeping (see [`crate::store::Store::flow_sweep`]).
-pub(super) fn sweep(tx: &Transaction<'_>, now: &str) -> rusqlite::Result<u64> {
+pub(super) fn sweep(tx: &Transaction<'_>, tidy: bool, now: &str) -> rusqlite::Result<u64> {
     let orphans: Vec<i64> = {
         let mut stmt = tx.prepare_cached(
             "SELECT DISTINCT event_row_id FROM flow_slots WHERE event_row_id NOT IN \
@@ -345,10 +342,12 @@ pub(super) fn sweep(tx: &Transaction<'_>, now: &str) -> rusqlite::Result<u64> {
         woken += release(tx, id, now)?;
     }
     let t = Tx(tx);
-    t.exec(q::STALE_WAITS, [])?;
-    t.exec(q::STALE_WINDOWS, [])?;
-    t.exec(q::STALE_WINDOW_EVENTS, [])?;
-    t.exec(q::PRUNE_STARTS, params![flow::starts_kept_after(now)])?;
+    if tidy {
+        t.exec(q::STALE_WAITS, [])?;
+        t.exec(q::STALE_WINDOWS, [])?;
+        t.exec(q::STALE_WINDOW_EVENTS, [])?;
+        t.exec(q::PRUNE_STARTS, params![flow::starts_kept_after(now)])?;
+    }
     woken += t.exec(
         "UPDATE events SET status = 'pending' WHERE status = 'waiting' AND next_attempt_at <= $1",
         params![now],

@@ -511,8 +511,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn flow_sweep(&self) -> StoreFuture<'_, u64> {
-        Box::pin(async move { expect!(self.submit(Op::FlowSweep), Count) })
+    fn flow_sweep(&self, tidy: bool) -> StoreFuture<'_, u64> {
+        Box::pin(async move { expect!(self.submit(Op::FlowSweep { tidy }), Count) })
     }
 
     fn flow_state(&self) -> StoreFuture<'_, crate::store::flow::FlowState> {

@@ -123,7 +123,9 @@ pub(super) enum Op {
         retry_after: Option<Duration>,
     },
     FlowPoolOk(String),
-    FlowSweep,
+    FlowSweep {
+        tidy: bool,
+    },
 }
 
 /// A request and where its answer goes.
@@ -338,7 +340,7 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
                 .execute(params![pool])?;
             OpResult::Unit
         }
-        Op::FlowSweep => OpResult::Count(super::flow::sweep(tx, now)?),
+        Op::FlowSweep { tidy } => OpResult::Count(super::flow::sweep(tx, *tidy, now)?),
     })
 }
 
