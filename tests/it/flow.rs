@@ -346,19 +346,27 @@ async fn policies_scenario(env: &[(&str, &str)]) {
     let dir = tmp.path();
     let log = dir.join("runs.log");
     let dump = dir.join("debounced.json");
+    let dump_last = dir.join("last.json");
     let route = |provider: &str, flow: Value| {
+        let target = match provider {
+            "deb" => "dump",
+            "debl" => "dump_last",
+            _ => "job",
+        };
         json!({"provider": provider, "action": provider, "handler_mode": "command",
-               "handler_target": if provider == "deb" { "dump" } else { "job" }, "flow": flow})
+               "handler_target": target, "flow": flow})
     };
     write_config(
         dir,
         json!({"job": logging_command(&log, "0.6"),
-               "dump": ["sh", "-c", format!("cat > '{}'; echo '{{}}'", dump.display())]}),
+               "dump": ["sh", "-c", format!("cat > '{}'; echo '{{}}'", dump.display())],
+               "dump_last": ["sh", "-c", format!("cat >> '{}'; echo >> '{}'; echo '{{}}'", dump_last.display(), dump_last.display())]}),
         json!({"pools": {"shared": {"limit": 1}},
         "mappings": [
             route("skipper", json!({"key": "{{payload.k}}", "on_conflict": "skip"})),
             route("sup", json!({"key": "{{payload.k}}", "concurrency": {"per_key": 1}, "on_conflict": "supersede"})),
             route("deb", json!({"key": "{{payload.k}}", "debounce": {"quiet": "1s", "deliver": "all"}})),
+            route("debl", json!({"key": "{{payload.k}}", "debounce": {"quiet": "1s", "max_wait": "2s"}})),
             route("rl", json!({"key": "{{payload.k}}", "rate": {"limit": 2, "per": "3s"}})),
             route("pa", json!({"pool": "shared"})),
             route("pb", json!({"pool": "shared"})),
@@ -411,6 +419,21 @@ async fn policies_scenario(env: &[(&str, &str)]) {
     assert_eq!(window, d, "{input}");
     assert_eq!(input["debounced"][0]["payload"]["json"]["n"], 0);
     assert_eq!(input["payload"]["json"]["n"], 2);
+
+    // debounce, deliver last: one run, with the latest event only.
+    let mut l = Vec::new();
+    for n in 0..3 {
+        l.push(post(&app, "debl", json!({"k": "l", "n": n})).await);
+    }
+    app.wait_status(l[2], "done", Duration::from_secs(15)).await;
+    for &old in &l[..2] {
+        app.wait_status(old, "superseded", Duration::from_secs(5)).await;
+    }
+    let text = std::fs::read_to_string(&dump_last).unwrap();
+    assert_eq!(text.lines().count(), 1, "one run: {text}");
+    let input: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(input["payload"]["json"]["n"], 2, "{input}");
+    assert!(input.get("debounced").is_none(), "{input}");
 
     // rate 2 per 3 s: the third start of the key waits for the window.
     let r: Vec<i64> = vec![
