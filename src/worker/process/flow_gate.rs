@@ -14,6 +14,10 @@ use crate::routing::RouteDecision;
 use crate::store::flow::{FlowAsk, FlowRun, FlowVerdict};
 use crate::store::{ClaimedEvent, Finish, stored_payload};
 
+/// The most stored payload bytes a `deliver: "all"` window hands over (the newest events
+/// first; the delivered one always).
+const MAX_DEBOUNCED_BYTES: usize = 16 << 20;
+
 /// The runs of this attempt that have a flow, with their keys (empty: flow control is
 /// not involved, and costs nothing).
 pub fn runs(event: &ClaimedEvent, decision: &RouteDecision, payload: &Value) -> Vec<FlowRun> {
@@ -120,17 +124,22 @@ impl Processor {
         }
     }
 
-    /// `debounced` for the handler: each event of the window with its payload.
+    /// `debounced` for the handler: each event of the window with its payload, oldest
+    /// first. Read newest first and cut at [`MAX_DEBOUNCED_BYTES`] of stored payloads, so
+    /// that a window of large bodies cannot make an input of any size (the newest kept).
     async fn window_events(&self, ids: Vec<i64>) -> Value {
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut bytes = 0usize;
+        for &id in ids.iter().rev() {
             match self.db.event(id).await {
                 Ok(Some(row)) => {
-                    let mut payload: Value = row
-                        .payload_json
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str(p).ok())
-                        .unwrap_or(Value::Null);
+                    let text = row.payload_json.unwrap_or_default();
+                    bytes += text.len();
+                    if bytes > MAX_DEBOUNCED_BYTES && !out.is_empty() {
+                        tracing::info!(row_id = id, "debounce window over its size cap: older events left out");
+                        break;
+                    }
+                    let mut payload: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     stored_payload::expand_value(&mut payload, row.source.unwrap_or(crate::domain::Source::Webhook));
                     out.push(json!({"row_id": id, "event_id": row.event_id, "payload": payload}));
                 }
@@ -138,6 +147,7 @@ impl Processor {
                 Err(e) => tracing::warn!(row_id = id, error = %e, "could not read an event of a debounce window"),
             }
         }
+        out.reverse();
         Value::Array(out)
     }
 
