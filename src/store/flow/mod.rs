@@ -151,6 +151,31 @@ pub struct FlowState {
     pub pools: Vec<PoolState>,
 }
 
+impl FlowState {
+    /// The state from its three queries' rows ([`sql::STATE_RUNNING`], [`sql::STATE_WAITING`],
+    /// [`sql::STATE_POOLS`]).
+    pub fn from_rows(
+        running: Vec<(String, i64)>,
+        waiting: Vec<(String, i64)>,
+        pools: Vec<(String, i64, i64, Option<String>)>,
+    ) -> FlowState {
+        let pools = pools
+            .into_iter()
+            .map(|(name, limit, running, paused_until)| PoolState {
+                name,
+                limit,
+                running,
+                paused_until,
+            })
+            .collect();
+        FlowState {
+            running,
+            waiting,
+            pools,
+        }
+    }
+}
+
 /// One pool's live state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolState {

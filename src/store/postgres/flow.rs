@@ -606,17 +606,5 @@ pub(super) async fn state(pool: &PgPool) -> Result<flow::FlowState, StoreError> 
     let running = sqlx::query_as(q::STATE_RUNNING).fetch_all(pool).await?;
     let waiting = sqlx::query_as(q::STATE_WAITING).fetch_all(pool).await?;
     let pools: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(q::STATE_POOLS).fetch_all(pool).await?;
-    Ok(flow::FlowState {
-        running,
-        waiting,
-        pools: pools
-            .into_iter()
-            .map(|(name, limit, running, paused_until)| flow::PoolState {
-                name,
-                limit,
-                running,
-                paused_until,
-            })
-            .collect(),
-    })
+    Ok(flow::FlowState::from_rows(running, waiting, pools))
 }

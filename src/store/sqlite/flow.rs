@@ -367,17 +367,5 @@ pub(super) async fn state(pool: &sqlx::SqlitePool) -> Result<flow::FlowState, cr
     let pools: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(AssertSqlSafe(sql(q::STATE_POOLS)))
         .fetch_all(pool)
         .await?;
-    Ok(flow::FlowState {
-        running,
-        waiting,
-        pools: pools
-            .into_iter()
-            .map(|(name, limit, running, paused_until)| flow::PoolState {
-                name,
-                limit,
-                running,
-                paused_until,
-            })
-            .collect(),
-    })
+    Ok(flow::FlowState::from_rows(running, waiting, pools))
 }
