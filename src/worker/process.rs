@@ -130,6 +130,15 @@ struct Route<'a> {
     flow: Option<&'a crate::domain::flow::Flow>,
 }
 
+/// What an attempt's handlers read: the stored router and payload, and a debounce window.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    router: &'a Value,
+    payload: &'a Value,
+    /// `deliver: "all"`: the window's events (CONTRACT §13).
+    debounced: Option<&'a Value>,
+}
+
 /// How an action run's input and output are stored when it ends `done`.
 #[derive(Clone, Copy, PartialEq)]
 enum RunTexts {
@@ -222,16 +231,18 @@ impl Processor {
         let decision = self.routes.route(&payload).await;
         let router = serde_json::to_value(&decision).unwrap_or(Value::Null);
         let runs = flow_gate::runs(event, &decision, &payload);
+        let mut input = Input {
+            router: &router,
+            payload: &payload,
+            debounced: None,
+        };
         if runs.is_empty() {
-            return self
-                .attempt_routed(event, &decision, &router, &payload, slots, started, None)
-                .await;
+            return self.attempt_routed(event, &decision, input, slots, started).await;
         }
         let debounced = self.admit_flow(event, &decision.provider, runs).await?;
+        input.debounced = debounced.as_ref();
         let cancel = self.cancels.register(event.id);
-        let finish = self
-            .attempt_routed(event, &decision, &router, &payload, slots, started, debounced.as_ref())
-            .await;
+        let finish = self.attempt_routed(event, &decision, input, slots, started).await;
         self.cancels.remove(event.id);
         let finish = match (finish, cancel.cancelled_by()) {
             (Some(finish), Some(by)) => {
@@ -245,28 +256,21 @@ impl Processor {
     }
 
     /// One attempt once flow control let it run.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt_routed(
         &self,
         event: &ClaimedEvent,
         decision: &RouteDecision,
-        router: &Value,
-        payload: &Value,
+        input: Input<'_>,
         slots: Slots,
         started: std::time::Instant,
-        debounced: Option<&Value>,
     ) -> Option<Finish> {
-        let (router, payload, decision) = (router.clone(), payload, decision);
         if !decision.actions.is_empty() {
             // Held before anything runs when any of its actions would be (a budget).
             if let Some((reason, until)) = self.admit_fan_out(event, decision).await {
                 self.hold(event, reason, until).await;
                 return None;
             }
-            return Some(
-                self.attempt_fan_out(event, decision, &router, payload, slots, started, debounced)
-                    .await,
-            );
+            return Some(self.attempt_fan_out(event, decision, input, slots, started).await);
         }
 
         let action = match &decision.mapped_action {
@@ -278,10 +282,9 @@ impl Processor {
                     flow: decision.flow.as_deref(),
                 };
                 let provider = &decision.provider;
-                self.run_action(event, provider, route, &router, payload, RunTexts::Event, debounced)
-                    .await
+                self.run_action(event, provider, route, input, RunTexts::Event).await
             }
-            None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, payload, &router).await),
+            None => ActionOutcome::Unrouted(handlers::run_unrouted(&self.handlers, input.payload, input.router).await),
         };
         if let ActionOutcome::Held { reason, until } = action {
             self.hold(event, reason, until).await;
@@ -296,7 +299,7 @@ impl Processor {
             .map(|e| e.kind.clone().unwrap_or_else(|| "other".into()));
         let outcome = match attempt {
             Ok(result) => Outcome::Done {
-                result_json: stored_result::compact(&router, &result, replay),
+                result_json: stored_result::compact(input.router, &result, replay),
             },
             Err(e) if e.permanent || event.attempt_count >= i64::from(self.max_attempts) => {
                 Outcome::Failed { error: e.message }
@@ -346,16 +349,13 @@ impl Processor {
     }
 
     /// Runs the routed action unless a `done` run exists; then replays its stored output.
-    #[allow(clippy::too_many_arguments)]
     async fn run_action(
         &self,
         event: &ClaimedEvent,
         provider: &str,
         route: Route<'_>,
-        router: &Value,
-        payload: &Value,
+        input: Input<'_>,
         texts: RunTexts,
-        debounced: Option<&Value>,
     ) -> ActionOutcome {
         if let Some(output) = replayed_output(event, route.action) {
             return ActionOutcome::Replayed { output };
@@ -370,6 +370,11 @@ impl Processor {
             Admission::Run(options) => options,
             Admission::Held { reason, until } => return ActionOutcome::Held { reason, until },
         };
+        let Input {
+            router,
+            payload,
+            debounced,
+        } = input;
         let input = HandlerInput {
             action,
             router,

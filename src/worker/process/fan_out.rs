@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{ActionOutcome, Processor, Route, RunTexts, Slots, log_finished, replayed_output};
+use super::{ActionOutcome, Input, Processor, Route, RunTexts, Slots, log_finished, replayed_output};
 use crate::flow::{self, Admission};
 use crate::handlers::HandlerError;
 use crate::routing::{RouteDecision, RoutedAction};
@@ -47,17 +47,15 @@ impl Processor {
     }
 
     /// Runs the actions of `decision.actions` not yet `done` and says how the attempt ended.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt_fan_out(
         &self,
         event: &ClaimedEvent,
         decision: &RouteDecision,
-        router: &Value,
-        payload: &Value,
+        input: Input<'_>,
         slots: Slots,
         started: Instant,
-        debounced: Option<&Value>,
     ) -> Finish {
+        let router = input.router;
         let Slots { mut held, pool } = slots;
         let runs = decision.actions.iter().map(|a| {
             // Replayed actions run nothing and need no slot; the first action that runs
@@ -66,7 +64,7 @@ impl Processor {
                 Some(_) => Slot::None,
                 None => held.take().map_or_else(|| Slot::From(pool.clone()), Slot::Held),
             };
-            self.run_in_slot(event, decision, a, router, payload, slot, debounced)
+            self.run_in_slot(event, decision, a, input, slot)
         });
         let outcomes = join_all(runs.collect()).await;
         let tally = Tally::of(&decision.actions, outcomes);
@@ -99,16 +97,13 @@ impl Processor {
     }
 
     /// Runs one action once it has its slot, which it gives back when its handler ends.
-    #[allow(clippy::too_many_arguments)]
     async fn run_in_slot(
         &self,
         event: &ClaimedEvent,
         decision: &RouteDecision,
         action: &RoutedAction,
-        router: &Value,
-        payload: &Value,
+        input: Input<'_>,
         slot: Slot,
-        debounced: Option<&Value>,
     ) -> ActionOutcome {
         let _slot = slot.take().await;
         let route = Route {
@@ -118,15 +113,7 @@ impl Processor {
             flow: action.flow.as_deref(),
         };
         let outcome = self
-            .run_action(
-                event,
-                &decision.provider,
-                route,
-                router,
-                payload,
-                RunTexts::Full,
-                debounced,
-            )
+            .run_action(event, &decision.provider, route, input, RunTexts::Full)
             .await;
         if let ActionOutcome::Ran { run, .. } = &outcome {
             metrics::fan_out_action_ran(&action.action, run.status);
