@@ -14,6 +14,7 @@ store_tests!(
     every_attempt_is_kept_across_reclaims_and_replays,
     attempts_are_purged_with_their_event,
     an_attempt_starts_at_its_claim_whichever_instance_finishes_it,
+    a_batch_of_finishes_records_each_attempt_on_its_own_event,
 );
 
 async fn claim_one(db: &Db, lease: Duration) -> ClaimRef {
@@ -119,6 +120,43 @@ async fn an_attempt_starts_at_its_claim_whichever_instance_finishes_it(t: TestSt
             "{duration} ms, {elapsed} ms between {a:?}"
         );
         assert!(duration >= 20.0, "{a:?}");
+    }
+}
+
+/// One `finish_many` of 85 outcomes (SQLite inserts their attempts 64, 16, 4 and 1 rows
+/// at a time): each event gets exactly its own attempt, outcome, error and claim time.
+async fn a_batch_of_finishes_records_each_attempt_on_its_own_event(t: TestStore) {
+    let db = &t.db;
+    for i in 0..85 {
+        enqueue(db, &format!("b{i}")).await;
+    }
+    let claimed = db.claim(85, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 85);
+    let batch: Vec<Finish> = claimed
+        .iter()
+        .map(|c| match c.id % 3 {
+            0 => done(c.claim_ref()),
+            1 => retry(c.claim_ref(), &format!("retry {}", c.id)),
+            _ => failed(c.claim_ref(), &format!("failed {}", c.id)),
+        })
+        .collect();
+    assert!(db.finish_many(batch).await.unwrap().into_iter().all(|applied| applied));
+    for c in &claimed {
+        let ev = db.event(c.id).await.unwrap().unwrap();
+        let attempts = db.attempts(c.id).await.unwrap();
+        let want = match c.id % 3 {
+            0 => ("done", None),
+            1 => ("retry", Some(format!("retry {}", c.id))),
+            _ => ("error", Some(format!("failed {}", c.id))),
+        };
+        assert_eq!(attempts.len(), 1, "event {}: {attempts:?}", c.id);
+        let a = &attempts[0];
+        assert_eq!((a.attempt, a.outcome.as_str(), a.error.clone()), (1, want.0, want.1));
+        assert_eq!(a.started_at, ev.processing_started_at, "event {}", c.id);
+        assert!(
+            a.finished_at.is_some() && a.duration_ms.is_some_and(|d| d >= 0),
+            "{a:?}"
+        );
     }
 }
 

@@ -262,12 +262,8 @@ fn run_op(tx: &Transaction<'_>, op: &Op, clock: &Now, claims: &mut ClaimTimes) -
             }
             OpResult::Unit
         }
-        Op::Finish(f) => OpResult::Bool(finish(tx, f, clock, claims)?),
-        Op::FinishMany(fs) => OpResult::Bools(
-            fs.iter()
-                .map(|f| finish(tx, f, clock, claims))
-                .collect::<rusqlite::Result<_>>()?,
-        ),
+        Op::Finish(f) => OpResult::Bool(finish_many(tx, std::slice::from_ref(f), clock, claims)? == [true]),
+        Op::FinishMany(fs) => OpResult::Bools(finish_many(tx, fs, clock, claims)?),
         Op::RoutingVersion => OpResult::Int(routing_version(tx)?),
         Op::Release(released) => {
             let mut stmt = tx.prepare_cached(
@@ -435,7 +431,29 @@ fn claim(
     Ok(claimed)
 }
 
-fn finish(tx: &Transaction<'_>, f: &Finish, clock: &Now, claims: &mut ClaimTimes) -> rusqlite::Result<bool> {
+/// Stores each outcome as [`finish`] does, then the attempts the finishes ended together.
+fn finish_many(
+    tx: &Transaction<'_>,
+    fs: &[Finish],
+    clock: &Now,
+    claims: &mut ClaimTimes,
+) -> rusqlite::Result<Vec<bool>> {
+    let mut known = Vec::with_capacity(fs.len());
+    let applied = fs
+        .iter()
+        .map(|f| finish(tx, f, clock, claims, &mut known))
+        .collect::<rusqlite::Result<_>>()?;
+    attempts::insert(tx, &known, &clock.text)?;
+    Ok(applied)
+}
+
+fn finish<'a>(
+    tx: &Transaction<'_>,
+    f: &'a Finish,
+    clock: &Now,
+    claims: &mut ClaimTimes,
+    known: &mut Vec<attempts::Known<'a>>,
+) -> rusqlite::Result<bool> {
     let now = clock.text.as_str();
     let (id, attempt) = (f.claim.id, f.claim.attempt);
     if f.other_runs_read_event && f.result_json().is_some() {
@@ -488,7 +506,7 @@ fn finish(tx: &Transaction<'_>, f: &Finish, clock: &Now, claims: &mut ClaimTimes
         outcome,
         error,
     };
-    attempts::record_ended(tx, claims, &ended, now, clock.at)?;
+    attempts::record_ended(tx, claims, ended, now, clock.at, known)?;
     for run in f.runs() {
         upsert_action_run(tx, run)?;
     }
