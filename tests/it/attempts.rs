@@ -8,11 +8,13 @@ use switchyard::domain::EventStatus;
 use switchyard::store::{AttemptRow, ClaimRef, Db, Enqueued, Finish, Outcome};
 
 use crate::helpers::*;
-use crate::store::{TestStore, done, event, store_tests};
+use crate::store::{TestStore, done, enqueue, event, store_tests};
 
 store_tests!(
     every_attempt_is_kept_across_reclaims_and_replays,
     attempts_are_purged_with_their_event,
+    an_attempt_starts_at_its_claim_whichever_instance_finishes_it,
+    a_batch_of_finishes_records_each_attempt_on_its_own_event,
 );
 
 async fn claim_one(db: &Db, lease: Duration) -> ClaimRef {
@@ -83,6 +85,78 @@ async fn every_attempt_is_kept_across_reclaims_and_replays(t: TestStore) {
         let (started, finished) = (a.started_at.as_deref().unwrap(), a.finished_at.as_deref().unwrap());
         assert!(started <= finished, "{a:?}");
         assert!(a.duration_ms.is_some_and(|d| d >= 0), "{a:?}");
+    }
+}
+
+/// An attempt's row holds the event's claim time and outcome time, and the milliseconds
+/// between them, both when the instance that claimed the event records the outcome and
+/// when another one does (as after a restart).
+async fn an_attempt_starts_at_its_claim_whichever_instance_finishes_it(t: TestStore) {
+    let db = &t.db;
+    let other = t.open_again().await;
+    let rows = [enqueue(db, "here").await, enqueue(db, "there").await];
+    let mut claimed = db.claim(2, Duration::from_secs(60)).await.unwrap();
+    claimed.sort_by_key(|c| c.id);
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), rows);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(db.finish(done(claimed[0].claim_ref())).await.unwrap());
+    assert!(other.finish(failed(claimed[1].claim_ref(), "exit 2")).await.unwrap());
+
+    let ms = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp_micros() as f64 / 1000.0;
+    for (row, outcome) in rows.into_iter().zip(["done", "error"]) {
+        let ev = db.event(row).await.unwrap().unwrap();
+        let attempts = db.attempts(row).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        let a = &attempts[0];
+        assert_eq!((a.attempt, a.outcome.as_str()), (1, outcome));
+        assert_eq!(a.started_at, ev.processing_started_at, "{a:?} {ev:?}");
+        assert_eq!(a.finished_at, ev.processed_at, "{a:?} {ev:?}");
+        let (started, finished) = (a.started_at.as_deref().unwrap(), a.finished_at.as_deref().unwrap());
+        let elapsed = ms(finished) - ms(started);
+        let duration = a.duration_ms.expect("a duration") as f64;
+        // SQLite's julianday() counts whole milliseconds of each time: 1 ms either way.
+        assert!(
+            (duration - elapsed).abs() <= 1.0,
+            "{duration} ms, {elapsed} ms between {a:?}"
+        );
+        assert!(duration >= 20.0, "{a:?}");
+    }
+}
+
+/// One `finish_many` of 85 outcomes (SQLite inserts their attempts 64, 16, 4 and 1 rows
+/// at a time): each event gets exactly its own attempt, outcome, error and claim time.
+async fn a_batch_of_finishes_records_each_attempt_on_its_own_event(t: TestStore) {
+    let db = &t.db;
+    for i in 0..85 {
+        enqueue(db, &format!("b{i}")).await;
+    }
+    let claimed = db.claim(85, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.len(), 85);
+    let batch: Vec<Finish> = claimed
+        .iter()
+        .map(|c| match c.id % 3 {
+            0 => done(c.claim_ref()),
+            1 => retry(c.claim_ref(), &format!("retry {}", c.id)),
+            _ => failed(c.claim_ref(), &format!("failed {}", c.id)),
+        })
+        .collect();
+    assert!(db.finish_many(batch).await.unwrap().into_iter().all(|applied| applied));
+    for c in &claimed {
+        let ev = db.event(c.id).await.unwrap().unwrap();
+        let attempts = db.attempts(c.id).await.unwrap();
+        let want = match c.id % 3 {
+            0 => ("done", None),
+            1 => ("retry", Some(format!("retry {}", c.id))),
+            _ => ("error", Some(format!("failed {}", c.id))),
+        };
+        assert_eq!(attempts.len(), 1, "event {}: {attempts:?}", c.id);
+        let a = &attempts[0];
+        assert_eq!((a.attempt, a.outcome.as_str(), a.error.clone()), (1, want.0, want.1));
+        assert_eq!(a.started_at, ev.processing_started_at, "event {}", c.id);
+        assert!(
+            a.finished_at.is_some() && a.duration_ms.is_some_and(|d| d >= 0),
+            "{a:?}"
+        );
     }
 }
 

@@ -12,10 +12,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::admin;
+use super::attempts::{self, ClaimTimes, Ended};
 use super::checkpoint::Checkpointer;
 use super::enqueue::enqueue;
 use super::*;
@@ -174,6 +176,7 @@ pub(super) fn start(path: &Path, synchronous: &str) -> Result<mpsc::Sender<Write
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, checkpointer: &Checkpointer) {
     let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
+    let mut claims = ClaimTimes::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         take_waiting(&mut rx, &mut batch);
@@ -183,7 +186,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, checkpoint
             std::thread::sleep(LINGER);
             take_waiting(&mut rx, &mut batch);
         }
-        match run_batch(&mut conn, &batch) {
+        match run_batch(&mut conn, &batch, &mut claims) {
             Ok(results) => {
                 for (op, result) in batch.drain(..).zip(results) {
                     let _ = op.reply.send(Ok(result));
@@ -192,8 +195,13 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, checkpoint
             Err(e) => {
                 // One bad request must not fail the others: redo each alone.
                 tracing::warn!(error = %e, size = batch.len(), "batched write failed; retrying one by one");
+                // Claims of the rolled-back batch were noted; their finishes read the rows.
+                claims.clear();
                 for op in batch.drain(..) {
-                    let result = run_batch(&mut conn, std::slice::from_ref(&op)).map(|mut r| r.remove(0));
+                    let result = run_batch(&mut conn, std::slice::from_ref(&op), &mut claims).map(|mut r| r.remove(0));
+                    if result.is_err() {
+                        claims.clear();
+                    }
                     let _ = op.reply.send(result.map_err(StoreError::from));
                 }
             }
@@ -213,10 +221,21 @@ fn take_waiting(rx: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>) {
     }
 }
 
+/// The batch's clock, read once: every row it writes carries the same time.
+struct Now {
+    /// As stored.
+    text: String,
+    at: DateTime<Utc>,
+}
+
 /// Runs the requests in one transaction; results are in request order.
-fn run_batch(conn: &mut Connection, batch: &[WriteOp]) -> rusqlite::Result<Vec<OpResult>> {
+fn run_batch(conn: &mut Connection, batch: &[WriteOp], claims: &mut ClaimTimes) -> rusqlite::Result<Vec<OpResult>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = time::now();
+    let at = Utc::now();
+    let now = Now {
+        text: time::format(at),
+        at,
+    };
     let mut results = Vec::with_capacity(batch.len());
     let mut rest = batch;
     while let Some(first) = rest.first() {
@@ -229,45 +248,49 @@ fn run_batch(conn: &mut Connection, batch: &[WriteOp]) -> rusqlite::Result<Vec<O
             })
             .collect();
         if events.is_empty() {
-            results.push(run_op(&tx, &first.op, &now)?);
+            results.push(run_op(&tx, &first.op, &now, claims)?);
             rest = &rest[1..];
         } else {
             rest = &rest[events.len()..];
-            results.extend(enqueue(&tx, &events, &now)?.into_iter().map(OpResult::Enqueued));
+            results.extend(enqueue(&tx, &events, &now.text)?.into_iter().map(OpResult::Enqueued));
         }
     }
     tx.commit()?;
     Ok(results)
 }
 
-fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult> {
+fn run_op(tx: &Transaction<'_>, op: &Op, clock: &Now, claims: &mut ClaimTimes) -> rusqlite::Result<OpResult> {
+    let now = clock.text.as_str();
     Ok(match op {
         Op::Enqueue(e) => match enqueue(tx, &[e], now)?.pop() {
             Some(outcome) => OpResult::Enqueued(outcome),
             None => return Err(rusqlite::Error::QueryReturnedNoRows),
         },
-        Op::Claim { limit, lease } => OpResult::Claimed(claim(tx, *limit, *lease, now)?, routing_version(tx)?),
-        Op::Renew { claims, lease } => {
+        Op::Claim { limit, lease } => {
+            OpResult::Claimed(claim(tx, *limit, *lease, clock, claims)?, routing_version(tx)?)
+        }
+        Op::Renew { claims: renewed, lease } => {
             let until = time::after(*lease);
             let mut stmt = tx.prepare_cached(
                 "UPDATE events SET lease_until = ?1 WHERE id = ?2 AND attempt_count = ?3 AND status = 'processing'",
             )?;
-            for c in claims {
+            for c in renewed {
                 stmt.execute(params![until, c.id, c.attempt])?;
             }
             OpResult::Unit
         }
-        Op::Finish(f) => OpResult::Bool(finish(tx, f, now)?),
-        Op::FinishMany(fs) => OpResult::Bools(fs.iter().map(|f| finish(tx, f, now)).collect::<rusqlite::Result<_>>()?),
+        Op::Finish(f) => OpResult::Bool(finish_many(tx, std::slice::from_ref(f), clock, claims)? == [true]),
+        Op::FinishMany(fs) => OpResult::Bools(finish_many(tx, fs, clock, claims)?),
         Op::RoutingVersion => OpResult::Int(routing_version(tx)?),
-        Op::Release(claims) => {
+        Op::Release(released) => {
             let mut stmt = tx.prepare_cached(
                 "UPDATE events SET status = 'retry', attempt_count = attempt_count - 1, next_attempt_at = ?1, \
                  lease_until = NULL WHERE id = ?2 AND attempt_count = ?3 AND status = 'processing'",
             )?;
             let mut n = 0;
-            for c in claims {
+            for c in released {
                 n += stmt.execute(params![now, c.id, c.attempt])? as u64;
+                claims.forget(c.id);
             }
             OpResult::Count(n)
         }
@@ -292,7 +315,8 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             // RETURNING's order is unspecified; the log lists them by row id.
             reclaimed.sort_by_key(|r| r.id);
             for r in &reclaimed {
-                super::attempts::record(tx, r.id, now)?;
+                claims.forget(r.id);
+                attempts::record(tx, r.id, now)?;
             }
             OpResult::Reclaimed(reclaimed)
         }
@@ -318,7 +342,10 @@ fn run_op(tx: &Transaction<'_>, op: &Op, now: &str) -> rusqlite::Result<OpResult
             super::spend::record(tx, record)?;
             OpResult::Unit
         }
-        Op::Hold { claim, reason, until } => OpResult::Bool(super::spend::hold(tx, *claim, reason, until)?),
+        Op::Hold { claim, reason, until } => {
+            claims.forget(claim.id);
+            OpResult::Bool(super::spend::hold(tx, *claim, reason, until)?)
+        }
         Op::ReleaseHeld => OpResult::Count(super::spend::release_held(tx, now)?),
         Op::DeleteRule { provider, name } => OpResult::Bool(
             tx.prepare_cached("DELETE FROM routing_rules WHERE provider = ?1 AND name = ?2")?
@@ -357,7 +384,14 @@ fn routing_version(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
 /// update by row id per event. Inside the writer's transaction nothing else writes between
 /// the two. As one `UPDATE … WHERE id IN (SELECT …) RETURNING …` it cost two ephemeral
 /// tables and a statement journal per claim.
-fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusqlite::Result<Vec<ClaimedEvent>> {
+fn claim(
+    tx: &Transaction<'_>,
+    limit: usize,
+    lease: Duration,
+    clock: &Now,
+    claims: &mut ClaimTimes,
+) -> rusqlite::Result<Vec<ClaimedEvent>> {
+    let now = clock.text.as_str();
     // `LIMIT ?2 + 0`, not `LIMIT ?2`: SQLite's planner reads a bare bound LIMIT, so it would
     // re-prepare this statement on every run (measured: 6 % of the writer's time draining).
     // `INDEXED BY events_due`: without statistics the planner prefers the operator API's
@@ -396,6 +430,7 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
         tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
     for event in &mut claimed {
         take.execute(params![now, until, event.attempt_count, event.id])?;
+        claims.claimed(event.id, event.attempt_count, now, clock.at);
         // A forced replay reruns every action, so it is told of no done runs.
         if event.forced {
             continue;
@@ -425,7 +460,30 @@ fn claim(tx: &Transaction<'_>, limit: usize, lease: Duration, now: &str) -> rusq
     Ok(claimed)
 }
 
-fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool> {
+/// Stores each outcome as [`finish`] does, then the attempts the finishes ended together.
+fn finish_many(
+    tx: &Transaction<'_>,
+    fs: &[Finish],
+    clock: &Now,
+    claims: &mut ClaimTimes,
+) -> rusqlite::Result<Vec<bool>> {
+    let mut known = Vec::with_capacity(fs.len());
+    let applied = fs
+        .iter()
+        .map(|f| finish(tx, f, clock, claims, &mut known))
+        .collect::<rusqlite::Result<_>>()?;
+    attempts::insert(tx, &known, &clock.text)?;
+    Ok(applied)
+}
+
+fn finish<'a>(
+    tx: &Transaction<'_>,
+    f: &'a Finish,
+    clock: &Now,
+    claims: &mut ClaimTimes,
+    known: &mut Vec<attempts::Known<'a>>,
+) -> rusqlite::Result<bool> {
+    let now = clock.text.as_str();
     let (id, attempt) = (f.claim.id, f.claim.attempt);
     if f.other_runs_read_event && f.result_json().is_some() {
         keep_run_inputs(tx, id, f.action_run.as_ref().map(|r| r.action.as_str()))?;
@@ -461,20 +519,31 @@ fn finish(tx: &Transaction<'_>, f: &Finish, now: &str) -> rusqlite::Result<bool>
             )?
             .execute(params![now, error, id, attempt, f.provider, f.action])?,
     };
-    if changed == 1 {
-        super::attempts::record(tx, id, now)?;
+    if changed != 1 {
+        // A lost claim's action runs are not written: the new owner will write its own.
+        claims.forget(id);
+        return Ok(false);
     }
-    // A lost claim's action runs are not written: the new owner will write its own.
-    if changed == 1 {
-        for run in f.runs() {
-            upsert_action_run(tx, run)?;
-        }
-        if let Some(result_json) = f.fan_out.as_deref().and_then(|o| o.unfinished_result_json.as_deref()) {
-            tx.prepare_cached("UPDATE events SET result_json = ?1 WHERE id = ?2")?
-                .execute(params![result_json, id])?;
-        }
+    let (outcome, error) = match &f.outcome {
+        Outcome::Done { .. } => ("done", None),
+        Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
+        Outcome::Failed { error } => ("error", Some(error.as_str())),
+    };
+    let ended = Ended {
+        id,
+        attempt,
+        outcome,
+        error,
+    };
+    attempts::record_ended(tx, claims, ended, now, clock.at, known)?;
+    for run in f.runs() {
+        upsert_action_run(tx, run)?;
     }
-    Ok(changed == 1)
+    if let Some(result_json) = f.fan_out.as_deref().and_then(|o| o.unfinished_result_json.as_deref()) {
+        tx.prepare_cached("UPDATE events SET result_json = ?1 WHERE id = ?2")?
+            .execute(params![result_json, id])?;
+    }
+    Ok(true)
 }
 
 /// The parts of an event row that a run's input and output are rebuilt from.
