@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "action run attempts",
         include_str!("../../../migrations/postgres/0026_action_run_attempts.sql"),
     ),
+    (
+        28,
+        "cascade by trigger",
+        include_str!("../../../migrations/postgres/0028_cascade_by_trigger.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
