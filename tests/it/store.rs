@@ -1213,6 +1213,71 @@ async fn postgres_survives_killed_connections_and_listens_again() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Rows of `table` per event, as `(event_row_id, count)` in id order.
+async fn rows_per_event(conn: &mut sqlx::PgConnection, table: &str) -> Vec<(i64, i64)> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT event_row_id, count(*) FROM {table} GROUP BY event_row_id ORDER BY event_row_id"
+    )))
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// The events of the queue rows, in id order.
+async fn queue(conn: &mut sqlx::PgConnection) -> Vec<i64> {
+    sqlx::query_scalar("SELECT event_row_id FROM event_queue ORDER BY event_row_id")
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
+/// Migration 0028: deleting events by hand takes their queue rows, action runs and
+/// attempts along (a trigger, not foreign keys), and `TRUNCATE events` empties them all
+/// (with the foreign keys it was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deleted_events_take_their_queue_rows_runs_and_attempts() {
+    let Some(pg) = PgSchema::create("store::postgres_deleted_events_take_their_queue_rows_runs_and_attempts").await
+    else {
+        return;
+    };
+    let db = switchyard::store::open(&pg_settings(&pg.url).store_config())
+        .await
+        .unwrap();
+    let (a, b) = (enqueue(&db, "del-a").await, enqueue(&db, "del-b").await);
+    for c in claim(&db, 2, LEASE).await {
+        let mut finish = done(c.claim_ref());
+        finish.action_run = Some(run(c.id, "act", "done"));
+        assert!(db.finish(finish).await.unwrap());
+    }
+    let (queued, claimed) = (enqueue(&db, "del-c").await, enqueue(&db, "del-d").await);
+    assert_eq!(ids(&claim(&db, 1, LEASE).await), [queued]);
+    let mut conn = pg.connect().await;
+    assert_eq!(rows_per_event(&mut conn, "action_runs").await, [(a, 1), (b, 1)]);
+    assert_eq!(rows_per_event(&mut conn, "event_attempts").await, [(a, 1), (b, 1)]);
+    assert_eq!(queue(&mut conn).await, [queued, claimed]);
+
+    let delete = format!("DELETE FROM events WHERE id IN ({a}, {queued})");
+    sqlx::query(sqlx::AssertSqlSafe(delete))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows_per_event(&mut conn, "action_runs").await, [(b, 1)]);
+    assert_eq!(rows_per_event(&mut conn, "event_attempts").await, [(b, 1)]);
+    assert_eq!(queue(&mut conn).await, [claimed]);
+
+    sqlx::query("TRUNCATE events").execute(&mut conn).await.unwrap();
+    assert!(rows_per_event(&mut conn, "action_runs").await.is_empty());
+    assert!(rows_per_event(&mut conn, "event_attempts").await.is_empty());
+    assert!(queue(&mut conn).await.is_empty());
+    // Naming the other tables in the same TRUNCATE works too.
+    enqueue(&db, "del-e").await;
+    sqlx::query("TRUNCATE events, event_queue, action_runs, event_attempts")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(queue(&mut conn).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_statement_timeout_applies_to_pooled_connections() {
     let Some(pg) = PgSchema::create("store::postgres_statement_timeout_applies_to_pooled_connections").await else {

@@ -320,7 +320,8 @@ pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error
     Ok(depth)
 }
 
-/// Deletes one batch of finished events (their action runs go by `ON DELETE CASCADE`).
+/// Deletes one batch of finished events (their action runs and attempts go with them, by
+/// the trigger of migration 0028).
 pub(super) async fn purge_batch(pool: &PgPool, status: &str, before: &str, limit: usize) -> Result<u64, sqlx::Error> {
     // SKIP LOCKED: a row another session holds (a replay) is left for the next run.
     Ok(sqlx::query(concat!(

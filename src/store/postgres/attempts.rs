@@ -1,26 +1,31 @@
-//! Writes attempts to `event_attempts` (migration 0023), inside the transaction that
-//! recorded their outcomes on the event rows.
+//! Writes attempts to `event_attempts` (migration 0023), in the statement that records
+//! their outcomes on the event rows.
 
-use sqlx::postgres::PgConnection;
-
-/// Records the attempts events `ids` just finished, read from their rows as the outcome
-/// statement left them: attempt count, claim time, status (the outcome) and `last_error`.
-/// `now` is when the outcomes were recorded.
-pub(super) async fn record(tx: &mut PgConnection, ids: &[i64], now: &str) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    // A claim time this program did not write (a seed row) is not trusted to parse.
-    sqlx::query(
-        "INSERT INTO event_attempts (event_row_id, attempt, started_at, finished_at, outcome, error, duration_ms) \
-         SELECT id, attempt_count, processing_started_at, $2, status, last_error, \
-           CASE WHEN processing_started_at ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?(Z|[+-]\\d\\d:\\d\\d)$' \
-             THEN round(extract(epoch FROM ($2::timestamptz - processing_started_at::timestamptz)) * 1000)::bigint END \
-         FROM events WHERE id = ANY($1) ORDER BY id",
-    )
-    .bind(ids)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// A CTE `attempts` that records the attempts a statement's CTE `applied` just finished,
+/// from the event rows as that statement's `UPDATE events … RETURNING` left them:
+/// `id`, `attempt_count`, `processing_started_at` (the claim time), `status` (the
+/// outcome) and `last_error`. `$now` names the parameter holding when the outcomes were
+/// recorded.
+///
+/// Part of the outcome's statement rather than a statement after it: a second statement
+/// cost a round trip per chunk and looked the events up again by id (docs/PERFORMANCE.md).
+/// A claim time this program did not write (a seed row) is not trusted to parse, so the
+/// duration is computed only from the form it writes.
+macro_rules! record_attempts {
+    ($now:literal) => {
+        concat!(
+            "attempts AS ( \
+               INSERT INTO event_attempts (event_row_id, attempt, started_at, finished_at, outcome, error, duration_ms) \
+               SELECT id, attempt_count, processing_started_at, ",
+            $now,
+            "::text, status, last_error, \
+                 CASE WHEN processing_started_at \
+                   ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?(Z|[+-]\\d\\d:\\d\\d)$' \
+                 THEN round(extract(epoch FROM (",
+            $now,
+            "::timestamptz - processing_started_at::timestamptz)) * 1000)::bigint END \
+               FROM applied ORDER BY id)"
+        )
+    };
 }
+pub(super) use record_attempts;

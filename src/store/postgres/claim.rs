@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
+use super::attempts::record_attempts;
 use crate::store::{ClaimRef, ClaimedEvent, DoneRun, Reclaimed, rows, run_input, stored_result};
 use crate::time;
 
@@ -265,11 +266,11 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
 /// holds (a renewal or a finish in progress: the owner is alive, or the next pass sees
 /// them), so a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers
 /// are safe: the row lock re-checks the WHERE clause on the newest row version. An event
-/// out of attempts leaves the queue as `error`; the others wait again, due at once.
+/// out of attempts leaves the queue as `error`; the others wait again, due at once. The
+/// same statement records the expired attempts.
 pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> Result<Vec<Reclaimed>, sqlx::Error> {
     let now = time::now();
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "WITH expired AS MATERIALIZED ( \
            SELECT event_row_id FROM event_queue \
            WHERE leased_until IS NOT NULL AND leased_until < $2 \
@@ -283,19 +284,23 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
            UPDATE event_queue q SET leased_until = NULL, run_at = $2 \
            WHERE q.event_row_id = ANY (ARRAY(SELECT event_row_id FROM expired)) AND q.attempt < $1 \
            RETURNING q.event_row_id, q.attempt, q.claimed_at, false AS exhausted), \
-         moved AS (SELECT * FROM gone UNION ALL SELECT * FROM back) \
-         UPDATE events e SET \
-           status = CASE WHEN m.exhausted THEN 'error' ELSE 'retry' END, \
-           attempt_count = m.attempt, processing_started_at = m.claimed_at, \
-           processed_at = CASE WHEN m.exhausted THEN $2 ELSE e.processed_at END, \
-           last_error = $3, next_attempt_at = $2 \
-         FROM moved m WHERE e.id = m.event_row_id \
-         RETURNING e.id, e.event_id, m.exhausted",
-    )
+         moved AS (SELECT * FROM gone UNION ALL SELECT * FROM back), \
+         applied AS ( \
+           UPDATE events e SET \
+             status = CASE WHEN m.exhausted THEN 'error' ELSE 'retry' END, \
+             attempt_count = m.attempt, processing_started_at = m.claimed_at, \
+             processed_at = CASE WHEN m.exhausted THEN $2 ELSE e.processed_at END, \
+             last_error = $3, next_attempt_at = $2 \
+           FROM moved m WHERE e.id = m.event_row_id \
+           RETURNING e.id, e.event_id, m.exhausted, e.attempt_count, e.processing_started_at, e.status, \
+             e.last_error), ",
+        record_attempts!("$2"),
+        " SELECT id, event_id, exhausted FROM applied"
+    ))
     .bind(i64::from(max_attempts))
     .bind(&now)
     .bind(LEASE_EXPIRED)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
     let mut reclaimed = rows
         .iter()
@@ -308,9 +313,6 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     reclaimed.sort_by_key(|r| r.id);
-    let ids: Vec<i64> = reclaimed.iter().map(|r| r.id).collect();
-    super::attempts::record(&mut tx, &ids, &now).await?;
-    tx.commit().await?;
     Ok(reclaimed)
 }
 

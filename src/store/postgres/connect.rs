@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0026_action_run_attempts.sql"),
     ),
     (
+        28,
+        "cascade by trigger",
+        include_str!("../../../migrations/postgres/0028_cascade_by_trigger.sql"),
+    ),
+    (
         30,
         "flow control",
         include_str!("../../../migrations/postgres/0030_flow_control.sql"),

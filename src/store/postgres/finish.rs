@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, Postgres};
 use sqlx::query::Query;
 
+use super::attempts::record_attempts;
 use super::claim::lock_claims;
 use super::message_chunks;
 use crate::domain::EventStatus;
@@ -17,10 +18,11 @@ pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish) -> Result<bool, sq
 }
 
 /// Records many outcomes in one transaction, one statement per chunk of outcomes
-/// ([`message_chunks`]): it updates the events from arrays (each fenced by its claim) and
-/// upserts the action runs of the events the update applied to. A statement per outcome
-/// cost a round trip and an executor start-up each, which dominated PostgreSQL's CPU in
-/// the drain; two statements per chunk (update, then upsert) still cost a round trip each.
+/// ([`message_chunks`]): it updates the events from arrays (each fenced by its claim),
+/// upserts the action runs and records the attempts of the events the update applied to.
+/// A statement per outcome cost a round trip and an executor start-up each, which
+/// dominated PostgreSQL's CPU in the drain; a statement per table still cost a round trip
+/// each.
 ///
 /// The outcomes are stored in ascending id order, chunk after chunk, so the transaction
 /// takes its row locks in that order, like every other statement on several events.
@@ -176,10 +178,10 @@ macro_rules! dequeue {
 /// [`finish_batch`]'s one statement for one chunk, inside its transaction: lock the
 /// claims' queue rows in id order, write the events whose claim still holds (the one
 /// write of the wide row per attempt: status, attempt, timestamps, result), take them off
-/// the queue or put them back on it ([`dequeue!`]), and upsert the action runs of exactly
-/// those (joined on id and attempt: a lost claim's run is not
-/// written, the new owner writes its own). At most one claim of an event applies, so no
-/// `(event, action)` pair comes twice.
+/// the queue or put them back on it ([`dequeue!`]), upsert the action runs of exactly
+/// those (joined on id and attempt: a lost claim's run is not written, the new owner
+/// writes its own) and record their attempts ([`record_attempts!`]). At most one claim of
+/// an event applies, so no `(event, action)` pair comes twice.
 async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let now = time::now();
     keep_run_inputs(tx, finishes).await?;
@@ -204,7 +206,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
                $7::text[], $8::text[], $9::text[]) \
                AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at, provider, action) \
              WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
-             RETURNING e.id, e.attempt_count, e.status, e.next_attempt_at), ",
+             RETURNING e.id, e.attempt_count, e.status, e.next_attempt_at, e.processing_started_at, e.last_error), ",
         dequeue!(),
         ", runs AS (",
         upsert_runs!(
@@ -216,7 +218,9 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
                  handler_target, input_json, output_json, error) \
              JOIN applied ON applied.id = r.event_row_id AND applied.attempt_count = r.attempt"
         ),
-        ") SELECT id, attempt_count FROM applied"
+        "), ",
+        record_attempts!("$22"),
+        " SELECT id, attempt_count FROM applied"
     ))
     .bind(&out.ids)
     .bind(&out.attempts)
@@ -229,14 +233,12 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
     .bind(&out.actions);
     let applied = runs
         .bind(q)
+        .bind(&now)
         .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<HashSet<(i64, i64)>, sqlx::Error>>()?;
-    let mut applied_ids: Vec<i64> = applied.iter().map(|(id, _)| *id).collect();
-    applied_ids.sort_unstable();
-    super::attempts::record(tx, &applied_ids, &now).await?;
     Ok(finishes
         .iter()
         .map(|f| applied.contains(&(f.claim.id, f.claim.attempt)))
