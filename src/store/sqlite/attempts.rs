@@ -7,9 +7,9 @@
 //! with callgrind on the drain (docs/PERFORMANCE.md): 21.7k writer instructions per event
 //! as an `INSERT … SELECT` per finish re-reading the event row (SQLite journals a page for
 //! every such statement, since a `SELECT` may yield several rows, and `julianday` parses
-//! both times), 9.6k as one bound single-row insert per finish, 5.5k batched. The `INSERT … SELECT` ([`record`])
-//! stays for attempts whose claim this writer did not note: reclaims, and claims made by
-//! another process or before a restart.
+//! both times), 9.6k as one bound single-row insert per finish, 5.6k batched. The
+//! `INSERT … SELECT` ([`record`]) stays for attempts whose claim this writer did not note:
+//! reclaims, and claims made by another process or before a restart.
 
 use std::collections::HashMap;
 
