@@ -83,6 +83,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records the outcome of one attempt (and its action run); false when the claim was lost.
     fn finish(&self, finish: Finish) -> StoreFuture<'_, bool>;
 
+    /// How many [`Store::finish_many`] calls the worker keeps in flight at once. One on
+    /// SQLite, whose single writer takes them one at a time anyway; PostgreSQL runs each on
+    /// a connection of its own, and one at a time left the drain paced by one server
+    /// process while the other core idled (docs/PERFORMANCE.md).
+    fn finish_parallelism(&self) -> usize {
+        1
+    }
+
     /// Records many outcomes; the answer says, per finish, whether its claim still held.
     fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
         Box::pin(async move {

@@ -26,11 +26,12 @@ use crate::store::{ClaimRef, ClaimedEvent, Db, Finish};
 /// Most events taken by one claim. Larger claims and finishes share the writer's
 /// transactions among more events: 256 drained 13–17 % faster than 64 (docs/PERFORMANCE.md).
 const MAX_CLAIM: usize = 256;
-/// Full claims that may be held beyond the running handlers: one being stored while the
-/// next is claimed and handled. With one, a slot came back only once its outcome was
-/// stored, so on PostgreSQL the claim of the next batch waited for the finish of the last
-/// (docs/PERFORMANCE.md, issue 17).
-const CLAIMS_AHEAD: usize = 2;
+/// Full claims that may be held beyond the running handlers, besides one per finish call
+/// the store runs at once ([`crate::store::Store::finish_parallelism`]): one being claimed
+/// and handled while the others are stored. With none, a slot came back only once its
+/// outcome was stored, so on PostgreSQL the claim of the next batch waited for the finish
+/// of the last (docs/PERFORMANCE.md, issue 17).
+const CLAIMS_AHEAD: usize = 1;
 /// A handler quicker than this lets the pool claim ahead of its running handlers.
 const FAST_HANDLER: Duration = Duration::from_millis(20);
 /// Most outcomes stored by one store call.
@@ -112,7 +113,7 @@ struct Pool {
     in_flight: InFlight,
     tasks: JoinSet<()>,
     /// Unbounded in type only: every message carries a claim slot, so at most
-    /// WORKER_CONCURRENCY + CLAIMS_AHEAD * MAX_CLAIM outcomes wait here.
+    /// WORKER_CONCURRENCY + (CLAIMS_AHEAD + finish calls) * MAX_CLAIM outcomes wait here.
     outcomes: mpsc::UnboundedSender<(Finish, OwnedSemaphorePermit)>,
     recorder: JoinHandle<()>,
     renewer: JoinHandle<()>,
@@ -131,12 +132,19 @@ impl Pool {
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
         Pool {
             handlers: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
-            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1) + CLAIMS_AHEAD * MAX_CLAIM)),
+            permits: Arc::new(Semaphore::new(
+                cfg.concurrency.max(1) + (CLAIMS_AHEAD + db.finish_parallelism().max(1)) * MAX_CLAIM,
+            )),
             fast: Arc::new(AtomicBool::new(false)),
             tasks: JoinSet::new(),
             renewer: tokio::spawn(renew_loop(db.clone(), in_flight.clone(), cfg.lease)),
             reclaimer: tokio::spawn(reclaim_loop(db.clone(), cfg.lease, cfg.max_attempts, wake.clone())),
-            recorder: tokio::spawn(record_loop(processor.clone(), outcome_rx, in_flight.clone())),
+            recorder: tokio::spawn(record_loop(
+                processor.clone(),
+                outcome_rx,
+                in_flight.clone(),
+                db.finish_parallelism(),
+            )),
             canceller: tokio::spawn(cancel::poll_loop(processor.clone())),
             flow_keeper: tokio::spawn(flow_loop(db.clone(), wake.clone())),
             outcomes,
@@ -299,24 +307,43 @@ pub async fn run_once(db: Db, processor: Arc<Processor>, cfg: &PoolConfig) -> Re
     Ok(true)
 }
 
-/// Stores outcomes as they come, many per store call: under load one writer request
-/// (one wake-up of the writer) carries a whole batch of finished events.
+/// Stores outcomes as they come, many per store call: under load one store call carries a
+/// whole batch of finished events. Up to `parallel` calls run at once, each taking what
+/// queued up while the others ran; it returns once every outcome sent is stored.
 async fn record_loop(
     processor: Arc<Processor>,
     mut rx: mpsc::UnboundedReceiver<(Finish, OwnedSemaphorePermit)>,
     in_flight: InFlight,
+    parallel: usize,
 ) {
-    let mut batch = Vec::with_capacity(MAX_RECORD);
-    while rx.recv_many(&mut batch, MAX_RECORD).await > 0 {
-        let ids: Vec<i64> = batch.iter().map(|(f, _)| f.claim.id).collect();
-        let (finishes, slots): (Vec<Finish>, Vec<OwnedSemaphorePermit>) = batch.drain(..).unzip();
-        processor.record_many(finishes).await;
-        drop(slots);
-        let mut map = lock(&in_flight);
-        for id in ids {
-            map.remove(&id);
+    let calls = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut running = JoinSet::new();
+    loop {
+        // The semaphore is never closed. Taken before the outcomes, so that while every
+        // call is busy the outcomes wait in the channel and go together into the next one.
+        let Ok(call) = calls.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(MAX_RECORD);
+        if rx.recv_many(&mut batch, MAX_RECORD).await == 0 {
+            break;
         }
+        let processor = processor.clone();
+        let in_flight = in_flight.clone();
+        running.spawn(async move {
+            let ids: Vec<i64> = batch.iter().map(|(f, _)| f.claim.id).collect();
+            let (finishes, slots): (Vec<Finish>, Vec<OwnedSemaphorePermit>) = batch.into_iter().unzip();
+            processor.record_many(finishes).await;
+            drop(slots);
+            let mut map = lock(&in_flight);
+            for id in ids {
+                map.remove(&id);
+            }
+            drop(call);
+        });
+        while running.try_join_next().is_some() {}
     }
+    while running.join_next().await.is_some() {}
 }
 
 fn lock(m: &InFlight) -> std::sync::MutexGuard<'_, HashMap<i64, ClaimRef>> {

@@ -198,14 +198,13 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
     sorted.iter().map(|c| (c.id, c.attempt)).unzip()
 }
 
-/// The head of every statement that updates the rows of several claims (`$1` ids in
+/// The head of the statements that renew or give back several claims (`$1` ids in
 /// ascending order, `$2` attempts): it locks their `event_queue` rows in that order, each
 /// only while it still holds that claim (same attempt, under lease), before the statement
-/// touches them; the statement joins this CTE (`id`, `attempt`, `claimed_at`). Finishes
-/// (`finish.rs`) lock the same way, so a renewal and a finish of the same rows queue
-/// behind each other instead of deadlocking, as they did when each locked the rows in the
-/// order its own plan happened to visit them. Every statement that writes both tables
-/// locks the queue rows first, then the events rows.
+/// touches them; the statement joins this CTE (`id`, `attempt`, `claimed_at`). A renewal
+/// passes `"SKIP LOCKED"` and so never waits on a finish (`finish.rs`), which locks its
+/// rows by changing them. Every statement that writes both tables locks the queue rows
+/// first, then the events rows.
 ///
 /// Each row is locked by a lookup of its id, one after the other in array order (a
 /// subquery with a locking clause is never merged into the join): a join that left the
@@ -216,20 +215,31 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
 /// probe). MATERIALIZED keeps the CTE from being folded into the statement.
 macro_rules! lock_claims {
     () => {
-        "WITH claims AS MATERIALIZED ( \
-           SELECT l.id, c.attempt, l.claimed_at FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
-           CROSS JOIN LATERAL ( \
-             SELECT q.event_row_id AS id, q.claimed_at FROM event_queue q \
-             WHERE q.event_row_id = c.id AND q.attempt = c.attempt AND COALESCE(q.leased_until, '') <> '' \
-             FOR NO KEY UPDATE) l) "
+        lock_claims!("")
+    };
+    ($wait:literal) => {
+        concat!(
+            "WITH claims AS MATERIALIZED ( \
+               SELECT l.id, c.attempt, l.claimed_at FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, attempt) \
+               CROSS JOIN LATERAL ( \
+                 SELECT q.event_row_id AS id, q.claimed_at FROM event_queue q \
+                 WHERE q.event_row_id = c.id AND q.attempt = c.attempt AND COALESCE(q.leased_until, '') <> '' \
+                 FOR NO KEY UPDATE ",
+            $wait,
+            ") l) "
+        )
     };
 }
-pub(super) use lock_claims;
 
+/// Extends the leases of the claims that still hold. A row another transaction has locked
+/// is skipped: a finish (or a reclaim) is ending that claim, and a renewal that waited for
+/// it while holding other rows could close a circle with a finish, which takes its rows
+/// in two passes (`finish.rs`). A claim skipped by chance is renewed on the next round,
+/// a third of a lease later.
 pub(super) async fn renew_leases(pool: &PgPool, claims: &[ClaimRef], lease: Duration) -> Result<(), sqlx::Error> {
     let (ids, attempts) = claim_arrays(claims);
     sqlx::query(concat!(
-        lock_claims!(),
+        lock_claims!("SKIP LOCKED"),
         "UPDATE event_queue q SET leased_until = $3 WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM claims))"
     ))
     .bind(&ids)

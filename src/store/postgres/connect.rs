@@ -143,7 +143,19 @@ impl PgStore {
             // (pg_terminate_backend, a server restart) is replaced instead of failing a query.
             .test_before_acquire(true)
             .acquire_timeout(options.statement_timeout.max(Duration::from_secs(1)))
-            .connect_lazy_with(pooled);
+            .connect_lazy_with(pooled.clone());
+        // The claim must walk `event_queue_due` in order and stop after its batch. Without
+        // statistics (a queue filled faster than autovacuum analyzes it, as any burst is)
+        // the planner takes the due rows for a few dozen and reads them all with a bitmap
+        // scan, then sorts them: every claim of a 50,000-event drain sorted what was left
+        // of it (docs/PERFORMANCE.md). Its own connection plans with neither, so the
+        // ordered index scan is the plan whatever the statistics say.
+        let claims = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .test_before_acquire(true)
+            .acquire_timeout(options.statement_timeout.max(Duration::from_secs(1)))
+            .connect_lazy_with(pooled.options([("enable_sort", "off"), ("enable_bitmapscan", "off")]));
 
         let (enqueue_tx, enqueue_rx) = mpsc::channel(4096);
         // Half the pool at most, so claims and finishes always find a connection.
@@ -152,6 +164,7 @@ impl PgStore {
 
         Ok(PgStore {
             pool,
+            claims,
             enqueue_tx,
             listen_options: base,
             schema,

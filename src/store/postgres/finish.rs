@@ -7,7 +7,6 @@ use sqlx::postgres::{PgArguments, PgConnection, PgPool, Postgres};
 use sqlx::query::Query;
 
 use super::attempts::record_attempts;
-use super::claim::lock_claims;
 use super::message_chunks;
 use crate::domain::EventStatus;
 use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_payload, stored_result};
@@ -160,28 +159,48 @@ macro_rules! upsert_runs {
     };
 }
 
-/// What a finish does to the queue rows of the events it `applied`: a finished event
-/// leaves the queue (found by primary key: `= ANY (ARRAY(…))`, which the planner cannot
-/// turn into a scan of the queue), a retried one waits there again until its
-/// `next_attempt_at`.
-macro_rules! dequeue {
+/// The claims a finish still holds, taken off the queue or put back on it in the same step
+/// (`$1` ids in ascending order, `$2` their attempts, `$3` their outcomes' statuses, `$7`
+/// the retries' due times): a finished event's queue row is deleted, a retried one waits
+/// there again until its `next_attempt_at`. Each row is found by primary key (`= ANY`,
+/// ascending, which the planner cannot turn into a scan of the queue) and changed only
+/// while it still holds the claim: same attempt, under lease. A row another process
+/// changed meanwhile is checked again on its newest version, so a lost claim changes
+/// nothing. `claims` is what was changed (`id`, `attempt`, `claimed_at`).
+///
+/// The DELETE and UPDATE lock the rows themselves. A `SELECT … FOR NO KEY UPDATE` before
+/// them, as the finish had, wrote a WAL record and dirtied a page per event for a lock
+/// the next step took anyway. Renewals skip rows that are locked ([`renew_leases`](super::claim)),
+/// and claims and reclaims skip them too, so nobody waits on a finish while holding a row it
+/// wants.
+macro_rules! take_claims {
     () => {
-        "dequeued AS ( \
+        "WITH gone AS ( \
            DELETE FROM event_queue q \
-           WHERE q.event_row_id = ANY (ARRAY(SELECT id FROM applied WHERE status <> 'retry'))), \
-         requeued AS ( \
-           UPDATE event_queue q SET leased_until = NULL, claimed_at = NULL, run_at = a.next_attempt_at \
-           FROM applied a WHERE q.event_row_id = a.id AND a.status = 'retry')"
+           WHERE q.event_row_id = ANY (ARRAY(SELECT u.id FROM UNNEST($1::bigint[], $3::text[]) AS u(id, status) \
+               WHERE u.status <> 'retry')) \
+             AND q.attempt = ($2::bigint[])[array_position($1::bigint[], q.event_row_id)] \
+             AND COALESCE(q.leased_until, '') <> '' \
+           RETURNING q.event_row_id AS id, q.attempt, q.claimed_at), \
+         back AS ( \
+           UPDATE event_queue q SET leased_until = NULL, \
+             run_at = ($7::text[])[array_position($1::bigint[], q.event_row_id)] \
+           WHERE q.event_row_id = ANY (ARRAY(SELECT u.id FROM UNNEST($1::bigint[], $3::text[]) AS u(id, status) \
+               WHERE u.status = 'retry')) \
+             AND q.attempt = ($2::bigint[])[array_position($1::bigint[], q.event_row_id)] \
+             AND COALESCE(q.leased_until, '') <> '' \
+           RETURNING q.event_row_id AS id, q.attempt, q.claimed_at), \
+         claims AS (SELECT * FROM gone UNION ALL SELECT * FROM back)"
     };
 }
 
-/// [`finish_batch`]'s one statement for one chunk, inside its transaction: lock the
-/// claims' queue rows in id order, write the events whose claim still holds (the one
-/// write of the wide row per attempt: status, attempt, timestamps, result), take them off
-/// the queue or put them back on it ([`dequeue!`]), upsert the action runs of exactly
-/// those (joined on id and attempt: a lost claim's run is not written, the new owner
-/// writes its own) and record their attempts ([`record_attempts!`]). At most one claim of
-/// an event applies, so no `(event, action)` pair comes twice.
+/// [`finish_batch`]'s one statement for one chunk, inside its transaction: take the claims
+/// that still hold off the queue or put them back on it ([`take_claims!`]), write their
+/// events (the one write of the wide row per attempt: status, attempt, timestamps,
+/// result), upsert the action runs of exactly those (joined on id and attempt: a lost
+/// claim's run is not written, the new owner writes its own) and record their attempts
+/// ([`record_attempts!`]). At most one claim of an event applies, so no `(event, action)`
+/// pair comes twice.
 async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec<bool>, sqlx::Error> {
     let now = time::now();
     keep_run_inputs(tx, finishes).await?;
@@ -192,7 +211,7 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
         .collect();
     let runs = RunColumns::new(&runs);
     let q = sqlx::query(concat!(
-        lock_claims!(),
+        take_claims!(),
         ", applied AS ( \
            UPDATE events e SET status = u.status, attempt_count = claims.attempt, \
                processing_started_at = claims.claimed_at, \
@@ -206,9 +225,8 @@ async fn finish_chunk(tx: &mut PgConnection, finishes: &[&Finish]) -> Result<Vec
                $7::text[], $8::text[], $9::text[]) \
                AS u(id, attempt, status, processed_at, result_json, last_error, next_attempt_at, provider, action) \
              WHERE e.id = claims.id AND u.id = claims.id AND u.attempt = claims.attempt \
-             RETURNING e.id, e.attempt_count, e.status, e.next_attempt_at, e.processing_started_at, e.last_error), ",
-        dequeue!(),
-        ", runs AS (",
+             RETURNING e.id, e.attempt_count, e.status, e.processing_started_at, e.last_error), \
+         runs AS (",
         upsert_runs!(
             "SELECT r.event_row_id, r.action, r.started_at, r.finished_at, r.status, r.provider, \
                r.handler_mode, r.handler_target, r.input_json, r.output_json, r.error, 1 \

@@ -63,6 +63,9 @@ pub const CHANNEL: &str = "switchyard_events";
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
+    /// One connection for claims, planning without sorts or bitmap scans
+    /// ([`connect`](PgStore::connect)); opened by the first claim.
+    claims: PgPool,
     enqueue_tx: mpsc::Sender<EnqueueRequest>,
     /// Options for the LISTEN connection (the pool's, without a statement timeout).
     listen_options: PgConnectOptions,
@@ -118,6 +121,11 @@ impl PgStore {
 /// drain's batch of finishes is one statement instead of about ten (docs/PERFORMANCE.md,
 /// issue 26).
 const MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Finish transactions a worker keeps in flight ([`Store::finish_parallelism`]): with
+/// one, the drain ran at the pace of the server process executing it, one core, while the
+/// claim's process and the worker left the other core partly idle.
+const FINISH_PARALLELISM: usize = 3;
 
 /// Splits `items` into consecutive runs of at most [`MESSAGE_BYTES`] by `size` (one item
 /// when a single item is larger), in order.
@@ -195,7 +203,7 @@ impl Store for PgStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            Ok(retry("claim", || claim_due(&self.pool, &self.claim_cursor, limit, lease)).await?)
+            Ok(retry("claim", || claim_due(&self.claims, &self.claim_cursor, limit, lease)).await?)
         })
     }
 
@@ -241,6 +249,10 @@ impl Store for PgStore {
             }
             Ok(reclaimed)
         })
+    }
+
+    fn finish_parallelism(&self) -> usize {
+        FINISH_PARALLELISM
     }
 
     fn start_action_run(&self, run: ActionRunRecord) -> StoreFuture<'_, ()> {

@@ -1,67 +1,29 @@
-//! Flow control on PostgreSQL: [`FlowTx`] over a transaction that first takes the advisory
-//! locks of every action and pool it will count (in one global order, so two admissions
-//! never wait on each other in a circle). A release takes the same locks, so a slot cannot
-//! be freed between an admission's count and its waiting row: no wake-up is lost.
-//!
-//! A claimed event's queue row is its claim (migration 0020): a waiting or ended event
-//! loses it, a woken one gets a new one.
-
-use std::time::Duration;
+//! [`FlowTx`] on PostgreSQL: flow control's statements on one transaction that holds the
+//! advisory locks of everything it counts ([`super::locks`]).
 
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::CHANNEL;
-use super::retry::retry;
+use super::locks::take_locks;
 use crate::domain::EventStatus;
-use crate::store::flow::sql as q;
+use crate::store::ClaimRef;
 use crate::store::flow::tx::{FlowTx, FreedSlot, PoolRow, WaitRow, Waiter, Window};
-use crate::store::flow::{self, FlowAsk, FlowVerdict};
-use crate::store::{ClaimRef, StoreError};
+use crate::store::flow::{self, sql as q};
+use crate::store::postgres::CHANNEL;
 
 /// Flow statements on one transaction; counts the events it woke (to NOTIFY at the end).
-struct Tx {
-    tx: Transaction<'static, Postgres>,
+pub(super) struct Tx {
+    pub(super) tx: Transaction<'static, Postgres>,
     woken: u64,
 }
 
-/// The advisory lock key of an action or a pool (`hashtextextended` is stable across
-/// servers and versions ≥ 11).
-const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7235))";
-
-/// The lock name of an action's action-wide lines (its `limit`): taken only by flows that
-/// have one, so that the keys of an action without a limit admit in parallel.
-pub(super) fn action_lock(action: &str) -> String {
-    format!("flow:action:{action}")
-}
-
-/// The lock name of one key's line in an action: every admission takes it.
-pub(super) fn key_lock(action: &str, key: &str) -> String {
-    format!("flow:key:{action}\u{1f}{key}")
-}
-
-/// The lock name of a pool's line.
-pub(super) fn pool_lock(pool: &str) -> String {
-    format!("flow:pool:{pool}")
-}
-
-/// Takes the advisory locks `names` in the one global order (sorted), for the transaction.
-pub(super) async fn take_locks(conn: &mut sqlx::PgConnection, mut names: Vec<String>) -> Result<(), sqlx::Error> {
-    names.sort();
-    names.dedup();
-    for name in names {
-        sqlx::query(LOCK).bind(name).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 impl Tx {
-    async fn begin(pool: &PgPool, names: Vec<String>) -> Result<Tx, sqlx::Error> {
+    pub(super) async fn begin(pool: &PgPool, names: Vec<String>) -> Result<Tx, sqlx::Error> {
         let mut tx = pool.begin().await?;
         take_locks(&mut tx, names).await?;
         Ok(Tx { tx, woken: 0 })
     }
 
-    async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
         if self.woken > 0 {
             sqlx::query("SELECT pg_notify($1, current_schema())")
                 .bind(CHANNEL)
@@ -71,11 +33,11 @@ impl Tx {
         self.tx.commit().await
     }
 
-    async fn first(&mut self, sql: &'static str, binds: Binds<'_>) -> Result<Option<i64>, sqlx::Error> {
+    pub(super) async fn first(&mut self, sql: &'static str, binds: Binds<'_>) -> Result<Option<i64>, sqlx::Error> {
         binds.apply(sqlx::query_scalar(sql)).fetch_optional(&mut *self.tx).await
     }
 
-    async fn exec(&mut self, sql: &'static str, binds: Binds<'_>) -> Result<u64, sqlx::Error> {
+    pub(super) async fn exec(&mut self, sql: &'static str, binds: Binds<'_>) -> Result<u64, sqlx::Error> {
         Ok(binds
             .apply_q(sqlx::query(sql))
             .execute(&mut *self.tx)
@@ -85,9 +47,9 @@ impl Tx {
 }
 
 /// The binds of a statement, in order.
-struct Binds<'a>(Vec<Bind<'a>>);
+pub(super) struct Binds<'a>(pub(super) Vec<Bind<'a>>);
 
-enum Bind<'a> {
+pub(super) enum Bind<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
@@ -123,7 +85,7 @@ impl<'a> Binds<'a> {
     }
 }
 
-use Bind::{Int, OptText, Text};
+pub(super) use Bind::{Int, OptText, Text};
 
 impl FlowTx for Tx {
     type Error = sqlx::Error;
@@ -433,178 +395,4 @@ impl FlowTx for Tx {
         self.woken += u64::from(woke);
         Ok(woke)
     }
-}
-
-/// The lock names of an admission: each run's key, its action when it has a limit, its pool.
-fn lock_names(ask: &FlowAsk) -> Vec<String> {
-    let mut names = Vec::new();
-    for run in &ask.runs {
-        names.push(key_lock(&run.action, &run.key));
-        if run.flow.limit.is_some() {
-            names.push(action_lock(&run.action));
-        }
-        if let Some(p) = &run.flow.pool {
-            names.push(pool_lock(p));
-        }
-    }
-    names
-}
-
-/// Admission of a claimed event.
-pub(super) async fn admit(pool: &PgPool, ask: FlowAsk) -> Result<FlowVerdict, StoreError> {
-    Ok(retry("flow admission", || async {
-        let mut tx = Tx::begin(pool, lock_names(&ask)).await?;
-        let verdict = flow::admit(&mut tx, &ask, &crate::time::now()).await?;
-        tx.commit().await?;
-        Ok(verdict)
-    })
-    .await?)
-}
-
-/// The lock names of the slots an event holds: as its admission took them.
-async fn slot_locks(pool: &PgPool, row_id: i64) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String, String, Option<String>, bool)> =
-        sqlx::query_as("SELECT action, flow_key, pool, limited FROM flow_slots WHERE event_row_id = $1")
-            .bind(row_id)
-            .fetch_all(pool)
-            .await?;
-    let mut names = Vec::new();
-    for (action, key, p, limited) in rows {
-        names.push(key_lock(&action, &key));
-        if limited {
-            names.push(action_lock(&action));
-        }
-        names.extend(p.as_deref().map(pool_lock));
-    }
-    Ok(names)
-}
-
-async fn release_once(pool: &PgPool, row_id: i64) -> Result<u64, sqlx::Error> {
-    let names = slot_locks(pool, row_id).await?;
-    if names.is_empty() {
-        return Ok(0);
-    }
-    let mut tx = Tx::begin(pool, names).await?;
-    let woken = flow::release(&mut tx, row_id, &crate::time::now()).await?;
-    tx.commit().await?;
-    Ok(woken)
-}
-
-/// Frees an event's slots and wakes who waits for them.
-pub(super) async fn release(pool: &PgPool, row_id: i64) -> Result<u64, StoreError> {
-    Ok(retry("flow release", || release_once(pool, row_id)).await?)
-}
-
-/// Ends a claimed event whose run was cancelled, superseded by `by`.
-pub(super) async fn supersede_running(
-    pool: &PgPool,
-    claim: ClaimRef,
-    action: &str,
-    by: i64,
-) -> Result<bool, StoreError> {
-    Ok(retry("flow supersede", || async {
-        let key: Option<String> =
-            sqlx::query_scalar("SELECT flow_key FROM flow_slots WHERE event_row_id = $1 AND action = $2")
-                .bind(claim.id)
-                .bind(action)
-                .fetch_optional(pool)
-                .await?;
-        let mut tx = Tx::begin(pool, vec![key_lock(action, key.as_deref().unwrap_or(""))]).await?;
-        let by_id = tx.event_id(by).await?;
-        let result = flow::ended_result(
-            EventStatus::Superseded,
-            action,
-            key.as_deref().unwrap_or(""),
-            by,
-            by_id.as_deref(),
-        );
-        let now = crate::time::now();
-        // The attempt ran (and was stopped): it counts, as a finish counts it.
-        let changed = tx
-            .exec(
-                "WITH claim AS (DELETE FROM event_queue WHERE event_row_id = $3 AND attempt = $4 \
-                   AND leased_until IS NOT NULL RETURNING event_row_id, attempt) \
-                 UPDATE events SET status = 'superseded', result_json = $1, processed_at = $2, last_error = NULL, \
-                   lease_until = NULL, attempt_count = (SELECT attempt FROM claim) \
-                 WHERE id = (SELECT event_row_id FROM claim)",
-                Binds(vec![Text(&result), Text(&now), Int(claim.id), Int(claim.attempt)]),
-            )
-            .await?;
-        if changed == 1 {
-            tx.delete_waits(claim.id).await?;
-        }
-        tx.commit().await?;
-        Ok(changed == 1)
-    })
-    .await?)
-}
-
-/// Pauses a pool; returns the end of the pause.
-pub(super) async fn pause(pool: &PgPool, name: &str, retry_after: Option<Duration>) -> Result<String, StoreError> {
-    Ok(retry("flow pause", || async {
-        let mut tx = Tx::begin(pool, vec![pool_lock(name)]).await?;
-        let now = crate::time::now();
-        let row: Option<(i64, Option<String>)> = sqlx::query_as(q::POOL_PAUSE_MS)
-            .bind(name)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-        let Some((pause_ms, paused_until)) = row else {
-            return Ok(now);
-        };
-        let (pause_ms, wait) = flow::next_pause(pause_ms, retry_after);
-        let until = flow::later(paused_until.as_deref(), &flow::plus(&now, wait));
-        sqlx::query(q::PAUSE_POOL)
-            .bind(name)
-            .bind(pause_ms)
-            .bind(&until)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.commit().await?;
-        Ok(until)
-    })
-    .await?)
-}
-
-/// Housekeeping (see [`crate::store::Store::flow_sweep`]).
-pub(super) async fn sweep(pool: &PgPool, tidy: bool) -> Result<u64, StoreError> {
-    // Slots of events no longer claimed: their process died (or stopped) mid-run.
-    let orphans: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT s.event_row_id FROM flow_slots s WHERE NOT EXISTS (SELECT 1 FROM event_queue q \
-         WHERE q.event_row_id = s.event_row_id AND q.leased_until IS NOT NULL)",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut woken = 0;
-    for id in orphans {
-        woken += release(pool, id).await?;
-    }
-    let now = crate::time::now();
-    if tidy {
-        for statement in [q::STALE_WAITS, q::STALE_WINDOWS, q::STALE_WINDOW_EVENTS] {
-            sqlx::query(statement).execute(pool).await?;
-        }
-        sqlx::query(q::PRUNE_STARTS)
-            .bind(flow::starts_kept_after(&now))
-            .execute(pool)
-            .await?;
-    }
-    let due: i64 = sqlx::query_scalar(
-        "WITH released AS (UPDATE events SET status = 'pending' WHERE status = 'waiting' AND next_attempt_at <= $1 \
-           RETURNING id, next_attempt_at, attempt_count), \
-         queued AS (INSERT INTO event_queue (event_row_id, run_at, attempt) \
-           SELECT id, next_attempt_at, attempt_count FROM released ON CONFLICT (event_row_id) DO NOTHING) \
-         SELECT count(*) FROM released",
-    )
-    .bind(&now)
-    .fetch_one(pool)
-    .await?;
-    Ok(woken + u64::try_from(due).unwrap_or(0))
-}
-
-/// Live slots, waits and pools.
-pub(super) async fn state(pool: &PgPool) -> Result<flow::FlowState, StoreError> {
-    let running = sqlx::query_as(q::STATE_RUNNING).fetch_all(pool).await?;
-    let waiting = sqlx::query_as(q::STATE_WAITING).fetch_all(pool).await?;
-    let pools: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(q::STATE_POOLS).fetch_all(pool).await?;
-    Ok(flow::FlowState::from_rows(running, waiting, pools))
 }
