@@ -1,5 +1,5 @@
 //! PostgreSQL row locks and outcomes: statements on the same events from two connections
-//! queue behind each other instead of deadlocking, a transaction chosen as a deadlock's
+//! never wait on each other in a circle (a renewal skips what a finish holds), a transaction chosen as a deadlock's
 //! victim anyway is tried again, and an outcome the database refuses does not take the
 //! rest of its batch with it.
 //!
@@ -84,26 +84,32 @@ async fn status_and_lease(pg: &PgSchema, id: i64) -> (String, Option<String>) {
     .unwrap()
 }
 
-/// The interleaving behind issue 17's deadlocks, forced: a renewal of A and B is first in
-/// line for A when a finish of B and A (in completion order) comes in. A finish that
-/// locked rows in the order of its arrays took B and waited for A, while the renewal got A
-/// and waited for B. Both now lock A first, so the finish waits behind the renewal, and
-/// both complete.
+/// The interleaving behind issue 17's deadlocks, forced: row A is held (as a finish of A
+/// holds it) when a renewal of A and B comes in, then a finish of B and A (in completion
+/// order). A renewal that waited for A while holding B could close a circle with a finish
+/// that holds A and wants B; a renewal skips the rows it cannot lock at once, so it renews B
+/// and returns, the finish waits only for the holder, and both complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_and_finish_of_the_same_rows_both_complete() {
+async fn a_renewal_skips_a_held_row_and_the_finish_waits_for_it() {
     let Some(pg) = PgSchema::create("pg_locks::renewal_and_finish").await else {
         return;
     };
     let (db, app, a, b) = store_with_two_claims(&pg).await;
+    let (_, a_lease) = status_and_lease(&pg, a.id).await;
+    let (_, b_lease) = status_and_lease(&pg, b.id).await;
     let mut holder = pg.connect().await;
     sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
     lock_row(&mut holder, a.id).await;
 
-    let renewing = {
-        let db = db.clone();
-        tokio::spawn(async move { db.renew(vec![a, b], LEASE).await })
-    };
-    wait_for_lock_waiters(&pg, &app, 1).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::timeout(Duration::from_secs(5), db.renew(vec![a, b], LEASE))
+        .await
+        .expect("the renewal waited for the held row")
+        .expect("renewal");
+    assert_eq!(status_and_lease(&pg, a.id).await.1, a_lease, "the held row was renewed");
+    let (_, renewed) = status_and_lease(&pg, b.id).await;
+    assert!(renewed > b_lease, "B was not renewed: {renewed:?} after {b_lease:?}");
+
     let finishing = {
         let db = db.clone();
         let mut with_run = done(a);
@@ -111,14 +117,9 @@ async fn renewal_and_finish_of_the_same_rows_both_complete() {
         // In completion order, which need not be id order.
         tokio::spawn(async move { db.finish_many(vec![done(b), with_run]).await })
     };
-    wait_for_lock_waiters(&pg, &app, 2).await;
+    wait_for_lock_waiters(&pg, &app, 1).await;
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 
-    tokio::time::timeout(PATIENCE, renewing)
-        .await
-        .expect("renewal hung")
-        .unwrap()
-        .expect("renewal");
     let applied = tokio::time::timeout(PATIENCE, finishing)
         .await
         .expect("finish hung")

@@ -209,10 +209,9 @@ fn claim_arrays(claims: &[ClaimRef]) -> (Vec<i64>, Vec<i64>) {
 /// Each row is locked by a lookup of its id, one after the other in array order (a
 /// subquery with a locking clause is never merged into the join): a join that left the
 /// choice to the planner scanned a whole index when its statistics said few rows were
-/// claimed, and a renewal took a second mid-drain (docs/PERFORMANCE.md). The lease test is
-/// written so that `event_queue_leased` cannot serve it (`leased_until IS NOT NULL` made
-/// the planner walk every claimed row's entry for each lookup instead of one primary-key
-/// probe). MATERIALIZED keeps the CTE from being folded into the statement.
+/// claimed, and a renewal took a second mid-drain (docs/PERFORMANCE.md). The lease test
+/// (`COALESCE(leased_until, '') <> ''`) is a filter on the row, never an index condition.
+/// MATERIALIZED keeps the CTE from being folded into the statement.
 macro_rules! lock_claims {
     () => {
         lock_claims!("")
@@ -272,7 +271,8 @@ pub(super) async fn release_claims(pool: &PgPool, claims: &[ClaimRef]) -> Result
     Ok(done.rows_affected())
 }
 
-/// Locks the expired claims in ascending id order and skips those another transaction
+/// Locks the expired claims in ascending id order (read from the queue without an index
+/// since migration 0033: it holds only waiting and running events) and skips those another transaction
 /// holds (a renewal or a finish in progress: the owner is alive, or the next pass sees
 /// them), so a reclaim never waits on, or deadlocks with, a worker. Concurrent reclaimers
 /// are safe: the row lock re-checks the WHERE clause on the newest row version. An event

@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "finished index with flow statuses",
         include_str!("../../../migrations/postgres/0031_finished_index_flow_statuses.sql"),
     ),
+    (
+        33,
+        "hot claims",
+        include_str!("../../../migrations/postgres/0033_hot_claims.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
