@@ -6,8 +6,10 @@
 mod admin;
 mod attempts;
 mod checkpoint;
+mod claim;
 mod enqueue;
 mod file;
+mod finish;
 mod flow;
 #[cfg(test)]
 mod plans;

@@ -17,11 +17,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::{mpsc, oneshot};
 
 use super::admin;
-use super::attempts::{self, ClaimTimes, Ended};
+use super::attempts::{self, ClaimTimes};
 use super::checkpoint::Checkpointer;
+use super::claim::claim;
 use super::enqueue::enqueue;
+use super::finish::{finish_many, upsert_action_run};
 use super::*;
-use crate::store::{rows, stored_payload, stored_result};
+use crate::store::rows;
 use crate::time;
 
 /// Most requests folded into one transaction.
@@ -222,10 +224,10 @@ fn take_waiting(rx: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>) {
 }
 
 /// The batch's clock, read once: every row it writes carries the same time.
-struct Now {
+pub(super) struct Now {
     /// As stored.
-    text: String,
-    at: DateTime<Utc>,
+    pub(super) text: String,
+    pub(super) at: DateTime<Utc>,
 }
 
 /// Runs the requests in one transaction; results are in request order.
@@ -378,270 +380,6 @@ fn routing_version(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
-}
-
-/// Claims up to `limit` due events, oldest due first: a select on the due index, then one
-/// update by row id per event. Inside the writer's transaction nothing else writes between
-/// the two. As one `UPDATE … WHERE id IN (SELECT …) RETURNING …` it cost two ephemeral
-/// tables and a statement journal per claim.
-fn claim(
-    tx: &Transaction<'_>,
-    limit: usize,
-    lease: Duration,
-    clock: &Now,
-    claims: &mut ClaimTimes,
-) -> rusqlite::Result<Vec<ClaimedEvent>> {
-    let now = clock.text.as_str();
-    // `LIMIT ?2 + 0`, not `LIMIT ?2`: SQLite's planner reads a bare bound LIMIT, so it would
-    // re-prepare this statement on every run (measured: 6 % of the writer's time draining).
-    // `INDEXED BY events_due`: without statistics the planner prefers the operator API's
-    // `events_status_received` and sorts every due row per claim (drain 14k -> 5k events/s).
-    let mut due = tx.prepare_cached(
-        "SELECT id, source, event_id, attempt_count, payload_json, replay_force \
-         FROM events INDEXED BY events_due \
-         WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1 \
-         ORDER BY next_attempt_at, id LIMIT ?2 + 0",
-    )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut claimed = due
-        .query_map(params![now, limit], |r| {
-            let id = r.get(0)?;
-            let source = r.get_ref(1)?.as_str_or_null()?.unwrap_or_default();
-            Ok(ClaimedEvent {
-                id,
-                source: rows::parse_word(source, "events", id, "source").map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-                })?,
-                event_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                attempt_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0) + 1,
-                payload_json: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                done_runs: Vec::new(),
-                forced: r.get::<_, i64>(5)? != 0,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    drop(due);
-    let until = time::after(lease);
-    let mut take = tx.prepare_cached(
-        "UPDATE events SET status = 'processing', processing_started_at = ?1, lease_until = ?2, \
-           attempt_count = ?3 WHERE id = ?4",
-    )?;
-    let mut done =
-        tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
-    for event in &mut claimed {
-        take.execute(params![now, until, event.attempt_count, event.id])?;
-        claims.claimed(event.id, event.attempt_count, now, clock.at);
-        // A forced replay reruns every action, so it is told of no done runs.
-        if event.forced {
-            continue;
-        }
-        event.done_runs = done
-            .query_map(params![event.id], |r| {
-                Ok(DoneRun {
-                    action: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    output_json: r.get(1)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        if event
-            .done_runs
-            .iter()
-            .any(|r| run_input::output_is_event(r.output_json.as_deref()))
-        {
-            let stored = stored_event(tx, event.id)?;
-            for run in &mut event.done_runs {
-                if run_input::output_is_event(run.output_json.as_deref()) {
-                    run.output_json = Some(run_input::output_of(stored.result.as_deref()));
-                }
-            }
-        }
-    }
-    claimed.sort_by_key(|c| c.id);
-    Ok(claimed)
-}
-
-/// Stores each outcome as [`finish`] does, then the attempts the finishes ended together.
-fn finish_many(
-    tx: &Transaction<'_>,
-    fs: &[Finish],
-    clock: &Now,
-    claims: &mut ClaimTimes,
-) -> rusqlite::Result<Vec<bool>> {
-    let mut known = Vec::with_capacity(fs.len());
-    let applied = fs
-        .iter()
-        .map(|f| finish(tx, f, clock, claims, &mut known))
-        .collect::<rusqlite::Result<_>>()?;
-    attempts::insert(tx, &known, &clock.text)?;
-    Ok(applied)
-}
-
-fn finish<'a>(
-    tx: &Transaction<'_>,
-    f: &'a Finish,
-    clock: &Now,
-    claims: &mut ClaimTimes,
-    known: &mut Vec<attempts::Known<'a>>,
-) -> rusqlite::Result<bool> {
-    let now = clock.text.as_str();
-    let (id, attempt) = (f.claim.id, f.claim.attempt);
-    if f.other_runs_read_event && f.result_json().is_some() {
-        keep_run_inputs(tx, id, f.action_run.as_ref().map(|r| r.action.as_str()))?;
-    }
-    let changed = match &f.outcome {
-        // A finished attempt has rerun what a forced replay asked for: replay_force resets.
-        Outcome::Done { result_json } => tx
-            .prepare_cached(
-                "UPDATE events SET status = 'done', processed_at = ?1, result_json = ?2, last_error = NULL, \
-                 lease_until = NULL, replay_force = 0, provider = COALESCE(?5, provider), \
-                 action = COALESCE(?6, action) WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
-            )?
-            .execute(params![now, result_json, id, attempt, f.provider, f.action])?,
-        Outcome::Retry { error, next_attempt_at } => tx
-            .prepare_cached(
-                "UPDATE events SET status = 'retry', next_attempt_at = ?1, last_error = ?2, \
-                 lease_until = NULL, provider = COALESCE(?5, provider), action = COALESCE(?6, action) \
-                 WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
-            )?
-            .execute(params![
-                next_attempt_at.as_str(),
-                error,
-                id,
-                attempt,
-                f.provider,
-                f.action
-            ])?,
-        Outcome::Failed { error } => tx
-            .prepare_cached(
-                "UPDATE events SET status = 'error', processed_at = ?1, last_error = ?2, \
-                 lease_until = NULL, replay_force = 0, provider = COALESCE(?5, provider), \
-                 action = COALESCE(?6, action) WHERE id = ?3 AND attempt_count = ?4 AND status = 'processing'",
-            )?
-            .execute(params![now, error, id, attempt, f.provider, f.action])?,
-    };
-    if changed != 1 {
-        // A lost claim's action runs are not written: the new owner will write its own.
-        claims.forget(id);
-        return Ok(false);
-    }
-    let (outcome, error) = match &f.outcome {
-        Outcome::Done { .. } => ("done", None),
-        Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
-        Outcome::Failed { error } => ("error", Some(error.as_str())),
-    };
-    let ended = Ended {
-        id,
-        attempt,
-        outcome,
-        error,
-    };
-    attempts::record_ended(tx, claims, ended, now, clock.at, known)?;
-    for run in f.runs() {
-        upsert_action_run(tx, run)?;
-    }
-    if let Some(result_json) = f.fan_out.as_deref().and_then(|o| o.unfinished_result_json.as_deref()) {
-        tx.prepare_cached("UPDATE events SET result_json = ?1 WHERE id = ?2")?
-            .execute(params![result_json, id])?;
-    }
-    Ok(true)
-}
-
-/// The parts of an event row that a run's input and output are rebuilt from.
-struct StoredEvent {
-    payload: Option<String>,
-    /// The result as read ([`stored_result::expand`]).
-    result: Option<String>,
-}
-
-fn stored_event(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<StoredEvent> {
-    let (source, event_id, payload, result) = tx
-        .prepare_cached("SELECT source, event_id, payload_json, result_json FROM events WHERE id = ?1")?
-        .query_row(params![id], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-    let source = source.and_then(|s| s.parse().ok());
-    let payload = payload.map(|p| stored_payload::expand(&p, source));
-    let result = result.map(|r| stored_result::expand(&r, source, event_id.as_deref()));
-    Ok(StoredEvent { payload, result })
-}
-
-/// Before a `done` outcome replaces the event's result, stores the full input and output
-/// of the event's runs that hold the event's ([`run_input`]), except the run of `except`,
-/// which this finish rewrites. Built here rather than in SQL so that the texts are exactly
-/// the worker's (the stored result is compact: [`stored_result`]).
-fn keep_run_inputs(tx: &Transaction<'_>, event_row_id: i64, except: Option<&str>) -> rusqlite::Result<()> {
-    let marked = tx
-        .prepare_cached(
-            "SELECT id, action, input_json, output_json FROM action_runs \
-             WHERE event_row_id = ?1 AND action IS NOT ?2 AND (input_json IN (?3, ?4) OR output_json = ?3)",
-        )?
-        .query_map(
-            params![event_row_id, except, run_input::EVENT, run_input::FROM_EVENT],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    if marked.is_empty() {
-        return Ok(());
-    }
-    let event = stored_event(tx, event_row_id)?;
-    let mut keep = tx.prepare_cached("UPDATE action_runs SET input_json = ?1, output_json = ?2 WHERE id = ?3")?;
-    for (run_id, action, input, output) in marked {
-        let input = match run_input::input_is_event(input.as_deref()) {
-            true => Some(run_input::input_of(
-                action.as_deref().unwrap_or_default(),
-                event.payload.as_deref(),
-                event.result.as_deref(),
-            )),
-            false => input,
-        };
-        let output = match run_input::output_is_event(output.as_deref()) {
-            true => Some(run_input::output_of(event.result.as_deref())),
-            false => output,
-        };
-        keep.execute(params![input, output, run_id])?;
-    }
-    Ok(())
-}
-
-fn upsert_action_run(tx: &Transaction<'_>, run: &ActionRunRecord) -> rusqlite::Result<()> {
-    // One statement: the unique key on (event_row_id, action) is part of the seed's layout,
-    // and `SqliteStore::open` adds it to a file that lacks it.
-    tx.prepare_cached(concat!(
-        "INSERT INTO action_runs (started_at, finished_at, status, provider, handler_mode, handler_target, \
-         input_json, output_json, error, event_row_id, action, attempts) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1) \
-         ON CONFLICT(event_row_id, action) DO UPDATE SET started_at = excluded.started_at, \
-         finished_at = excluded.finished_at, status = excluded.status, provider = excluded.provider, \
-         handler_mode = excluded.handler_mode, handler_target = excluded.handler_target, \
-         input_json = excluded.input_json, output_json = excluded.output_json, error = excluded.error, ",
-        crate::store::count_run_attempt!()
-    ))?
-    .execute(params![
-        run.started_at,
-        run.finished_at,
-        run.status.as_str(),
-        run.provider,
-        run.handler_mode.as_str(),
-        run.handler_target,
-        run.input_json,
-        run.output_json,
-        run.error,
-        run.event_row_id,
-        run.action,
-    ])?;
-    Ok(())
 }
 
 fn apply(tx: &Transaction<'_>, changes: &RoutingChanges, now: &str) -> rusqlite::Result<()> {
