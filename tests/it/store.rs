@@ -290,6 +290,7 @@ store_tests!(
     concurrent_claimers_never_share_a_row,
     finish_is_fenced_by_the_attempt,
     finish_many_stores_each_outcome_as_finish_would,
+    a_lost_and_a_current_claim_of_one_event_in_one_batch,
     renew_extends_only_the_current_claim,
     expired_leases_go_to_retry_then_error,
     release_gives_the_attempt_back,
@@ -605,6 +606,32 @@ async fn finish_is_fenced_by_the_attempt(t: TestStore) {
     assert!(!db.finish(late).await.unwrap());
     assert_eq!(status(db, row2).await, "retry");
     assert!(db.action_run(row2, "act").await.unwrap().is_none());
+}
+
+/// Two claims of one event in one batch, the lost one and the current one, in either order
+/// (a lease that expired under a running attempt, and the event claimed again by the same
+/// process): the current claim's outcome is stored, the lost one's refused.
+async fn a_lost_and_a_current_claim_of_one_event_in_one_batch(t: TestStore) {
+    let db = &t.db;
+    for (n, lost_first) in [(0, true), (1, false)] {
+        let row = enqueue(db, &format!("twice{n}")).await;
+        let lost = claim(db, 1, Duration::ZERO).await.remove(0).claim_ref();
+        tick().await;
+        assert_eq!(db.reclaim_expired(8).await.unwrap().len(), 1);
+        let current = claim(db, 1, LEASE).await.remove(0).claim_ref();
+        assert_eq!((current.id, current.attempt), (row, lost.attempt + 1));
+        let batch = if lost_first {
+            vec![done(lost), done(current)]
+        } else {
+            vec![done(current), done(lost)]
+        };
+        let applied = db.finish_many(batch).await.unwrap();
+        let expected = if lost_first { [false, true] } else { [true, false] };
+        assert_eq!(applied, expected, "lost claim first: {lost_first}");
+        let e = db.event(row).await.unwrap().unwrap();
+        assert_eq!(e.status.map(|v| v.as_str()), Some("done"));
+        assert_eq!(e.attempt_count, current.attempt);
+    }
 }
 
 /// A batch mixing every outcome, a lost claim and enough action-run data to be written in

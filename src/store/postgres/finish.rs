@@ -33,7 +33,7 @@ pub(super) async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<V
     let mut tx = pool.begin().await?;
     let mut applied = vec![false; finishes.len()];
     let mut at = 0;
-    for chunk in message_chunks(&sorted, |f| finish_bytes(f)) {
+    for chunk in message_chunks(&sorted, |f| finish_bytes(f)).flat_map(distinct_ids) {
         for ok in finish_chunk(&mut tx, chunk).await? {
             applied[order[at]] = ok;
             at += 1;
@@ -41,6 +41,14 @@ pub(super) async fn finish_batch(pool: &PgPool, finishes: &[Finish]) -> Result<V
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// Splits a run of finishes sorted by event id where an id repeats, so that each statement
+/// sees an event once: [`take_claims!`] looks a row's claim up by its id. Two claims of one
+/// event come in one batch only when a lease expired under a running attempt and this
+/// process claimed the event again; of the two, only the current claim applies.
+fn distinct_ids<'a, 'f>(chunk: &'a [&'f Finish]) -> impl Iterator<Item = &'a [&'f Finish]> {
+    chunk.chunk_by(|a, b| a.claim.id != b.claim.id)
 }
 
 /// Roughly what an outcome adds to the statement's message.
