@@ -140,12 +140,15 @@ pub async fn run(
     input: &HandlerInput<'_>,
     options: &RunOptions,
 ) -> Ran {
+    // The handlers that wait on a child or a server run boxed: their futures are large (kilobytes),
+    // and inline they made every attempt's task that large, which tokio copies on spawn and
+    // on every move, noop or not (a tenth of a no-op drain's worker CPU was that memcpy).
     match mode {
         HandlerMode::Noop => Ran::plain(Ok(noop::run(input))),
-        HandlerMode::Command => Ran::plain(command::run(cfg, target, input).await),
-        HandlerMode::Http => Ran::plain(http::run(&cfg.http, target, input).await),
-        HandlerMode::Agent => agent::run(cfg, target, input, options).await,
-        HandlerMode::Llm => llm::run(cfg, target, input).await,
+        HandlerMode::Command => Ran::plain(Box::pin(command::run(cfg, target, input)).await),
+        HandlerMode::Http => Ran::plain(Box::pin(http::run(&cfg.http, target, input)).await),
+        HandlerMode::Agent => Box::pin(agent::run(cfg, target, input, options)).await,
+        HandlerMode::Llm => Box::pin(llm::run(cfg, target, input)).await,
     }
 }
 
@@ -155,7 +158,7 @@ pub async fn run_unrouted(
     input_payload: &serde_json::Value,
     router: &serde_json::Value,
 ) -> Result<serde_json::Value, HandlerError> {
-    unrouted::run(cfg, input_payload, router).await
+    Box::pin(unrouted::run(cfg, input_payload, router)).await
 }
 
 #[cfg(test)]

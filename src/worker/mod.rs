@@ -236,12 +236,14 @@ impl Pool {
             let handlers = self.handlers.clone();
             let fast = self.fast.clone();
             let in_flight = self.in_flight.clone();
-            self.tasks.spawn(async move {
+            let task = async move {
                 // The semaphore is never closed, so this waits rather than fails.
                 let running = handlers.clone().acquire_owned().await.ok();
                 let started = Instant::now();
                 // The held slot is given back when the attempt's (first) handler ends.
-                let finish = processor.attempt(&event, Slots::new(running, handlers)).await;
+                // Boxed, so that the task tokio moves around is a few words, not the
+                // attempt's kilobytes.
+                let finish = Box::pin(processor.attempt(&event, Slots::new(running, handlers))).await;
                 fast.store(started.elapsed() < FAST_HANDLER, Ordering::Relaxed);
                 match finish {
                     // The claim slot travels with the outcome and is freed once it is
@@ -255,7 +257,8 @@ impl Pool {
                         lock(&in_flight).remove(&claim.id);
                     }
                 }
-            });
+            };
+            self.tasks.spawn(task);
         }
     }
 

@@ -270,7 +270,8 @@ impl Processor {
                 self.hold(event, reason, until).await;
                 return None;
             }
-            return Some(self.attempt_fan_out(event, decision, input, slots, started).await);
+            // Boxed: a fan-out's future holds one action's future per action.
+            return Some(Box::pin(self.attempt_fan_out(event, decision, input, slots, started)).await);
         }
 
         let action = match &decision.mapped_action {
