@@ -12,10 +12,10 @@
 #
 # With PostgreSQL, a fresh database is created per phase on the server of the URL and
 # dropped afterwards; the URL's own database is never touched (its role needs CREATEDB).
-# The phases connect over TLS (`sslmode=require`) unless the URL sets an sslmode; every
-# noop drain runs twice, plain text then TLS, and the table prints their ratio.
-# With PostgreSQL, graphile-worker (Node.js, npm, pinned) then drains the same number of
-# no-op jobs on the same server and the ratio is printed.
+# The phases connect over TLS (`sslmode=require`) unless the URL sets an sslmode; the ingest
+# and every noop drain run both ways, plain text then TLS. The ingest and the 50k drain run in rounds (--rounds, default 3): plain
+# text, TLS and graphile-worker's drain of as many no-op jobs on the same server, interleaved;
+# the last section of the table judges the ratios on the rounds' medians.
 # Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
 # --strict to exit 2 on a missed target), non-zero when a step failed.
 set -euo pipefail
@@ -47,49 +47,21 @@ cargo build --release --locked --example echo_ceiling --example loadbench
 # explicit --database-url wins. Empty means unset, as for switchyard itself.
 if [ -z "${DATABASE_URL:-}" ]; then unset DATABASE_URL; fi
 
-# The PostgreSQL URL, if any (for the graphile-worker comparison below).
-pg_url="${DATABASE_URL:-}"
-prev=""
+# With PostgreSQL, loadbench compares the drain with graphile-worker's (Node.js, pinned in
+# bench/graphile/package.json) on the same server, in the same rounds; its packages are
+# installed here on first use. Without node, loadbench says the comparison was skipped.
+pg=""
+if [ -n "${DATABASE_URL:-}" ]; then pg=1; fi
 for arg in "$@"; do
-  case "$arg" in --database-url=*) pg_url="${arg#--database-url=}" ;; esac
-  if [ "$prev" = "--database-url" ]; then pg_url="$arg"; fi
-  prev="$arg"
+  case "$arg" in --database-url*) pg=1 ;; esac
 done
+if [ -n "$pg" ] && command -v npm >/dev/null 2>&1 && [ ! -d bench/graphile/node_modules/graphile-worker ]; then
+  npm install --prefix bench/graphile --no-save --no-audit --no-fund --loglevel=error
+fi
 
-table="$(mktemp)"
-trap 'rm -f "$table"' EXIT
-status=0
-target/release/examples/loadbench \
+exec target/release/examples/loadbench \
   --bin target/release/switchyard \
   --echo target/release/examples/echo_ceiling \
   --lua bench/ingest.lua \
-  "$@" | tee "$table" || status=$?
-
-# With PostgreSQL: graphile-worker (Node.js, pinned in bench/graphile/package.json, the
-# batching options of its performance page) drains 50,000 no-op jobs on the same server,
-# and the ratio to switchyard's 50,000-event noop drain of this run is printed
-# (issue 26's target: ≥ 1.0, the compass 2). Skipped, saying so, without Node.js or that drain.
-if [ -n "$pg_url" ]; then
-  # The plain-text drain: graphile-worker's client connects without TLS.
-  ours="$(awk -F'|' '$2 ~ /drain 50000 queued, noop mapping \(postgres, plain\)/ && $3 ~ /drain rate/ {print $4}' "$table" | grep -o '[0-9]\+' | head -1 || true)"
-  graphile_url="$(echo "$pg_url" | sed -E 's/([?&])sslmode=[^&]*&?/\1/; s/[?&]$//')"
-  if ! command -v node >/dev/null 2>&1; then
-    echo "graphile-worker comparison skipped: node is not installed" >&2
-  elif [ -z "$ours" ]; then
-    echo "graphile-worker comparison skipped: this run has no 50000-event noop drain" >&2
-  else
-    if [ ! -d bench/graphile/node_modules/graphile-worker ]; then
-      npm install --prefix bench/graphile --no-save --no-audit --no-fund --loglevel=error
-    fi
-    line="$(node bench/graphile/drain.mjs "$graphile_url" 50000)" || status=$?
-    echo "$line"
-    theirs="$(echo "$line" | grep -o '[0-9]\+ jobs/s' | grep -o '[0-9]\+' || true)"
-    if [ -n "$theirs" ]; then
-      awk -v a="$ours" -v b="$theirs" 'BEGIN {
-        r = a / b
-        printf "switchyard %d events/s (plain) / graphile-worker %d jobs/s = %.2f (target >= 1.0) %s\n", a, b, r, (r >= 1.0 ? "pass" : "**FAIL**")
-      }'
-    fi
-  fi
-fi
-exit "$status"
+  --graphile bench/graphile/drain.mjs \
+  "$@"

@@ -38,6 +38,15 @@ pub(crate) struct Args {
     /// Queue sizes drained with the noop mapping (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "50000,200000")]
     pub(crate) drain_sizes: Vec<usize>,
+    /// On PostgreSQL: rounds of the ingest phase (plain text, then TLS) and of the smallest
+    /// noop drain (plain, TLS, then graphile-worker), interleaved; ratios are judged on
+    /// the rounds' medians, since one pair of runs on a busy machine is mostly noise.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// graphile-worker's drain script (Node.js, packages installed beside it with npm) for
+    /// the PostgreSQL comparison; skipped, saying why, when node or the packages are missing.
+    #[arg(long, default_value = "bench/graphile/drain.mjs")]
+    pub(crate) graphile: PathBuf,
     /// Queue size drained with no mapping at all (result "no mapping"); 0 skips it.
     #[arg(long, default_value_t = 50000)]
     pub(crate) drain_unmapped: usize,

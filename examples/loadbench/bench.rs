@@ -25,7 +25,12 @@ pub(crate) struct Bench {
     pub(crate) ceiling_rps: Option<f64>,
     /// The echo server's CPU per request in the ceiling phase, in µs.
     pub(crate) ceiling_cpu_us: Option<f64>,
-    pub(crate) drain_rates: BTreeMap<(Option<Transport>, usize), f64>,
+    /// Every noop drain's rate, by transport and queue size, in the order measured.
+    pub(crate) drain_rates: BTreeMap<(Option<Transport>, usize), Vec<f64>>,
+    /// Every ingest phase's requests/s, by transport.
+    pub(crate) ingest_rates: BTreeMap<Option<Transport>, Vec<f64>>,
+    /// graphile-worker's jobs/s, one per round.
+    pub(crate) graphile_rates: Vec<f64>,
     /// PostgreSQL databases created and not dropped yet (dropped at exit, even on failure).
     pub(crate) created: Vec<String>,
 }

@@ -22,8 +22,10 @@ mod body;
 mod db;
 mod drain;
 mod flow_drain;
+mod graphile;
 mod phases;
 mod procs;
+mod ratios;
 mod report;
 mod soak;
 mod wrk;
@@ -75,6 +77,10 @@ async fn run() -> Result<bool> {
     for p in [&mut args.bin, &mut args.echo, &mut args.lua] {
         *p = std::fs::canonicalize(&*p).with_context(|| format!("{} not found (build first)", p.display()))?;
     }
+    // Optional: a missing script is reported where the comparison would run.
+    if let Ok(p) = std::fs::canonicalize(&args.graphile) {
+        args.graphile = p;
+    }
     let run_id = format!("{}", std::process::id());
     let work = match &args.work_dir {
         Some(d) => d.clone(),
@@ -97,6 +103,8 @@ async fn run() -> Result<bool> {
         ceiling_rps: None,
         ceiling_cpu_us: None,
         drain_rates: BTreeMap::new(),
+        ingest_rates: BTreeMap::new(),
+        graphile_rates: Vec::new(),
         created: Vec::new(),
     };
     let header = format!(
@@ -157,8 +165,21 @@ impl Bench {
         if wants("ceiling") {
             self.ceiling().await?;
         }
+        // PostgreSQL runs the ingest and the smallest drain in rounds, plain text and TLS
+        // (and graphile-worker) interleaved (issue 26); SQLite once.
+        let pg = self.pg_admin.is_some();
+        let rounds = if pg { self.args.rounds.max(1) } else { 1 };
+        let transports: &[Option<Transport>] = if pg {
+            &[Some(Transport::Plain), Some(Transport::Tls)]
+        } else {
+            &[None]
+        };
         if wants("ingest") {
-            self.ingest().await?;
+            for _ in 0..rounds {
+                for &transport in transports {
+                    self.ingest(transport).await?;
+                }
+            }
         }
         if wants("serve") {
             self.serve().await?;
@@ -169,21 +190,21 @@ impl Bench {
         if wants("drain") {
             let mut sizes = self.args.drain_sizes.clone();
             sizes.sort_unstable();
-            // PostgreSQL drains plain text and TLS back to back (issue 26); SQLite once.
-            let transports: &[Option<Transport>] = if self.pg_admin.is_some() {
-                &[Some(Transport::Plain), Some(Transport::Tls)]
-            } else {
-                &[None]
-            };
-            for n in sizes {
-                for &transport in transports {
-                    self.drain(n, true, transport).await?;
+            for (i, &n) in sizes.iter().enumerate() {
+                for _ in 0..if i == 0 { rounds } else { 1 } {
+                    for &transport in transports {
+                        self.drain(n, true, transport).await?;
+                    }
+                    if pg && i == 0 {
+                        self.graphile(n).await?;
+                    }
                 }
             }
             if self.args.drain_unmapped > 0 {
                 self.drain(self.args.drain_unmapped, false, transports[0]).await?;
             }
         }
+        self.same_run_ratios(rounds);
         if wants("flow") && self.args.flow_events > 0 {
             self.flow_drain(self.args.flow_events, self.args.flow_keys).await?;
         }
