@@ -465,12 +465,28 @@ where
 }
 
 /// The `(since, until)` bounds of the done/failed rates: a minute and an hour ago.
-pub(crate) fn rate_windows() -> (String, String) {
+fn rate_windows() -> (String, String) {
     let now = chrono::Utc::now();
     (
         crate::time::format(now - chrono::Duration::minutes(1)),
         crate::time::format(now - chrono::Duration::hours(1)),
     )
+}
+
+/// Fills `/stats`' done and failed counts of the last minute and hour from `count(status,
+/// since)`, each backend's query of events finished with a status since a time.
+pub(crate) async fn fill_rates<F, Fut, E>(stats: &mut super::Stats, count: F) -> Result<(), E>
+where
+    F: Fn(crate::domain::EventStatus, String) -> Fut,
+    Fut: std::future::Future<Output = Result<i64, E>>,
+{
+    use crate::domain::EventStatus::{Done, Error};
+    let (minute, hour) = rate_windows();
+    stats.done_last_minute = count(Done, minute.clone()).await?;
+    stats.failed_last_minute = count(Error, minute).await?;
+    stats.done_last_hour = count(Done, hour.clone()).await?;
+    stats.failed_last_hour = count(Error, hour).await?;
+    Ok(())
 }
 
 /// Columns of a listing (no bodies), plus the raw `received_at` the cursor needs.

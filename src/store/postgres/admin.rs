@@ -259,7 +259,6 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
     .await?;
     stats.by_status.insert(EventStatus::Done.as_str().to_string(), done);
     stats.oldest_due_age_seconds = oldest_due(pool).await?.as_deref().and_then(crate::time::age_seconds);
-    let (minute, hour) = query::rate_windows();
     let rate = |status: EventStatus, since: String| async move {
         sqlx::query_scalar::<_, i64>(concat!(
             "SELECT COUNT(*) FROM events WHERE ",
@@ -271,10 +270,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         .fetch_one(pool)
         .await
     };
-    stats.done_last_minute = rate(EventStatus::Done, minute.clone()).await?;
-    stats.failed_last_minute = rate(EventStatus::Error, minute).await?;
-    stats.done_last_hour = rate(EventStatus::Done, hour.clone()).await?;
-    stats.failed_last_hour = rate(EventStatus::Error, hour).await?;
+    query::fill_rates(&mut stats, rate).await?;
     Ok(stats)
 }
 

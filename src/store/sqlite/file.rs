@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 
-use super::MIGRATIONS;
+use super::migrations::MIGRATIONS;
 use crate::store::{StoreError, migrator};
 
 /// Creates the database file readable by its owner only (0600) when it does not exist yet;

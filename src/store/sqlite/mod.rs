@@ -11,8 +11,10 @@ mod enqueue;
 mod file;
 mod finish;
 mod flow;
+mod migrations;
 #[cfg(test)]
 mod plans;
+mod read;
 mod schedules;
 mod sessions;
 mod spend;
@@ -28,94 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::query::{self, Dialect};
 use super::*;
-use super::{action_states, rows};
 use writer::{Op, OpResult, WriteOp};
 
 pub(crate) use file::{check_existing, prepare};
-
-/// The schema, oldest first (embedded in the binary).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "seed layout",
-        include_str!("../../../migrations/sqlite/0001_seed_layout.sql"),
-    ),
-    (
-        2,
-        "leases and indexes",
-        include_str!("../../../migrations/sqlite/0002_leases_and_indexes.sql"),
-    ),
-    (
-        10,
-        "schedules",
-        include_str!("../../../migrations/sqlite/0010_schedules.sql"),
-    ),
-    (
-        11,
-        "operator api",
-        include_str!("../../../migrations/sqlite/0011_operator_api.sql"),
-    ),
-    (
-        12,
-        "finished index without an IN list",
-        include_str!("../../../migrations/sqlite/0012_finished_index_without_in_list.sql"),
-    ),
-    (
-        13,
-        "provider index for routed rows",
-        include_str!("../../../migrations/sqlite/0013_provider_index_for_routed_rows.sql"),
-    ),
-    (
-        14,
-        "status index without done rows",
-        include_str!("../../../migrations/sqlite/0014_status_index_without_done.sql"),
-    ),
-    (
-        21,
-        "rule continue",
-        include_str!("../../../migrations/sqlite/0021_rule_continue.sql"),
-    ),
-    (
-        22,
-        "llm usage",
-        include_str!("../../../migrations/sqlite/0022_llm_usage.sql"),
-    ),
-    (
-        23,
-        "event attempts",
-        include_str!("../../../migrations/sqlite/0023_event_attempts.sql"),
-    ),
-    (
-        24,
-        "schedule active since",
-        include_str!("../../../migrations/sqlite/0024_schedule_active_since.sql"),
-    ),
-    (
-        25,
-        "revoked dashboard sessions",
-        include_str!("../../../migrations/sqlite/0025_revoked_sessions.sql"),
-    ),
-    (
-        26,
-        "action run attempts",
-        include_str!("../../../migrations/sqlite/0026_action_run_attempts.sql"),
-    ),
-    (
-        30,
-        "flow control",
-        include_str!("../../../migrations/sqlite/0030_flow_control.sql"),
-    ),
-    (
-        31,
-        "finished index with flow statuses",
-        include_str!("../../../migrations/sqlite/0031_finished_index_flow_statuses.sql"),
-    ),
-    (
-        32,
-        "waiting index",
-        include_str!("../../../migrations/sqlite/0032_waiting_index.sql"),
-    ),
-];
 
 /// The WHERE of the `events_finished` index (migrations 0012, 0031), which a query repeats
 /// verbatim so that SQLite sees the index applies.
@@ -125,22 +42,6 @@ macro_rules! finished_rows {
     };
 }
 pub(crate) use finished_rows;
-
-use super::query::{COUNT_NOT_DONE, COUNT_QUEUED};
-
-/// `done` events (`events_finished`).
-const COUNT_DONE: &str = concat!(
-    "SELECT COUNT(*) FROM events WHERE ",
-    finished_rows!(),
-    " AND status = 'done'"
-);
-
-/// Events of a status (`?1`) finished since `?2`, for `/stats`.
-const FINISHED_SINCE: &str = concat!(
-    "SELECT COUNT(*) FROM events WHERE ",
-    finished_rows!(),
-    " AND status = ?1 AND processed_at >= ?2"
-);
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -181,16 +82,6 @@ impl SqliteStore {
         })
     }
 
-    /// The `next_attempt_at` of the oldest due event (the due index's first entry).
-    async fn oldest_due(&self) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM events INDEXED BY events_due WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1",
-        )
-        .bind(crate::time::now())
-        .fetch_one(&self.read)
-        .await?)
-    }
-
     async fn submit(&self, op: Op) -> Result<OpResult, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer
@@ -200,10 +91,6 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 }
-
-const RULE_COLUMNS: &str = "SELECT id, provider, name, priority, conditions_json, action, handler_mode, handler_target, enabled, continue_after_match, flow_json FROM routing_rules";
-const EVENT_COLUMNS: &str = "SELECT id, source, event_id, received_at, status, attempt_count, next_attempt_at, \
-     processing_started_at, processed_at, payload_json, result_json, last_error FROM events";
 
 /// The writer answered a request with another request's kind of result (a bug).
 fn wrong_result() -> StoreError {
@@ -274,75 +161,45 @@ impl Store for SqliteStore {
 
     fn action_run(&self, event_row_id: i64, action: &str) -> StoreFuture<'_, Option<ActionRunRow>> {
         let action = action.to_string();
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT id, event_row_id, started_at, finished_at, status, provider, action, handler_mode, \
-                 handler_target, input_json, output_json, error, attempts FROM action_runs WHERE event_row_id = ? AND action = ?",
-            )
-            .bind(event_row_id)
-            .bind(action)
-            .fetch_optional(&self.read)
-            .await?;
-            let mut runs: Vec<ActionRunRow> = row.as_ref().map(rows::action_run).transpose()?.into_iter().collect();
-            if run_input::needs_event(&runs) {
-                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
-            }
-            Ok(runs.pop())
-        })
+        Box::pin(async move { read::action_run(&self.read, event_row_id, &action).await })
     }
 
     fn event(&self, row_id: i64) -> StoreFuture<'_, Option<EventRow>> {
-        Box::pin(async move {
-            let row = sqlx::query(AssertSqlSafe(format!("{EVENT_COLUMNS} WHERE id = ?")))
-                .bind(row_id)
-                .fetch_optional(&self.read)
-                .await?;
-            Ok(row.as_ref().map(rows::event).transpose()?)
-        })
+        Box::pin(read::event(&self.read, row_id))
     }
 
     fn action_runs(&self, event_row_id: i64) -> StoreFuture<'_, Vec<ActionRunRow>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT id, event_row_id, started_at, finished_at, status, provider, action, handler_mode, \
-                 handler_target, input_json, output_json, error, attempts FROM action_runs WHERE event_row_id = ? ORDER BY id DESC",
-            )
-            .bind(event_row_id)
-            .fetch_all(&self.read)
-            .await?;
-            let mut runs = rows.iter().map(rows::action_run).collect::<Result<Vec<_>, _>>()?;
-            if run_input::needs_event(&runs) {
-                run_input::resolve(&mut runs, self.event(event_row_id).await?.as_ref());
-            }
-            Ok(runs)
-        })
+        Box::pin(read::action_runs(&self.read, event_row_id))
     }
 
     fn attempts(&self, event_row_id: i64) -> StoreFuture<'_, Vec<AttemptRow>> {
-        Box::pin(async move {
-            let rows = sqlx::query(super::attempts::SELECT_BY_EVENT)
-                .bind(event_row_id)
-                .fetch_all(&self.read)
-                .await?;
-            Ok(rows.iter().map(rows::attempt).collect::<Result<Vec<_>, _>>()?)
-        })
+        Box::pin(read::attempts(&self.read, event_row_id))
     }
 
     fn list_page(&self, filter: EventFilter, cursor: Option<Cursor>, limit: u32) -> StoreFuture<'_, EventPage> {
-        Box::pin(async move {
-            let (sql, c) = query::page_sql(Dialect::Sqlite, &filter, cursor.as_ref());
-            let q = query::bind_all(sqlx::query(AssertSqlSafe(sql)), &c.binds).bind(i64::from(limit) + 1);
-            let rows = q.fetch_all(&self.read).await?;
-            let mut page = rows::page(&rows, limit as usize)?;
-            if !page.events.is_empty() {
-                let runs = sqlx::query_as(action_states::SQLITE_SQL)
-                    .bind(action_states::ids_json(&page))
-                    .fetch_all(&self.read)
-                    .await?;
-                action_states::attach(&mut page, runs);
-            }
-            Ok(page)
-        })
+        Box::pin(read::list_page(&self.read, filter, cursor, limit))
+    }
+
+    fn stats(&self) -> StoreFuture<'_, Stats> {
+        Box::pin(read::stats(&self.read))
+    }
+
+    fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
+        Box::pin(read::queue_depth(&self.read))
+    }
+
+    fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {
+        Box::pin(read::routing_tables(&self.read))
+    }
+
+    fn mapping(&self, provider: &str) -> StoreFuture<'_, Option<Mapping>> {
+        let provider = provider.to_string();
+        Box::pin(async move { read::mapping(&self.read, &provider).await })
+    }
+
+    fn rules(&self, provider: &str) -> StoreFuture<'_, Vec<Rule>> {
+        let provider = provider.to_string();
+        Box::pin(async move { read::rules(&self.read, &provider).await })
     }
 
     fn replay(&self, row_id: i64, force: bool) -> StoreFuture<'_, Transition> {
@@ -376,51 +233,8 @@ impl Store for SqliteStore {
         Box::pin(async move { expect!(self.submit(Op::Cancel(row_id)), Transition) })
     }
 
-    fn stats(&self) -> StoreFuture<'_, Stats> {
-        Box::pin(async move {
-            let mut stats = Stats::default();
-            for status in query::STATUSES {
-                stats.by_status.insert((*status).to_string(), 0);
-            }
-            // Two reads, each on its index: the status index holds no `done` rows.
-            let counts = sqlx::query(COUNT_NOT_DONE).fetch_all(&self.read).await?;
-            for r in &counts {
-                let status: Option<String> = r.try_get("status")?;
-                stats.by_status.insert(status.unwrap_or_default(), r.try_get("n")?);
-            }
-            let done: i64 = sqlx::query_scalar(COUNT_DONE).fetch_one(&self.read).await?;
-            stats.by_status.insert(EventStatus::Done.as_str().to_string(), done);
-            stats.oldest_due_age_seconds = self.oldest_due().await?.as_deref().and_then(crate::time::age_seconds);
-            let (minute, hour) = query::rate_windows();
-            let rate = |status: EventStatus, since: String| async move {
-                sqlx::query_scalar::<_, i64>(FINISHED_SINCE)
-                    .bind(status.as_str())
-                    .bind(since)
-                    .fetch_one(&self.read)
-                    .await
-            };
-            stats.done_last_minute = rate(EventStatus::Done, minute.clone()).await?;
-            stats.failed_last_minute = rate(EventStatus::Error, minute).await?;
-            stats.done_last_hour = rate(EventStatus::Done, hour.clone()).await?;
-            stats.failed_last_hour = rate(EventStatus::Error, hour).await?;
-            Ok(stats)
-        })
-    }
-
     fn per_minute(&self, now: chrono::DateTime<chrono::Utc>, minutes: u32) -> StoreFuture<'_, Vec<MinuteCounts>> {
         Box::pin(async move { Ok(admin::per_minute(&self.read, now, minutes).await?) })
-    }
-
-    fn queue_depth(&self) -> StoreFuture<'_, QueueDepth> {
-        Box::pin(async move {
-            let rows = sqlx::query(COUNT_QUEUED).fetch_all(&self.read).await?;
-            let mut depth = QueueDepth::default();
-            for r in &rows {
-                depth.set(&r.try_get::<String, _>("status")?, r.try_get("n")?);
-            }
-            depth.oldest_due = self.oldest_due().await?;
-            Ok(depth)
-        })
     }
 
     fn purge_batch(&self, status: crate::domain::EventStatus, before: &str, limit: usize) -> StoreFuture<'_, u64> {
@@ -544,47 +358,6 @@ impl Store for SqliteStore {
                 Some(version) => Ok(version),
                 None => expect!(self.submit(Op::RoutingVersion), Int),
             }
-        })
-    }
-
-    fn routing_tables(&self) -> StoreFuture<'_, RoutingTables> {
-        Box::pin(async move {
-            let rules = sqlx::query(RULE_COLUMNS).fetch_all(&self.read).await?;
-            let mappings = sqlx::query(
-                "SELECT provider, action, handler_mode, handler_target, enabled, flow_json FROM provider_mappings",
-            )
-            .fetch_all(&self.read)
-            .await?;
-            Ok(RoutingTables {
-                rules: rules.iter().map(rows::rule).collect::<Result<_, _>>()?,
-                mappings: mappings.iter().map(rows::mapping).collect::<Result<_, _>>()?,
-            })
-        })
-    }
-
-    fn mapping(&self, provider: &str) -> StoreFuture<'_, Option<Mapping>> {
-        let provider = provider.to_string();
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT provider, action, handler_mode, handler_target, enabled, flow_json FROM provider_mappings WHERE provider = ?",
-            )
-            .bind(provider)
-            .fetch_optional(&self.read)
-            .await?;
-            Ok(row.as_ref().map(rows::mapping).transpose()?)
-        })
-    }
-
-    fn rules(&self, provider: &str) -> StoreFuture<'_, Vec<Rule>> {
-        let provider = provider.to_string();
-        Box::pin(async move {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "{RULE_COLUMNS} WHERE provider = ? ORDER BY priority, id"
-            )))
-            .bind(provider)
-            .fetch_all(&self.read)
-            .await?;
-            Ok(rows.iter().map(rows::rule).collect::<Result<_, _>>()?)
         })
     }
 

@@ -3,7 +3,9 @@
 //! migrated database. SQLite keeps no statistics, so a changed index `WHERE` or query term
 //! silently turns a page read into a table scan; these tests make that loud.
 
+use super::read::{COUNT_DONE, FINISHED_SINCE};
 use super::*;
+use crate::store::query::{COUNT_NOT_DONE, COUNT_QUEUED};
 
 /// The `detail` column of `EXPLAIN QUERY PLAN` for `sql`, every parameter NULL.
 fn plan(path: &Path, sql: &str) -> String {
