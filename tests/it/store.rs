@@ -947,6 +947,23 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
     assert_eq!(db.routing_version().await.unwrap(), v3);
     other
         .apply(RoutingChanges {
+            mappings: vec![mapping("github", "gh4", true)],
+            rules: vec![],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let v4 = db.routing_version().await.unwrap();
+    assert!(v4 > v3);
+    enqueue(db, "rv-2").await;
+    assert_eq!(db.claim(1, Duration::from_secs(60)).await.unwrap().len(), 1);
+    assert_eq!(
+        db.routing_version().await.unwrap(),
+        v4,
+        "the claim's reading is as new as the claim"
+    );
+    other
+        .apply(RoutingChanges {
             mappings: vec![mapping("github", "gh3", true)],
             rules: vec![],
             ..Default::default()
@@ -954,7 +971,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
         .await
         .unwrap();
     assert!(
-        db.routing_version().await.unwrap() > v3,
+        db.routing_version().await.unwrap() > v4,
         "a later change is not hidden by the claim's reading"
     );
 }

@@ -86,20 +86,22 @@ macro_rules! claim_sql {
                CASE WHEN e.replay_force <> 0 THEN NULL ELSE \
                  (SELECT json_agg(json_build_array(a.action, a.output_json)) FROM action_runs a \
                   WHERE a.event_row_id = e.id AND a.status = 'done')::text END AS done_runs, \
-               CASE WHEN e.replay_force <> 0 THEN NULL ELSE e.result_json END AS result_json \
+               CASE WHEN e.replay_force <> 0 THEN NULL ELSE e.result_json END AS result_json, \
+               (SELECT value FROM switchyard_meta WHERE key = 'routing_version') AS routing_version \
              FROM claimed c JOIN events e ON e.id = c.event_row_id"
         )
     };
 }
 
-/// Claims up to `limit` due events, oldest due first from where `cursor` says. An event
+/// Claims up to `limit` due events, oldest due first from where `cursor` says, and reads
+/// the routing version in the same snapshot (None when nothing was claimed). An event
 /// replayed with `force` is handed over without its done runs, so its actions run again.
 pub(super) async fn claim_due(
     pool: &PgPool,
     cursor: &ClaimCursor,
     limit: usize,
     lease: Duration,
-) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+) -> Result<(Vec<ClaimedEvent>, Option<i64>), sqlx::Error> {
     let now = time::now();
     let after = cursor.start();
     let query = match &after {
@@ -129,7 +131,11 @@ pub(super) async fn claim_due(
     }
     cursor.advance(last, claimed.len() >= limit);
     claimed.sort_by_key(|c| c.id);
-    Ok(claimed)
+    let version = match rows.first() {
+        Some(r) => Some(r.try_get::<Option<i64>, _>("routing_version")?.unwrap_or(0)),
+        None => None,
+    };
+    Ok((claimed, version))
 }
 
 /// One claimed event from a row of the claim statement.

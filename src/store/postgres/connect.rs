@@ -177,6 +177,7 @@ impl PgStore {
             schedules_wake: Arc::new(Notify::new()),
             listener: OnceLock::new(),
             claim_cursor: ClaimCursor::default(),
+            claimed_version: std::sync::Mutex::default(),
         })
     }
 }
