@@ -13,9 +13,9 @@
 # With PostgreSQL, a fresh database is created per phase on the server of the URL and
 # dropped afterwards; the URL's own database is never touched (its role needs CREATEDB).
 # The phases connect over TLS (`sslmode=require`) unless the URL sets an sslmode; the ingest
-# and every noop drain run both ways, plain text then TLS. The ingest and the 50k drain run in rounds (--rounds, default 3): plain
-# text, TLS and graphile-worker's drain of as many no-op jobs on the same server, interleaved;
-# the last section of the table judges the ratios on the rounds' medians.
+# and every noop drain run both ways, plain text then TLS, in rounds (--rounds, default 3),
+# with graphile-worker's drain of as many no-op jobs as the smallest drain on the same
+# server; the last section of the table judges the ratios on the rounds' medians.
 # Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
 # --strict to exit 2 on a missed target), non-zero when a step failed.
 set -euo pipefail

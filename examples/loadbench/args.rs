@@ -38,9 +38,10 @@ pub(crate) struct Args {
     /// Queue sizes drained with the noop mapping (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "50000,200000")]
     pub(crate) drain_sizes: Vec<usize>,
-    /// On PostgreSQL: rounds of the ingest phase (plain text, then TLS) and of the smallest
-    /// noop drain (plain, TLS, then graphile-worker), interleaved; ratios are judged on
-    /// the rounds' medians, since one pair of runs on a busy machine is mostly noise.
+    /// On PostgreSQL: rounds of the ingest phase (plain text, then TLS) and of the noop
+    /// drains (each size plain then TLS, graphile-worker after the smallest), interleaved;
+    /// ratios are judged on the rounds' medians, since one pair of runs on a busy machine
+    /// is mostly noise.
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
     /// graphile-worker's drain script (Node.js, packages installed beside it with npm) for
