@@ -39,8 +39,9 @@ const fn text(name: &'static str) -> Column {
 pub struct Table {
     /// Its name.
     pub name: &'static str,
-    /// The primary key's columns: pages are read in this order, and `--resume` skips rows
-    /// the target already holds under this key (or any other unique key).
+    /// A unique key (the primary key, or one an index serves on both backends): pages are
+    /// read in its order, and `--resume` skips rows the target already holds under this key
+    /// (or any other unique key).
     pub key: &'static [&'static str],
     /// A PostgreSQL identity column to move past the copied ids afterwards.
     pub identity: Option<&'static str>,
@@ -98,7 +99,8 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "event_attempts",
-        key: &["id"],
+        // PostgreSQL's primary key (migration 0034); SQLite has an index on the pair.
+        key: &["event_row_id", "id"],
         identity: Some("id"),
         columns: &[
             int("id"),

@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "hot claims",
         include_str!("../../../migrations/postgres/0033_hot_claims.sql"),
     ),
+    (
+        34,
+        "one attempts index",
+        include_str!("../../../migrations/postgres/0034_one_attempts_index.sql"),
+    ),
 ];
 
 /// `application_name` of our connections unless the URL sets one (visible in `pg_stat_activity`).
