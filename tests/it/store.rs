@@ -924,14 +924,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
 
     // An update (not only an insert) moves it too, and is visible through a second handle.
     let other = t.open_again().await;
-    other
-        .apply(RoutingChanges {
-            mappings: vec![mapping("github", "gh2", false)],
-            rules: vec![],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    set_github_mapping(&other, "gh2", false).await;
     let v3 = db.routing_version().await.unwrap();
     assert!(v3 > v2);
     assert!(!db.mapping("github").await.unwrap().unwrap().enabled);
@@ -945,14 +938,7 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
     enqueue(db, "rv-1").await;
     assert_eq!(db.claim(1, Duration::from_secs(60)).await.unwrap().len(), 1);
     assert_eq!(db.routing_version().await.unwrap(), v3);
-    other
-        .apply(RoutingChanges {
-            mappings: vec![mapping("github", "gh4", true)],
-            rules: vec![],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    set_github_mapping(&other, "gh4", true).await;
     let v4 = db.routing_version().await.unwrap();
     assert!(v4 > v3);
     enqueue(db, "rv-2").await;
@@ -962,18 +948,22 @@ async fn routing_version_moves_on_every_change(t: TestStore) {
         v4,
         "the claim's reading is as new as the claim"
     );
-    other
-        .apply(RoutingChanges {
-            mappings: vec![mapping("github", "gh3", true)],
-            rules: vec![],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    set_github_mapping(&other, "gh3", true).await;
     assert!(
         db.routing_version().await.unwrap() > v4,
         "a later change is not hidden by the claim's reading"
     );
+}
+
+/// Replaces the `github` mapping through `db`.
+async fn set_github_mapping(db: &Db, action: &str, enabled: bool) {
+    db.apply(RoutingChanges {
+        mappings: vec![mapping("github", action, enabled)],
+        rules: vec![],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 }
 
 async fn apply_is_all_or_nothing(t: TestStore) {
