@@ -7,8 +7,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::CHANNEL;
+use super::chunks::message_chunks;
 use super::retry::{CONFLICT_TRIES, RECONNECT_TRIES, conflict_pause, connection_lost, lock_conflict, reconnect_pause};
-use super::{CHANNEL, message_chunks};
 use crate::store::{Enqueued, NewEvent, StoreError};
 use crate::time;
 

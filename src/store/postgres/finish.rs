@@ -7,7 +7,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgPool, Postgres};
 use sqlx::query::Query;
 
 use super::attempts::record_attempts;
-use super::message_chunks;
+use super::chunks::message_chunks;
 use crate::domain::EventStatus;
 use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_payload, stored_result};
 use crate::time;

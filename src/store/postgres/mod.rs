@@ -23,6 +23,7 @@
 
 mod admin;
 mod attempts;
+mod chunks;
 mod claim;
 mod connect;
 mod enqueue;
@@ -118,14 +119,6 @@ impl PgStore {
     }
 }
 
-/// Most bytes of row data per statement when a batch is split ([`message_chunks`]): a
-/// bound on one statement's message, not a packet size. It was 12 KiB, one TLS record,
-/// while sqlx 0.9.0 left Nagle's algorithm on and a message spanning several records
-/// waited ~45 ms for delayed ACKs; sqlx 0.9.1 sets `TCP_NODELAY`, and with 256 KiB a
-/// drain's batch of finishes is one statement instead of about ten (docs/PERFORMANCE.md,
-/// issue 26).
-const MESSAGE_BYTES: usize = 256 * 1024;
-
 /// Finish transactions a worker keeps in flight ([`Store::finish_parallelism`]): with
 /// one, the drain ran at the pace of the server process executing it, one core, while the
 /// claim's process and the worker left the other core partly idle.
@@ -135,29 +128,6 @@ const FINISH_PARALLELISM: usize = 3;
 /// (a round trip and a commit's WAL flush), and at 256 a drain was paced by that loop
 /// rather than by the server's CPU.
 const CLAIM_BATCH: usize = 512;
-
-/// Splits `items` into consecutive runs of at most [`MESSAGE_BYTES`] by `size` (one item
-/// when a single item is larger), in order.
-fn message_chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let n = rest
-            .iter()
-            .take_while(|item| {
-                bytes += 100 + size(item);
-                bytes <= MESSAGE_BYTES
-            })
-            .count()
-            .max(1);
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
-    })
-}
 
 // Column lists as macros so that each statement is one `concat!`ed `&'static str`.
 macro_rules! rule_select {
@@ -609,19 +579,5 @@ impl Store for PgStore {
             self.schedules_wake.notified().await;
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn message_chunks_keep_order_and_bound_each_chunk() {
-        let k = MESSAGE_BYTES / 12;
-        let sizes = [5 * k, 5 * k, k, 20 * k, 10, 10, 3 * k];
-        let chunks: Vec<Vec<usize>> = message_chunks(&sizes, |s| *s).map(<[usize]>::to_vec).collect();
-        assert_eq!(chunks, [vec![5 * k, 5 * k, k], vec![20 * k], vec![10, 10, 3 * k]]);
-        assert_eq!(message_chunks(&[] as &[usize], |s| *s).count(), 0);
     }
 }
