@@ -7,6 +7,7 @@
 mod action_states;
 pub mod attempts;
 pub mod copy;
+pub(crate) mod counts;
 pub mod flow;
 mod query;
 pub(crate) mod rows;
@@ -41,9 +42,10 @@ use std::time::Duration;
 
 pub use action_states::ActionState;
 pub use attempts::AttemptRow;
+pub use counts::{QueueDepth, Stats};
 pub use query::{
-    Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, QueueDepth,
-    STATUSES, Stats, Transition,
+    Cursor, EventFilter, EventPage, EventSummary, FILTER_KEYS, FilterError, MAX_FILTER_LEN, PURGEABLE, STATUSES,
+    Transition,
 };
 pub use schedule::*;
 pub use series::MinuteCounts;

@@ -5,6 +5,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::*;
 use crate::domain::EventStatus;
+use crate::store::counts;
 use crate::store::query::{self, Dialect};
 use crate::store::{action_states, rows};
 
@@ -247,7 +248,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         stats.by_status.insert((*status).to_string(), 0);
     }
     // Two reads, each on its index: the status index holds no `done` rows.
-    for r in sqlx::query(query::PG_COUNT_NOT_DONE).fetch_all(pool).await? {
+    for r in sqlx::query(counts::PG_COUNT_NOT_DONE).fetch_all(pool).await? {
         stats.by_status.insert(r.try_get("status")?, r.try_get("n")?);
     }
     let done: i64 = sqlx::query_scalar(concat!(
@@ -270,7 +271,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
         .fetch_one(pool)
         .await
     };
-    query::fill_rates(&mut stats, rate).await?;
+    counts::fill_rates(&mut stats, rate).await?;
     Ok(stats)
 }
 
@@ -309,7 +310,7 @@ pub(super) async fn per_minute(
 /// The queue's depth.
 pub(super) async fn queue_depth(pool: &PgPool) -> Result<QueueDepth, sqlx::Error> {
     let mut depth = QueueDepth::default();
-    for r in sqlx::query(query::PG_COUNT_QUEUED).fetch_all(pool).await? {
+    for r in sqlx::query(counts::PG_COUNT_QUEUED).fetch_all(pool).await? {
         depth.set(&r.try_get::<String, _>("status")?, r.try_get("n")?);
     }
     depth.oldest_due = oldest_due(pool).await?;

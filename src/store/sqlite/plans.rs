@@ -5,7 +5,7 @@
 
 use super::read::{COUNT_DONE, FINISHED_SINCE};
 use super::*;
-use crate::store::query::{COUNT_NOT_DONE, COUNT_QUEUED};
+use crate::store::counts::{COUNT_NOT_DONE, COUNT_QUEUED};
 
 /// The `detail` column of `EXPLAIN QUERY PLAN` for `sql`, every parameter NULL.
 fn plan(path: &Path, sql: &str) -> String {

@@ -6,7 +6,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::finished_rows;
 use crate::domain::EventStatus;
-use crate::store::query::{self, COUNT_NOT_DONE, COUNT_QUEUED, Dialect};
+use crate::store::counts::{self, COUNT_NOT_DONE, COUNT_QUEUED};
+use crate::store::query::{self, Dialect};
 use crate::store::*;
 use crate::store::{action_states, rows};
 
@@ -138,7 +139,7 @@ pub(super) async fn stats(pool: &SqlitePool) -> Result<Stats, StoreError> {
             .fetch_one(pool)
             .await
     };
-    query::fill_rates(&mut stats, rate).await?;
+    counts::fill_rates(&mut stats, rate).await?;
     Ok(stats)
 }
 
