@@ -16,6 +16,10 @@
 # and every noop drain run both ways, plain text then TLS, in rounds (--rounds, default 3),
 # with graphile-worker's drain of as many no-op jobs as the smallest drain on the same
 # server; the last section of the table judges the ratios on the rounds' medians.
+# `--baseline REV` (PostgreSQL) also builds switchyard at git revision REV (once, under
+# target/baseline/) and runs its plain-text ingest in every round: issue 26 asks this
+# tree's TLS ingest not to fall below the plain ingest of the tree it was filed against
+# (`--baseline 0a863c0`).
 # Exit status: 0 when every step ran (targets missed are marked FAIL in the table; add
 # --strict to exit 2 on a missed target), non-zero when a step failed.
 set -euo pipefail
@@ -42,6 +46,33 @@ fi
 # examples, its dependencies would get the dev-dependencies' features too.
 cargo build --release --locked --bin switchyard
 cargo build --release --locked --example echo_ceiling --example loadbench
+
+# --baseline REV is run.sh's own; everything else goes to loadbench.
+baseline=""
+pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --baseline) baseline="${2:?--baseline needs a git revision}"; shift 2 ;;
+    --baseline=*) baseline="${1#--baseline=}"; shift ;;
+    *) pass+=("$1"); shift ;;
+  esac
+done
+set -- ${pass[@]+"${pass[@]}"}
+if [ -n "$baseline" ]; then
+  # The tree at REV is exported (no worktree to clean up) and built with its own lock file
+  # into a target directory shared by every baseline, so a second revision builds fast.
+  rev=$(git rev-parse --short=12 "$baseline^{commit}")
+  base_dir="target/baseline/$rev"
+  if [ ! -x "$base_dir/switchyard" ]; then
+    rm -rf "$base_dir/src"
+    mkdir -p "$base_dir/src"
+    git archive "$rev" | tar -x -C "$base_dir/src"
+    cargo build --release --locked --bin switchyard \
+      --manifest-path "$base_dir/src/Cargo.toml" --target-dir target/baseline/build
+    cp target/baseline/build/release/switchyard "$base_dir/switchyard"
+  fi
+  set -- --baseline-bin "$base_dir/switchyard" "$@"
+fi
 
 # A PostgreSQL URL may come from the environment; loadbench reads DATABASE_URL too, and an
 # explicit --database-url wins. Empty means unset, as for switchyard itself.

@@ -14,6 +14,12 @@ pub(crate) struct Args {
     /// The switchyard binary (release build).
     #[arg(long, default_value = "target/release/switchyard")]
     pub(crate) bin: PathBuf,
+    /// A switchyard binary of an earlier tree (`bench/run.sh --baseline REV` builds one). On
+    /// PostgreSQL its plain-text ingest runs in every round beside this tree's, and the
+    /// same-run ratios judge this tree's TLS ingest against it (issue 26: ingest over TLS not
+    /// below the plain figure of the tree the issue was filed against).
+    #[arg(long)]
+    pub(crate) baseline_bin: Option<PathBuf>,
     /// The echo ceiling binary (release build of examples/echo_ceiling.rs).
     #[arg(long, default_value = "target/release/examples/echo_ceiling")]
     pub(crate) echo: PathBuf,
@@ -38,7 +44,8 @@ pub(crate) struct Args {
     /// Queue sizes drained with the noop mapping (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "50000,200000")]
     pub(crate) drain_sizes: Vec<usize>,
-    /// On PostgreSQL: rounds of the ingest phase (plain text, then TLS) and of the noop
+    /// On PostgreSQL: rounds of the ingest phase (the baseline's plain text if
+    /// `--baseline-bin`, then plain text, then TLS) and of the noop
     /// drains (each size plain then TLS, graphile-worker after the smallest), interleaved;
     /// ratios are judged on the rounds' medians, since one pair of runs on a busy machine
     /// is mostly noise.

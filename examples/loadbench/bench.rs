@@ -1,7 +1,7 @@
 //! The benchmark's state and the helpers every phase uses: databases, processes, wrk, table lines.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub(crate) struct Bench {
     pub(crate) drain_rates: BTreeMap<(Option<Transport>, usize), Vec<f64>>,
     /// Every ingest phase's requests/s, by transport.
     pub(crate) ingest_rates: BTreeMap<Option<Transport>, Vec<f64>>,
+    /// The baseline binary's plain-text ingest requests/s (`--baseline-bin`), one per round.
+    pub(crate) baseline_ingest_rates: Vec<f64>,
     /// graphile-worker's jobs/s, one per round.
     pub(crate) graphile_rates: Vec<f64>,
     /// PostgreSQL databases created and not dropped yet (dropped at exit, even on failure).
@@ -89,8 +91,13 @@ impl Bench {
     }
 
     pub(crate) fn switchyard(&self, t: &Target, phase: &str) -> Command {
+        self.switchyard_bin(&self.args.bin, t, phase)
+    }
+
+    /// A command of the switchyard binary `bin` (this tree's or the baseline's).
+    pub(crate) fn switchyard_bin(&self, bin: &Path, t: &Target, phase: &str) -> Command {
         let dir = self.work.join(phase);
-        let mut c = Command::new(&self.args.bin);
+        let mut c = Command::new(bin);
         // A clean environment: the service's defaults, whatever the caller has exported,
         // and no .env (the working directory is the phase's own).
         c.env_clear()
@@ -145,16 +152,21 @@ impl Bench {
 
     /// Starts a switchyard role; HTTP roles are waited for until /healthz answers.
     pub(crate) async fn start(&self, t: &Target, phase: &str, role: &str) -> Result<Server> {
+        self.start_bin(&self.args.bin, t, phase, role).await
+    }
+
+    /// Starts a role of the switchyard binary `bin`, as [`Bench::start`] does.
+    pub(crate) async fn start_bin(&self, bin: &Path, t: &Target, phase: &str, role: &str) -> Result<Server> {
         let port = free_port()?;
         let log = std::fs::File::create(self.work.join(phase).join(format!("switchyard-{role}.log")))?;
         let child = self
-            .switchyard(t, phase)
+            .switchyard_bin(bin, t, phase)
             .arg(role)
             .env("PORT", port.to_string())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
-            .with_context(|| format!("starting {} {role}", self.args.bin.display()))?;
+            .with_context(|| format!("starting {} {role}", bin.display()))?;
         let pid = child.id().ok_or_else(|| anyhow!("switchyard exited at once"))? as i32;
         let mut server = Server {
             child,

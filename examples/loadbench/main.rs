@@ -74,7 +74,10 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<bool> {
     let mut args = Args::parse();
     // Children run in per-phase directories: make every path absolute first.
-    for p in [&mut args.bin, &mut args.echo, &mut args.lua] {
+    for p in [&mut args.bin, &mut args.echo, &mut args.lua]
+        .into_iter()
+        .chain(args.baseline_bin.as_mut())
+    {
         *p = std::fs::canonicalize(&*p).with_context(|| format!("{} not found (build first)", p.display()))?;
     }
     // Optional: a missing script is reported where the comparison would run.
@@ -104,6 +107,7 @@ async fn run() -> Result<bool> {
         ceiling_cpu_us: None,
         drain_rates: BTreeMap::new(),
         ingest_rates: BTreeMap::new(),
+        baseline_ingest_rates: Vec::new(),
         graphile_rates: Vec::new(),
         created: Vec::new(),
     };
@@ -175,9 +179,13 @@ impl Bench {
             &[None]
         };
         if wants("ingest") {
+            let baseline = pg && self.args.baseline_bin.is_some();
             for _ in 0..rounds {
+                if baseline {
+                    self.ingest(transports[0], true).await?;
+                }
                 for &transport in transports {
-                    self.ingest(transport).await?;
+                    self.ingest(transport, false).await?;
                 }
             }
         }

@@ -70,16 +70,25 @@ impl Bench {
 
     /// Rows stored vs 200s for a wrk run: every 200 must be stored; requests still in
     /// flight when wrk stopped may be stored without wrk seeing their 200.
-    /// On PostgreSQL over `transport`.
-    pub(crate) async fn ingest(&mut self, transport: Option<Transport>) -> Result<()> {
+    /// On PostgreSQL over `transport`; by the `--baseline-bin` binary when `baseline`.
+    pub(crate) async fn ingest(&mut self, transport: Option<Transport>, baseline: bool) -> Result<()> {
         let over = transport.map(|t| format!(", {}", t.label())).unwrap_or_default();
-        let section = format!("ingest, `http` role ({}{over})", self.backend());
+        let bin = match (&self.args.baseline_bin, baseline) {
+            (Some(bin), true) => bin.clone(),
+            _ => self.args.bin.clone(),
+        };
+        let of = if baseline {
+            format!(", baseline {}", bin.display())
+        } else {
+            String::new()
+        };
+        let section = format!("ingest, `http` role ({}{over}{of})", self.backend());
         println!("\n[{section}] durable ingest, no worker");
         let mut t = self.fresh("ingest").await?;
         if let Some(transport) = transport {
             t = t.over(transport);
         }
-        let server = self.start(&t, "ingest", "http").await?;
+        let server = self.start_bin(&bin, &t, "ingest", "http").await?;
         let probe = Probe::connect(&t).await?;
         let perf = Perf::start(
             self.args.perf_dir.as_deref(),
@@ -97,7 +106,11 @@ impl Bench {
         perf.stop().await;
         let db = self.db_cpu().zip(db0).map(|(a, b)| a.saturating_sub(b));
         self.report_wrk(&section, &w, cpu, switches, db);
-        self.ingest_rates.entry(transport).or_default().push(w.rps);
+        if baseline {
+            self.baseline_ingest_rates.push(w.rps);
+        } else {
+            self.ingest_rates.entry(transport).or_default().push(w.rps);
+        }
         self.others_line(&section, others);
         self.ratio_line(&section, &w, 0.33);
         self.cpu_ratio_line(&section, &w, cpu);

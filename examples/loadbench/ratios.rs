@@ -21,7 +21,8 @@ fn ratio(a: f64, b: f64, unit: &str) -> (f64, String) {
 }
 
 impl Bench {
-    /// TLS against plain text (ingest and drains), switchyard's plain drain against
+    /// TLS ingest against the baseline's plain ingest, TLS against plain text (ingest,
+    /// reported; drains, judged), switchyard's plain drain against
     /// graphile-worker, and each deeper queue against the smallest, from the medians of
     /// the rounds (each value listed, so the spread shows).
     pub(crate) fn same_run_ratios(&mut self, rounds: usize) {
@@ -36,13 +37,26 @@ impl Bench {
         let mut lines: Vec<(String, String, &str, Option<bool>)> = Vec::new();
 
         let ingest = |t| self.ingest_rates.get(&t).map(Vec::as_slice).unwrap_or_default();
-        if let (Some(a), Some(b)) = (median(ingest(tls)), median(ingest(plain))) {
+        // Issue 26's clause: this tree's TLS ingest not below the plain-text ingest of the
+        // tree it was filed against (`--baseline-bin`), measured in the same rounds.
+        let base = &self.baseline_ingest_rates;
+        if let (Some(a), Some(b)) = (median(ingest(tls)), median(base)) {
             let (r, text) = ratio(a, b, "req/s");
             lines.push((
-                "ingest TLS / plain".into(),
+                "ingest TLS / baseline's plain".into(),
+                format!("{text}; TLS {}, baseline plain {}", list(ingest(tls)), list(base)),
+                "≥ 1.0",
+                Some(r >= 1.0),
+            ));
+        }
+        // What TLS itself costs this tree's ingest: reported, not judged.
+        if let (Some(a), Some(b)) = (median(ingest(tls)), median(ingest(plain))) {
+            let (_, text) = ratio(a, b, "req/s");
+            lines.push((
+                "ingest TLS / plain, this tree".into(),
                 format!("{text}; TLS {}, plain {}", list(ingest(tls)), list(ingest(plain))),
-                "≥ 0.95",
-                Some(r >= 0.95),
+                "",
+                None,
             ));
         }
 
