@@ -6,6 +6,7 @@
 
 mod action_states;
 pub mod attempts;
+mod claim_times;
 pub mod copy;
 pub(crate) mod counts;
 pub mod flow;

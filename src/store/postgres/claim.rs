@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
@@ -93,16 +94,26 @@ macro_rules! claim_sql {
     };
 }
 
+/// What one claim took: the events, the routing version read in the same snapshot (None
+/// when nothing was claimed) and the claim time stored on them.
+pub(super) struct Claim {
+    pub(super) events: Vec<ClaimedEvent>,
+    pub(super) version: Option<i64>,
+    pub(super) at: DateTime<Utc>,
+    pub(super) text: String,
+}
+
 /// Claims up to `limit` due events, oldest due first from where `cursor` says, and reads
-/// the routing version in the same snapshot (None when nothing was claimed). An event
-/// replayed with `force` is handed over without its done runs, so its actions run again.
+/// the routing version in the same snapshot. An event replayed with `force` is handed over
+/// without its done runs, so its actions run again.
 pub(super) async fn claim_due(
     pool: &PgPool,
     cursor: &ClaimCursor,
     limit: usize,
     lease: Duration,
-) -> Result<(Vec<ClaimedEvent>, Option<i64>), sqlx::Error> {
-    let now = time::now();
+) -> Result<Claim, sqlx::Error> {
+    let at = Utc::now();
+    let now = time::format(at);
     let after = cursor.start();
     let query = match &after {
         None => sqlx::query(claim_sql!("")),
@@ -135,7 +146,12 @@ pub(super) async fn claim_due(
         Some(r) => Some(r.try_get::<Option<i64>, _>("routing_version")?.unwrap_or(0)),
         None => None,
     };
-    Ok((claimed, version))
+    Ok(Claim {
+        events: claimed,
+        version,
+        at,
+        text: now,
+    })
 }
 
 /// One claimed event from a row of the claim statement.
@@ -310,7 +326,7 @@ pub(super) async fn reclaim_expired_leases(pool: &PgPool, max_attempts: u32) -> 
            FROM moved m WHERE e.id = m.event_row_id \
            RETURNING e.id, e.event_id, m.exhausted, e.attempt_count, e.processing_started_at, e.status, \
              e.last_error), ",
-        record_attempts!("$2"),
+        record_attempts!("$2", "NULL::bigint"),
         " SELECT id, event_id, exhausted FROM applied"
     ))
     .bind(i64::from(max_attempts))

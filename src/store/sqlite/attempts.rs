@@ -11,50 +11,11 @@
 //! `INSERT … SELECT` ([`record`]) stays for attempts whose claim this writer did not note:
 //! reclaims, and claims made by another process or before a restart.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, params};
 
-/// This many claims noted and not ended means some ended elsewhere (another process
-/// reclaimed them): the notes are dropped rather than kept growing, and those finishes read
-/// the rows. A worker holds at most `WORKER_CONCURRENCY` (≤ 10,000) claims plus two
-/// claims (512 events) ahead.
-const MAX_CLAIM_TIMES: usize = 65_536;
-
-/// When this writer claimed each event whose attempt has not ended yet: the claim time
-/// it stored as the event's `processing_started_at`, kept by row id and attempt.
-#[derive(Default)]
-pub(super) struct ClaimTimes(HashMap<i64, Claimed>);
-
-struct Claimed {
-    attempt: i64,
-    /// As stored.
-    text: String,
-    at: DateTime<Utc>,
-}
-
-impl ClaimTimes {
-    /// Notes that attempt `attempt` of event `id` was claimed at `text` (`at`).
-    pub(super) fn claimed(&mut self, id: i64, attempt: i64, text: &str, at: DateTime<Utc>) {
-        if self.0.len() >= MAX_CLAIM_TIMES {
-            self.0.clear();
-        }
-        let text = text.to_string();
-        self.0.insert(id, Claimed { attempt, text, at });
-    }
-
-    /// Forgets event `id`'s claim: it ended without a finish here (released, held,
-    /// reclaimed), or its finish lost the claim.
-    pub(super) fn forget(&mut self, id: i64) {
-        self.0.remove(&id);
-    }
-
-    /// Forgets every claim (their transaction was rolled back).
-    pub(super) fn clear(&mut self) {
-        self.0.clear();
-    }
-}
+pub(super) use crate::store::claim_times::ClaimTimes;
+use crate::store::claim_times::duration_ms;
 
 /// How one attempt ended, as its finish recorded it on the event row.
 pub(super) struct Ended<'a> {
@@ -87,13 +48,10 @@ pub(super) fn record_ended<'a>(
     at: DateTime<Utc>,
     known: &mut Vec<Known<'a>>,
 ) -> rusqlite::Result<()> {
-    let Some(claim) = claims.0.remove(&ended.id).filter(|c| c.attempt == ended.attempt) else {
+    let Some(claim) = claims.take(ended.id, ended.attempt) else {
         return record(tx, ended.id, now);
     };
-    // Rounded to the millisecond as PostgreSQL's finish rounds it.
-    let duration_ms = (at - claim.at)
-        .num_microseconds()
-        .map(|us| (us as f64 / 1000.0).round() as i64);
+    let duration_ms = duration_ms(claim.at, at);
     known.push(Known {
         ended,
         started: claim.text,
