@@ -13,7 +13,7 @@ use crate::domain::LogFormat;
 /// idle-ping lines (logged at `info`) only when `RUST_LOG` asks for them (`sqlx=debug`).
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
-/// Installs the global subscriber (stderr, through [`Pending`]; call [`flush`] before
+/// Installs the global subscriber (stderr, through `Pending`; call [`flush`] before
 /// exiting). Safe to call once per process.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

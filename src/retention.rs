@@ -78,7 +78,7 @@ fn limits(done_days: u32, error_days: u32) -> [(EventStatus, u32); 5] {
     ]
 }
 
-/// Purges by the retention settings (days; 0 keeps forever) every [`INTERVAL`] until `stop`.
+/// Purges by the retention settings (days; 0 keeps forever) every `INTERVAL` until `stop`.
 pub async fn run(db: Db, done_days: u32, error_days: u32, mut stop: watch::Receiver<bool>) {
     loop {
         for (status, days) in limits(done_days, error_days) {

@@ -119,7 +119,7 @@ pub fn detect_payload(payload: &serde_json::Value) -> Detection {
     detection
 }
 
-/// Chooses the action: rules of the provider (enabled only, sorted by priority then id, first match: reasons get "rule:<name>" then the rule's signals), else the enabled mapping (reason "mapping:<provider>"), else no route (mapped_action None).
+/// Chooses the action: rules of the provider (enabled only, sorted by priority then id, first match: reasons get `"rule:<name>"` then the rule's signals), else the enabled mapping (reason `"mapping:<provider>"`), else no route (mapped_action None).
 ///
 /// A matching rule with `continue` lets evaluation go on: every later matching rule adds
 /// its action (and its reasons) up to and including the first one without `continue`

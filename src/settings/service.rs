@@ -79,6 +79,8 @@ pub struct Settings {
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Store Authorization, Cookie, Proxy-Authorization and Set-Cookie as received instead of "[redacted]" (0 or 1).
+    // The text is `--help`'s, where an escaped bracket would show: not a link for rustdoc.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, env = "STORE_SENSITIVE_HEADERS", value_name = "STORE_SENSITIVE_HEADERS", default_value = "0", value_parser = parse_flag)]
     pub store_sensitive_headers: bool,
 

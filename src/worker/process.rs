@@ -335,7 +335,7 @@ impl Processor {
     }
 
     /// Stores many outcomes in one store call when it can; an outcome is never given up
-    /// while the database may still take it ([`super::record`]).
+    /// while the database may still take it (`super::record`).
     pub async fn record_many(&self, finishes: Vec<Finish>) {
         for (row_id, applied) in super::record::store_outcomes(&self.db, finishes).await {
             if !applied {

@@ -12,7 +12,7 @@
 //! JSON message per line (`system` init, `assistant`, `user` tool results, …) ending with
 //! the same result object; those lines are the run's transcript ([`super::super::transcript`]).
 //! A run whose result has `is_error`, an `error_*` subtype or `permission_denials` fails
-//! even when the CLI exits 0 ([`super::cli_result`]).
+//! even when the CLI exits 0 (`super::cli_result`).
 //!
 //! The argv is `claude -p <instruction> --output-format json --system-prompt <prompt>
 //! --max-turns N --permission-mode M --strict-mcp-config [--model X] [--json-schema S]
@@ -26,7 +26,7 @@
 //! the default permission mode `dontAsk` denies every tool not pre-approved. Plain LLM
 //! calls (the `llm` handler, the classifier, `LLM_MODE=claude`) get no tools at all. The
 //! CLI runs in a fresh scratch directory (removed afterwards), not the service's, with the
-//! allowlisted environment of an LLM runner ([`super::child_env`]), plus
+//! allowlisted environment of an LLM runner ([`crate::handlers::child_env`]), plus
 //! `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`: without it the CLI sends a second request
 //! per run to title the session, which every run pays for and nobody reads.
 

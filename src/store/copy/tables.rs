@@ -229,7 +229,7 @@ pub const TABLES: &[Table] = &[
 ];
 
 /// Tables of a migrated database that are not copied on purpose. PostgreSQL's narrow
-/// queue (`event_queue`) is rebuilt from the copied events instead ([`super::sql::QUEUE_COPIED`]),
+/// queue (`event_queue`) is rebuilt from the copied events instead (`super::sql::QUEUE_COPIED`),
 /// and read from PostgreSQL, a claimed event's row carries its claim. Flow control's live
 /// state (`flow_*` but pools: slots held by running handlers, waits, rate-window starts,
 /// open debounce windows) belongs to the processes of the source, which are stopped for a

@@ -1,6 +1,6 @@
 //! The embedded SQLite backend.
 //!
-//! Writes go to the writer thread ([`writer`]): group commit, a reply only
+//! Writes go to the writer thread (`writer`): group commit, a reply only
 //! after `COMMIT`. Reads use a separate sqlx pool; WAL lets them run beside the writer.
 
 mod admin;
