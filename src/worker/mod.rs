@@ -23,10 +23,8 @@ pub use process::{Processor, Slots};
 
 use crate::store::{ClaimRef, ClaimedEvent, Db, Finish};
 
-/// Most events taken by one claim. Larger claims and finishes share the writer's
-/// transactions among more events: 256 drained 13–17 % faster than 64 (docs/PERFORMANCE.md).
-const MAX_CLAIM: usize = 256;
-/// Full claims that may be held beyond the running handlers, besides one per finish call
+/// Full claims ([`crate::store::Store::claim_batch`] events each) that may be held beyond
+/// the running handlers, besides one per finish call
 /// the store runs at once ([`crate::store::Store::finish_parallelism`]): one being claimed
 /// and handled while the others are stored. With none, a slot came back only once its
 /// outcome was stored, so on PostgreSQL the claim of the next batch waited for the finish
@@ -102,6 +100,8 @@ struct Pool {
     wake: Arc<Notify>,
     /// Bounds running handlers (WORKER_CONCURRENCY).
     handlers: Arc<Semaphore>,
+    /// Most events one claim takes ([`crate::store::Store::claim_batch`]).
+    claim_batch: usize,
     /// Bounds claimed events: while handlers are fast, up to [`CLAIMS_AHEAD`] claims ahead
     /// of them, so the next claim overlaps the running handlers and the storing of the last
     /// batch's outcomes instead of waiting for them (the drain benchmark is paced by that
@@ -113,7 +113,7 @@ struct Pool {
     in_flight: InFlight,
     tasks: JoinSet<()>,
     /// Unbounded in type only: every message carries a claim slot, so at most
-    /// WORKER_CONCURRENCY + (CLAIMS_AHEAD + finish calls) * MAX_CLAIM outcomes wait here.
+    /// WORKER_CONCURRENCY + (CLAIMS_AHEAD + finish calls) * claim batch outcomes wait here.
     outcomes: mpsc::UnboundedSender<(Finish, OwnedSemaphorePermit)>,
     recorder: JoinHandle<()>,
     renewer: JoinHandle<()>,
@@ -130,10 +130,12 @@ impl Pool {
         processor.set_wake(wake.clone());
         let in_flight: InFlight = Arc::default();
         let (outcomes, outcome_rx) = mpsc::unbounded_channel();
+        let claim_batch = db.claim_batch().max(1);
         Pool {
             handlers: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            claim_batch,
             permits: Arc::new(Semaphore::new(
-                cfg.concurrency.max(1) + (CLAIMS_AHEAD + db.finish_parallelism().max(1)) * MAX_CLAIM,
+                cfg.concurrency.max(1) + (CLAIMS_AHEAD + db.finish_parallelism().max(1)) * claim_batch,
             )),
             fast: Arc::new(AtomicBool::new(false)),
             tasks: JoinSet::new(),
@@ -172,9 +174,9 @@ impl Pool {
             _ = shutdown.changed() => return None,
         };
         let cap = if fast_now {
-            MAX_CLAIM
+            self.claim_batch
         } else {
-            self.handlers.available_permits().clamp(1, MAX_CLAIM)
+            self.handlers.available_permits().clamp(1, self.claim_batch)
         };
         let mut held = vec![first];
         while held.len() < cap {

@@ -214,6 +214,15 @@ impl TestStore {
             .expect("open the store again")
     }
 
+    /// The environment that points a `switchyard` process at this database.
+    pub fn process_env(&self) -> Vec<(&'static str, String)> {
+        match (&self.sqlite_path, &self.pg) {
+            (Some(path), _) => vec![("APP_DB_PATH", path.display().to_string())],
+            (_, Some(pg)) => vec![("DATABASE_URL", pg.url.clone())],
+            _ => unreachable!("a TestStore always has its database"),
+        }
+    }
+
     /// Runs backend-specific setup SQL directly on the database.
     pub async fn exec(&self, sqlite_sql: &str, pg_sql: &str) {
         match (self.backend, &self.sqlite_path, &self.pg) {

@@ -4,7 +4,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use switchyard::domain::{HandlerMode, Mapping};
+use switchyard::store::RoutingChanges;
+
 use crate::helpers::*;
+use crate::store::{Backend, TestStore, enqueue};
 
 fn write_commands(dir: &std::path::Path, commands: serde_json::Value) {
     std::fs::write(dir.join("commands.json"), commands.to_string()).unwrap();
@@ -176,4 +180,71 @@ async fn sigterm_releases_what_cannot_finish() {
         v["event"]["attempt_count"], 0,
         "a released claim does not use up an attempt"
     );
+}
+
+/// Quick handlers let a worker claim a whole batch at a time (`Store::claim_batch`): up to
+/// 256 events on SQLite, 512 on PostgreSQL, whose claims each cost a round trip and a WAL
+/// flush. A claim stamps one claim time on every event it takes, so the largest group of
+/// events sharing a `processing_started_at` is the largest claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_handlers_are_claimed_a_whole_batch_at_a_time() {
+    let stores = [
+        Some(TestStore::sqlite().await),
+        TestStore::postgres("worker::quick_handlers_are_claimed_a_whole_batch_at_a_time").await,
+    ];
+    for t in stores.into_iter().flatten() {
+        let batch = t.db.claim_batch();
+        let n = 3 * batch;
+        for i in 0..n {
+            enqueue(&t.db, &format!("batch-{i}")).await;
+        }
+        t.db.apply(RoutingChanges {
+            mappings: vec![Mapping {
+                provider: "unknown".into(),
+                action: "quick".into(),
+                handler_mode: HandlerMode::Noop,
+                handler_target: None,
+                enabled: true,
+                flow: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let env = t.process_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut worker = App::spawn_in(dir.path(), "worker", &env);
+        let done_sql = "SELECT CAST(count(*) AS TEXT) FROM events WHERE status = 'done'";
+        let start = Instant::now();
+        while t.sql_text(done_sql).await != n.to_string() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{:?}: {} of {n} done; logs:\n{}",
+                t.backend,
+                t.sql_text(done_sql).await,
+                worker.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.terminate();
+        let largest: usize = t
+            .sql_text(
+                "SELECT CAST(max(n) AS TEXT) FROM \
+                 (SELECT count(*) AS n FROM events GROUP BY processing_started_at) AS claims",
+            )
+            .await
+            .parse()
+            .unwrap();
+        let expected = match t.backend {
+            Backend::Sqlite => 256,
+            Backend::Postgres => 512,
+        };
+        assert_eq!(batch, expected, "{:?}", t.backend);
+        assert_eq!(
+            largest, batch,
+            "{:?}: the largest claim took {largest} events",
+            t.backend
+        );
+    }
 }
