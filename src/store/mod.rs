@@ -94,10 +94,11 @@ pub trait Store: Send + Sync + 'static {
         1
     }
 
-    /// Most events the worker takes in one claim while its handlers are fast (on SQLite
-    /// 256 drained 13–17 % faster than 64: the writer's transactions are shared among more
-    /// events). PostgreSQL's claim is a round trip and a commit waiting for the WAL flush,
-    /// paid once per claim, and takes more (docs/PERFORMANCE.md).
+    /// Most events the worker takes in one claim while its handlers are fast, and stores
+    /// in one [`Store::finish_many`] (on SQLite 256 drained 13–17 % faster than 64: the
+    /// writer's transactions are shared among more events). PostgreSQL's claim is a round
+    /// trip and a commit waiting for the WAL flush, paid once per claim, and takes more
+    /// (docs/PERFORMANCE.md).
     fn claim_batch(&self) -> usize {
         256
     }
