@@ -5,8 +5,11 @@
 //! stored claim time instead.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+
+use crate::store::{ClaimRef, ClaimedEvent};
 
 /// This many claims noted and not ended means some ended elsewhere (another process
 /// reclaimed them): the notes are dropped rather than kept growing, and those finishes read
@@ -65,6 +68,43 @@ impl ClaimTimes {
     /// Forgets every claim (their transaction was rolled back).
     pub(crate) fn clear(&mut self) {
         self.0.clear();
+    }
+}
+
+/// When the attempts a finish ends were claimed, by event id and attempt (those noted).
+pub(crate) type ClaimStarts = HashMap<(i64, i64), DateTime<Utc>>;
+
+/// [`ClaimTimes`] shared by a store's tasks (on PostgreSQL, claims and finishes run at once).
+#[derive(Default)]
+pub(crate) struct SharedClaimTimes(Mutex<ClaimTimes>);
+
+impl SharedClaimTimes {
+    fn lock(&self) -> MutexGuard<'_, ClaimTimes> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that `events` were claimed at `text` (`at`).
+    pub(crate) fn claimed(&self, events: &[ClaimedEvent], text: &str, at: DateTime<Utc>) {
+        let mut times = self.lock();
+        for e in events {
+            times.claimed(e.id, e.attempt_count, text, at);
+        }
+    }
+
+    /// When the attempts of `claims` were claimed, those noted.
+    pub(crate) fn starts(&self, claims: impl Iterator<Item = ClaimRef>) -> ClaimStarts {
+        let times = self.lock();
+        claims
+            .filter_map(|c| Some(((c.id, c.attempt), times.at(c.id, c.attempt)?)))
+            .collect()
+    }
+
+    /// Forgets the notes of attempts that ended (or were given back).
+    pub(crate) fn ended(&self, claims: impl Iterator<Item = ClaimRef>) {
+        let mut times = self.lock();
+        for c in claims {
+            times.ended(c.id, c.attempt);
+        }
     }
 }
 

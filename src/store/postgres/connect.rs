@@ -189,7 +189,7 @@ impl PgStore {
             listener: OnceLock::new(),
             claim_cursor: ClaimCursor::default(),
             claimed_version: std::sync::Mutex::default(),
-            claim_times: std::sync::Mutex::default(),
+            claim_times: Default::default(),
         })
     }
 }

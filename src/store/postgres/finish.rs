@@ -1,8 +1,8 @@
 //! Recording outcomes and action runs, many to a transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use sqlx::Row;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, Postgres};
@@ -11,18 +11,9 @@ use sqlx::query::Query;
 use super::attempts::record_attempts;
 use super::chunks::message_chunks;
 use crate::domain::EventStatus;
-use crate::store::claim_times::duration_ms;
+use crate::store::claim_times::{ClaimStarts, duration_ms};
 use crate::store::{ActionRunRecord, Finish, Outcome, run_input, stored_payload, stored_result};
 use crate::time;
-
-/// When this process claimed the attempts a finish ends, by event id and attempt (those
-/// noted in its [`ClaimTimes`](crate::store::claim_times::ClaimTimes)): their durations are
-/// computed here rather than by the statement.
-pub(super) type ClaimStarts = HashMap<(i64, i64), DateTime<Utc>>;
-
-pub(super) async fn finish_attempt(pool: &PgPool, f: &Finish, starts: &ClaimStarts) -> Result<bool, sqlx::Error> {
-    Ok(finish_batch(pool, std::slice::from_ref(f), starts).await?.remove(0))
-}
 
 /// Records many outcomes in one transaction, one statement per chunk of outcomes
 /// ([`message_chunks`]): it updates the events from arrays (each fenced by its claim),

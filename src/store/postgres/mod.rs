@@ -47,10 +47,10 @@ pub use connect::PgOptions;
 pub(crate) use connect::{connect_options, migrated_connection};
 
 use super::*;
-use crate::store::claim_times::ClaimTimes;
+use crate::store::claim_times::SharedClaimTimes;
 use claim::{ClaimCursor, claim_due, reclaim_expired_leases, release_claims, renew_leases};
 use enqueue::EnqueueRequest;
-use finish::{ClaimStarts, finish_attempt, finish_batch, start_run};
+use finish::{finish_batch, start_run};
 use listen::{Wakes, listen_loop};
 use retry::retry;
 use routing::{apply_changes, rules_from_rows};
@@ -87,7 +87,7 @@ pub struct PgStore {
     /// a round trip per claim.
     claimed_version: std::sync::Mutex<Option<i64>>,
     /// When this process claimed the events it holds, for the attempts' durations.
-    claim_times: std::sync::Mutex<ClaimTimes>,
+    claim_times: SharedClaimTimes,
 }
 
 impl Drop for PgStore {
@@ -107,31 +107,6 @@ impl PgStore {
             .await
         {
             tracing::debug!(error = %e, "NOTIFY failed; other instances will find the work by polling");
-        }
-    }
-
-    /// The claim times this process noted.
-    fn claim_times(&self) -> std::sync::MutexGuard<'_, ClaimTimes> {
-        self.claim_times.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// When this process claimed the attempts `finishes` end, those it noted.
-    fn claim_starts(&self, finishes: &[Finish]) -> ClaimStarts {
-        let times = self.claim_times();
-        finishes
-            .iter()
-            .filter_map(|f| {
-                let at = times.at(f.claim.id, f.claim.attempt)?;
-                Some(((f.claim.id, f.claim.attempt), at))
-            })
-            .collect()
-    }
-
-    /// Forgets the claim times of attempts that ended (or were given back).
-    fn ended(&self, claims: impl Iterator<Item = ClaimRef>) {
-        let mut times = self.claim_times();
-        for c in claims {
-            times.ended(c.id, c.attempt);
         }
     }
 
@@ -214,10 +189,7 @@ impl Store for PgStore {
             if let Some(version) = claim.version {
                 *self.claimed_version.lock().unwrap_or_else(PoisonError::into_inner) = Some(version);
             }
-            let mut times = self.claim_times();
-            for e in &claim.events {
-                times.claimed(e.id, e.attempt_count, &claim.text, claim.at);
-            }
+            self.claim_times.claimed(&claim.events, &claim.text, claim.at);
             Ok(claim.events)
         })
     }
@@ -234,21 +206,16 @@ impl Store for PgStore {
     fn finish(&self, finish: Finish) -> StoreFuture<'_, bool> {
         // A retry after a COMMIT whose reply was lost finds the event no longer
         // `processing` and answers false; the outcome stored is still this one.
-        Box::pin(async move {
-            let starts = self.claim_starts(std::slice::from_ref(&finish));
-            let applied = retry("finish", || finish_attempt(&self.pool, &finish, &starts)).await?;
-            self.ended(std::iter::once(finish.claim));
-            Ok(applied)
-        })
+        Box::pin(async move { Ok(self.finish_many(vec![finish]).await?.remove(0)) })
     }
 
     fn finish_many(&self, finishes: Vec<Finish>) -> StoreFuture<'_, Vec<bool>> {
         // Safe to retry whole: the transaction either committed nothing or everything,
         // and each finish is fenced by its claim.
         Box::pin(async move {
-            let starts = self.claim_starts(&finishes);
+            let starts = self.claim_times.starts(finishes.iter().map(|f| f.claim));
             let applied = retry("finish", || finish_batch(&self.pool, &finishes, &starts)).await?;
-            self.ended(finishes.iter().map(|f| f.claim));
+            self.claim_times.ended(finishes.iter().map(|f| f.claim));
             Ok(applied)
         })
     }
@@ -259,7 +226,7 @@ impl Store for PgStore {
                 return Ok(0);
             }
             let n = retry("release", || release_claims(&self.pool, &claims)).await?;
-            self.ended(claims.iter().copied());
+            self.claim_times.ended(claims.iter().copied());
             if n > 0 {
                 self.notify().await;
             }
@@ -453,7 +420,7 @@ impl Store for PgStore {
     fn hold(&self, claim: ClaimRef, reason: String, until: String) -> StoreFuture<'_, bool> {
         Box::pin(async move {
             let held = retry("hold", || spend::hold(&self.pool, claim, &reason, &until)).await?;
-            self.ended(std::iter::once(claim));
+            self.claim_times.ended(std::iter::once(claim));
             Ok(held)
         })
     }
