@@ -5,7 +5,7 @@
 //! stored claim time instead.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -25,19 +25,20 @@ pub(crate) struct ClaimTimes(HashMap<i64, Claimed>);
 pub(crate) struct Claimed {
     /// The attempt number the claim set.
     pub(crate) attempt: i64,
-    /// The claim time as stored (the event's `processing_started_at`).
-    pub(crate) text: String,
+    /// The claim time as stored (the event's `processing_started_at`), one allocation
+    /// shared by every event of the claim.
+    pub(crate) text: Arc<str>,
     /// The claim time.
     pub(crate) at: DateTime<Utc>,
 }
 
 impl ClaimTimes {
     /// Notes that attempt `attempt` of event `id` was claimed at `text` (`at`).
-    pub(crate) fn claimed(&mut self, id: i64, attempt: i64, text: &str, at: DateTime<Utc>) {
+    pub(crate) fn claimed(&mut self, id: i64, attempt: i64, text: &Arc<str>, at: DateTime<Utc>) {
         if self.0.len() >= MAX_CLAIM_TIMES {
             self.0.clear();
         }
-        let text = text.to_string();
+        let text = text.clone();
         self.0.insert(id, Claimed { attempt, text, at });
     }
 
@@ -85,9 +86,10 @@ impl SharedClaimTimes {
 
     /// Notes that `events` were claimed at `text` (`at`).
     pub(crate) fn claimed(&self, events: &[ClaimedEvent], text: &str, at: DateTime<Utc>) {
+        let text: Arc<str> = Arc::from(text);
         let mut times = self.lock();
         for e in events {
-            times.claimed(e.id, e.attempt_count, text, at);
+            times.claimed(e.id, e.attempt_count, &text, at);
         }
     }
 
@@ -128,14 +130,14 @@ mod tests {
     fn notes_are_per_attempt() {
         let mut c = ClaimTimes::default();
         let t = at("2026-12-05T15:00:00.000100Z");
-        c.claimed(7, 2, "2026-12-05T15:00:00.000100Z", t);
+        c.claimed(7, 2, &Arc::from("2026-12-05T15:00:00.000100Z"), t);
         assert_eq!(c.at(7, 2), Some(t));
         assert_eq!(c.at(7, 1), None, "another attempt's claim is not this one");
         c.ended(7, 1);
         assert_eq!(c.at(7, 2), Some(t), "an earlier attempt's end keeps the later claim");
         c.ended(7, 2);
         assert_eq!(c.at(7, 2), None);
-        c.claimed(8, 1, "x", t);
+        c.claimed(8, 1, &Arc::from("x"), t);
         assert!(c.take(8, 2).is_none(), "a note of another attempt is not taken");
         assert_eq!(c.at(8, 1), None, "but dropped");
     }

@@ -29,7 +29,7 @@ pub(super) struct Ended<'a> {
 /// An ended attempt whose claim this writer noted, waiting for [`insert`].
 pub(super) struct Known<'a> {
     ended: Ended<'a>,
-    started: String,
+    started: std::sync::Arc<str>,
     duration_ms: Option<i64>,
 }
 
@@ -95,7 +95,7 @@ pub(super) fn insert(tx: &Transaction<'_>, known: &[Known<'_>], now: &str) -> ru
                 let p = 2 + r * 6;
                 stmt.raw_bind_parameter(p, k.ended.id)?;
                 stmt.raw_bind_parameter(p + 1, k.ended.attempt)?;
-                stmt.raw_bind_parameter(p + 2, &k.started)?;
+                stmt.raw_bind_parameter(p + 2, &*k.started)?;
                 stmt.raw_bind_parameter(p + 3, k.ended.outcome)?;
                 stmt.raw_bind_parameter(p + 4, k.ended.error)?;
                 stmt.raw_bind_parameter(p + 5, k.duration_ms)?;

@@ -59,9 +59,10 @@ pub(super) fn claim(
     )?;
     let mut done =
         tx.prepare_cached("SELECT action, output_json FROM action_runs WHERE event_row_id = ?1 AND status = 'done'")?;
+    let claimed_at: std::sync::Arc<str> = std::sync::Arc::from(now);
     for event in &mut claimed {
         take.execute(params![now, until, event.attempt_count, event.id])?;
-        claims.claimed(event.id, event.attempt_count, now, clock.at);
+        claims.claimed(event.id, event.attempt_count, &claimed_at, clock.at);
         // A forced replay reruns every action, so it is told of no done runs.
         if event.forced {
             continue;
